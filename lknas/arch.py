@@ -1,0 +1,236 @@
+"""`ArchConfig`: the one frozen, fully resolved description of an architecture.
+
+Every layer of lknas speaks this object: the search space samples it, the builder turns it into a
+model, the search stores it and the exporter registers it with timm. It round-trips through plain
+dicts, YAML and JSON without loss and has a stable short hash.
+
+Fields that do not apply (e.g. `r_c` of a dense kernel) are `None`, so two configs that build the
+same network compare and hash equal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+KERNEL_TYPES = ("dense", "stripe", "peripheral", "dilated")
+BLOCK_TYPES = ("replk", "convnext", "unirep")
+STEM_TYPES = ("patch", "replk", "unirep")
+DOWNSAMPLE_TYPES = ("none", "patch", "conv3", "replk")
+HEAD_NORMS = ("ln", "bn", "none")
+SPARSITY_GROWTH = ("random", "gradient")
+SPARSITY_INIT = ("uniform", "erk", "snip")
+SPARSITY_TARGETS = ("large_kernels", "all")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The token mixer of a stage: kernel size(s), kernel type and their options.
+
+    `size` is a tuple cycled over the stage's blocks (UniRepLKNet alternates 13 and 3); most stages
+    have one size. `reparam` is the parallel small kernel (0 = none). `partial` is the fraction of
+    channels that goes through the large kernel; the rest is identity (PeLK's 3/8).
+    """
+
+    size: tuple[int, ...]
+    type: str = "dense"
+    reparam: int | None = 0
+    partial: float = 1.0
+    stripe_n: int | None = None
+    r_c: int | None = None
+    m: int | None = None
+    pos_embed: bool | None = None
+
+    @property
+    def max_size(self) -> int:
+        return max(self.size)
+
+    def size_of_block(self, index: int) -> int:
+        return self.size[index % len(self.size)]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: `depth` blocks of type `block` at `width` channels after `downsample`."""
+
+    depth: int
+    width: int
+    kernel: KernelSpec
+    block: str = "convnext"
+    mlp_ratio: float = 4.0
+    downsample: str = "patch"
+    grn: bool | None = None
+    layer_scale: float | None = None
+    se: bool | None = None
+    dw_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    type: str = "patch"
+    width: int = 96
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    norm: str = "ln"
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class SparsitySpec:
+    """SLaK-style dynamic sparsity; carried here, applied by the trainer."""
+
+    density: float = 0.6
+    prune_rate: float = 0.3
+    update_interval: int = 100
+    growth: str = "random"
+    init: str = "erk"
+    targets: str = "large_kernels"
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A complete macro-architecture: stem, stages, head, regularization and sparsity."""
+
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec = field(default_factory=HeadSpec)
+    drop_path: float = 0.0
+    sparsity: SparsitySpec | None = None
+
+    # ----------------------------------------------------------------- derived views
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def kernel_sizes(self) -> tuple[int, ...]:
+        """The largest kernel of each stage."""
+        return tuple(s.kernel.max_size for s in self.stages)
+
+    @property
+    def kernel_types(self) -> tuple[str, ...]:
+        return tuple(s.kernel.type for s in self.stages)
+
+    def summary(self) -> str:
+        """One line for logs, tables and plot hovers."""
+        ktypes = sorted(set(self.kernel_types))
+        text = (
+            f"{'/'.join(ktypes)} k={'-'.join(map(str, self.kernel_sizes))} "
+            f"d={'-'.join(map(str, self.depths))} w={'-'.join(map(str, self.widths))}"
+        )
+        if self.sparsity is not None:
+            text += f" density={self.sparsity.density:g}"
+        return text
+
+    # ----------------------------------------------------------------- serialization
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict in the search-space file format with every value fixed.
+
+        Stage keys are flat (`kernel`, `kernel_type`, `r_c`, ...) exactly as in a space file, and
+        fields that do not apply are left out, so the YAML of an `ArchConfig` is itself a valid,
+        domain-free space file. Inverse of `from_dict`.
+        """
+        stages = []
+        for s in self.stages:
+            k = s.kernel
+            entry: dict[str, Any] = {
+                "depth": s.depth,
+                "width": s.width,
+                "kernel": k.size[0] if len(k.size) == 1 else list(k.size),
+                "kernel_type": k.type,
+                "reparam": k.reparam,
+                "partial": k.partial,
+                "stripe_n": k.stripe_n,
+                "r_c": k.r_c,
+                "m": k.m,
+                "pos_embed": k.pos_embed,
+                "block": s.block,
+                "mlp_ratio": s.mlp_ratio,
+                "downsample": s.downsample,
+                "grn": s.grn,
+                "layer_scale": s.layer_scale,
+                "se": s.se,
+                "dw_ratio": s.dw_ratio,
+            }
+            stages.append({key: v for key, v in entry.items() if v is not None})
+        return {
+            "stem": dataclasses.asdict(self.stem),
+            "stages": stages,
+            "head": dataclasses.asdict(self.head),
+            "drop_path": self.drop_path,
+            "sparsity": None if self.sparsity is None else dataclasses.asdict(self.sparsity),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
+        """Rebuild from `to_dict` output (trusted input). Hand-written files go through
+        `lknas.load_arch`, which validates them and reports errors with key paths."""
+        stages = []
+        for s in data["stages"]:
+            size = s["kernel"]
+            kernel = KernelSpec(
+                size=tuple(size) if isinstance(size, (list, tuple)) else (size,),
+                type=s["kernel_type"],
+                reparam=s.get("reparam"),
+                partial=s.get("partial", 1.0),
+                stripe_n=s.get("stripe_n"),
+                r_c=s.get("r_c"),
+                m=s.get("m"),
+                pos_embed=s.get("pos_embed"),
+            )
+            stages.append(
+                StageSpec(
+                    depth=s["depth"],
+                    width=s["width"],
+                    kernel=kernel,
+                    block=s["block"],
+                    mlp_ratio=s["mlp_ratio"],
+                    downsample=s["downsample"],
+                    grn=s.get("grn"),
+                    layer_scale=s.get("layer_scale"),
+                    se=s.get("se"),
+                    dw_ratio=s.get("dw_ratio"),
+                )
+            )
+        sparsity = data.get("sparsity")
+        return cls(
+            stem=StemSpec(**data["stem"]),
+            stages=tuple(stages),
+            head=HeadSpec(**data.get("head", {})),
+            drop_path=data.get("drop_path", 0.0),
+            sparsity=SparsitySpec(**sparsity) if sparsity else None,
+        )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ArchConfig:
+        return cls.from_dict(yaml.safe_load(text))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        return cls.from_dict(json.loads(text))
+
+    def hash(self, length: int = 10) -> str:
+        """Stable short content hash, used to name trials and files."""
+        digest = hashlib.sha256(self.to_json().encode()).hexdigest()
+        return digest[:length]
+
+    def replace(self, **changes: Any) -> ArchConfig:
+        return dataclasses.replace(self, **changes)
+
+

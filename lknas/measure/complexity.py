@@ -1,0 +1,91 @@
+"""Params and FLOPs as the large-kernel papers count them.
+
+FLOPs are fvcore's count (multiply-accumulates) of the *deploy* form at a square input; params are
+the trainable weights of the training form (what the papers' tables quote) and of the deploy form.
+For architectures with dynamic sparsity the non-zero params and the FLOPs of the non-zero weights
+are reported too: measured from the weights where they are already sparse (a trained model), else
+the expected count at the target density (a freshly built one).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig
+from lknas.models import build_model, reparameterize
+from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
+
+logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters, each shared tensor once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[int, dict[str, int]]:
+    """fvcore MACs of one forward pass at batch 1, total and per leaf module name."""
+    from fvcore.nn import FlopCountAnalysis
+
+    x = torch.zeros(1, in_chans, resolution, resolution)
+    analysis = FlopCountAnalysis(model.eval(), x)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    return int(analysis.total()), {k: int(v) for k, v in analysis.by_module().items()}
+
+
+def _nonzero_fraction(weight: torch.Tensor) -> float:
+    return float(torch.count_nonzero(weight)) / weight.numel()
+
+
+def complexity(
+    model: nn.Module | ArchConfig | str | dict,
+    resolution: int = 224,
+    in_chans: int = 3,
+) -> dict[str, Any]:
+    """Count params and FLOPs of `model` (an nn.Module built by lknas, or anything `build_model`
+    accepts) at `resolution` x `resolution`.
+
+    Returns a dict with `params`, `params_deploy`, `flops`, `resolution`, and for sparse
+    architectures also `params_nonzero`, `flops_sparse`, `density` and `sparsity_targets`.
+    """
+    if not isinstance(model, nn.Module):
+        model = build_model(model, in_chans=in_chans)
+    was_training = model.training
+    deploy = reparameterize(model)
+    model.train(was_training)
+
+    flops, by_module = count_flops(deploy, resolution, in_chans)
+    result: dict[str, Any] = {
+        "params": count_params(model),
+        "params_deploy": count_params(deploy),
+        "flops": flops,
+        "resolution": resolution,
+    }
+    arch: ArchConfig | None = getattr(model, "arch", None)
+    if arch is not None and arch.sparsity is not None:
+        spec = arch.sparsity
+        result.update(density=spec.density, sparsity_targets=spec.targets)
+        result["params_nonzero"] = result["params"] - sum(
+            p.numel() - _expected_nonzero(p, spec.density)
+            for p in sparse_parameters(model, spec.targets)
+        )
+        flops_sparse = float(flops)
+        for name, module in deploy_sparse_modules(deploy, spec.targets):
+            fraction = _nonzero_fraction(module.weight)
+            density = fraction if fraction < 1.0 else spec.density
+            flops_sparse -= by_module.get(name, 0) * (1.0 - density)
+        result["flops_sparse"] = int(round(flops_sparse))
+    return result
+
+
+def _expected_nonzero(param: torch.Tensor, density: float) -> int:
+    """Non-zeros of a masked weight: measured if already sparse, else at the target density."""
+    measured = int(torch.count_nonzero(param))
+    if measured < param.numel():
+        return measured
+    return int(round(density * param.numel()))

@@ -1,0 +1,267 @@
+"""The non-architecture sections of a space file: `train`, `search` and `constraints`.
+
+Each is a frozen dataclass with the documented defaults and a `to_dict()` in space-file form.
+`parse_train`, `parse_search` and `parse_constraints` validate the raw mappings, collecting problems.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lknas.space.domains import Constant, Domain
+from lknas.space.fields import (
+    Field, Invalid, Issues, describe, did_you_mean, enum_field, float_field, int_field,
+    is_number, parse_field, str_field,
+)
+
+OPTIMIZERS = ("adamw", "sgd", "adam", "lamb", "lion")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid", "cmaes")
+SCHEDULERS = ("fifo", "asha")
+OBJECTIVE_MODES = {"accuracy": "max", "latency": "min", "params": "min", "flops": "min", "erf": "max"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Proxy-training settings. `lr` and `weight_decay` may be domains (searched with the arch)."""
+
+    dataset: str = "pathfinder"
+    resolution: int = 64
+    epochs: int = 10
+    steps: int | None = None
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float | Domain = 2e-3
+    weight_decay: float | Domain = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    num_classes: int | None = None
+    subset: int | None = None
+    time_limit: float | None = None
+    seed: int = 0
+
+    @property
+    def is_fixed(self) -> bool:
+        return not any(isinstance(v, Domain) for v in (self.lr, self.weight_decay))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _raw(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    mode: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "mode": self.mode}
+
+
+DEFAULT_OBJECTIVES = (Objective("accuracy", "max"), Objective("latency", "min"))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search: sampler, objectives, trial count and Ray Tune resources."""
+
+    sampler: str = "tpe"
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+    trials: int = 20
+    scheduler: str = "fifo"
+    seed: int = 0
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    time_budget: float | None = None
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna study directions, one per objective."""
+        return ["maximize" if o.mode == "max" else "minimize" for o in self.objectives]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["objectives"] = [o.to_dict() for o in self.objectives]
+        return data
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard limits on a sampled architecture, measured at `resolution`."""
+
+    max_params: int | None = None
+    min_params: int | None = None
+    max_flops: int | None = None
+    min_flops: int | None = None
+    resolution: int = 64
+
+    def violations(self, params: float | None = None, flops: float | None = None) -> list[str]:
+        """Human-readable reasons why measured params / FLOPs break the limits (empty if none)."""
+        out = []
+        for what, value in (("params", params), ("flops", flops)):
+            lo, hi = getattr(self, f"min_{what}"), getattr(self, f"max_{what}")
+            if value is not None and hi is not None and value > hi:
+                out.append(f"{what} {value:,.0f} > max_{what} {hi:,}")
+            if value is not None and lo is not None and value < lo:
+                out.append(f"{what} {value:,.0f} < min_{what} {lo:,}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _raw(v: Any) -> Any:
+    return v.to_raw() if isinstance(v, Domain) else v
+
+
+# ----------------------------------------------------------------------------- parsing
+_TRAIN_FIELDS: dict[str, Field] = {
+    "dataset": str_field("dataset"),
+    "resolution": int_field("resolution", 16, 1024, searchable=False),
+    "epochs": int_field("epochs", 1, searchable=False),
+    "steps": int_field("steps", 1, nullable=True, searchable=False),
+    "batch_size": int_field("batch_size", 1, searchable=False),
+    "optimizer": enum_field("optimizer", OPTIMIZERS, searchable=False),
+    "lr": float_field("lr", 0, lo_open=True),
+    "weight_decay": float_field("weight_decay", 0),
+    "warmup_epochs": float_field("warmup_epochs", 0, searchable=False),
+    "label_smoothing": float_field("label_smoothing", 0, 1, hi_open=True, searchable=False),
+    "num_classes": int_field("num_classes", 1, nullable=True, searchable=False),
+    "subset": int_field("subset", 1, nullable=True, searchable=False),
+    "time_limit": float_field("time_limit", 0, lo_open=True, nullable=True, searchable=False),
+    "seed": int_field("seed", 0, searchable=False),
+}
+_SEARCH_FIELDS: dict[str, Field] = {
+    "sampler": enum_field("sampler", SAMPLERS, searchable=False),
+    "trials": int_field("trials", 1, searchable=False),
+    "scheduler": enum_field("scheduler", SCHEDULERS, searchable=False),
+    "seed": int_field("seed", 0, searchable=False),
+    "max_concurrent": int_field("max_concurrent", 1, nullable=True, searchable=False),
+    "cpus_per_trial": float_field("cpus_per_trial", 0, lo_open=True, searchable=False),
+    "gpus_per_trial": float_field("gpus_per_trial", 0, searchable=False),
+    "time_budget": float_field("time_budget", 0, lo_open=True, nullable=True, searchable=False),
+}
+_SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "seed", "max_concurrent",
+                "cpus_per_trial", "gpus_per_trial", "time_budget")
+
+
+def section(raw: Any, path: str, issues: Issues) -> dict[str, Any]:
+    """A section's mapping ({} for absent/null); a problem if it is something else."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        issues.append((path, f"{path} must be a mapping of keys to values; got {describe(raw)}"))
+        return {}
+    return raw
+
+
+def _fields(raw: dict[str, Any], fields: dict[str, Field], keys: tuple[str, ...], path: str,
+            issues: Issues, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in skip:
+            continue
+        if key not in fields:
+            issues.append((f"{path}.{key}", did_you_mean(key, keys)))
+            continue
+        dom = parse_field(fields[key], value, f"{path}.{key}", issues)
+        if dom is not None:
+            out[key] = dom.value if isinstance(dom, Constant) else dom
+    return out
+
+
+def parse_train(raw: Any, issues: Issues) -> TrainConfig:
+    data = section(raw, "train", issues)
+    return TrainConfig(**_fields(data, _TRAIN_FIELDS, tuple(_TRAIN_FIELDS), "train", issues))
+
+
+def parse_objectives(raw: Any, issues: Issues) -> tuple[Objective, ...]:
+    path = "search.objectives"
+    if not isinstance(raw, list) or not raw:
+        issues.append((path, "objectives must be a non-empty list, e.g. [accuracy, latency] or "
+                             "[{name: accuracy, mode: max}]; got " + describe(raw)))
+        return DEFAULT_OBJECTIVES
+    names = tuple(OBJECTIVE_MODES)
+    out: list[Objective] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        p = f"{path}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            issues.append((p, f"an objective is a name ({', '.join(names)}) or {{name: ..., mode: max|min}}; "
+                              f"got {describe(item)}"))
+            continue
+        for key in item:
+            if key not in ("name", "mode"):
+                issues.append((f"{p}.{key}", did_you_mean(key, ("name", "mode"))))
+        try:
+            name = enum_field("objective name", names).check(item.get("name"))
+        except Invalid as err:
+            issues.append((f"{p}.name", err.message))
+            continue
+        if name in seen:
+            issues.append((p, f"objective '{name}' is listed twice; list each objective once"))
+            continue
+        seen.add(name)
+        mode = item.get("mode", OBJECTIVE_MODES[name])
+        if mode not in ("max", "min"):
+            issues.append((f"{p}.mode", f"mode must be max or min; got {describe(mode)}"))
+            continue
+        out.append(Objective(name, mode))
+    return tuple(out) or DEFAULT_OBJECTIVES
+
+
+def parse_search(raw: Any, issues: Issues) -> SearchConfig:
+    data = section(raw, "search", issues)
+    values = _fields(data, _SEARCH_FIELDS, _SEARCH_KEYS, "search", issues, skip=("objectives",))
+    if "objectives" in data:
+        values["objectives"] = parse_objectives(data["objectives"], issues)
+    return SearchConfig(**values)
+
+
+_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kmgt]?)\s*$", re.IGNORECASE)
+
+
+def parse_count(value: Any) -> int:
+    """5, 5e6, '5M', '1.2G', '300k' -> an integer count; raises Invalid otherwise."""
+    if is_number(value) and value >= 0:
+        return int(round(value))
+    if isinstance(value, str):
+        m = _COUNT.match(value)
+        if m:
+            number = float(m.group(1) + (f"e{m.group(2)}" if m.group(2) else ""))
+            return int(round(number * _SUFFIX[m.group(3).lower()]))
+    raise Invalid(f"expected a non-negative number such as 5000000, '5M', '1.2G' or '300k'; got {describe(value)}")
+
+
+_CONSTRAINT_KEYS = ("max_params", "min_params", "max_flops", "min_flops", "resolution")
+
+
+def parse_constraints(raw: Any, issues: Issues, default_resolution: int) -> Constraints:
+    data = section(raw, "constraints", issues)
+    values: dict[str, Any] = {"resolution": default_resolution}
+    for key, value in data.items():
+        path = f"constraints.{key}"
+        if key not in _CONSTRAINT_KEYS:
+            issues.append((path, did_you_mean(key, _CONSTRAINT_KEYS)))
+        elif key == "resolution":
+            dom = parse_field(int_field("resolution", 16, 1024, searchable=False), value, path, issues)
+            if dom is not None:
+                values[key] = dom.value  # type: ignore[attr-defined]
+        elif value is not None:
+            try:
+                values[key] = parse_count(value)
+            except Invalid as err:
+                issues.append((path, f"{key}: {err.message}"))
+    for what in ("params", "flops"):
+        lo, hi = values.get(f"min_{what}"), values.get(f"max_{what}")
+        if lo is not None and hi is not None and lo > hi:
+            issues.append((f"constraints.min_{what}", f"min_{what} {lo:,} is greater than max_{what} {hi:,}; "
+                                                      f"min must be <= max"))
+    return Constraints(**values)

@@ -1,0 +1,90 @@
+"""The command line: help texts, exit codes, and no tracebacks for user errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lknas.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lknas", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def test_help_lists_every_subcommand():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in _subcommands():
+        assert name in result.stdout
+    assert {"validate", "sample", "count"} <= set(_subcommands())
+
+
+@pytest.mark.parametrize("name", _subcommands())
+def test_each_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    assert exc.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_validate_bundled_space_by_bare_name():
+    result = run_cli("validate", "peleK_space.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "dimensions" in result.stdout
+
+
+def test_invalid_space_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "stages:\n"
+        "  - {depth: 2, width: 32, kernel: 50}\n"
+        "  - {depth: 1, width: 64, kernel: {choice: [7, 8]}, kernal_type: dense}\n"
+    )
+    result = run_cli("validate", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "stages[0].kernel" in result.stderr
+    assert "stages[1].kernel.choice[1]" in result.stderr
+    assert "stages[1].kernal_type" in result.stderr
+    assert str(bad) in result.stderr
+
+
+def test_missing_file_exits_2(tmp_path):
+    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "nope.yaml" in result.stderr
+
+
+def test_sample_prints_a_loadable_config(tmp_path):
+    result = run_cli("sample", "peleK_space.yaml", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert len(data["stages"]) == 4
+    out = tmp_path / "arch.yaml"
+    out.write_text(result.stdout)
+    again = run_cli("sample", str(out), "--seed", "99")
+    assert again.returncode == 0, again.stderr
+    assert yaml.safe_load(again.stdout) == data
+
+
+def test_count_prints_params_and_flops():
+    result = run_cli("count", "search_spaces/reference/convnext_t.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert data["params"] == 28_589_128
+    assert abs(data["flops"] / 4.47e9 - 1) < 0.03

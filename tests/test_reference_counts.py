@@ -1,0 +1,52 @@
+"""The reference architectures reproduce the papers' params and FLOPs (within 3%)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lknas.measure import complexity
+from lknas.models import build_model
+from lknas.space import load_arch
+
+REFERENCE = Path(__file__).resolve().parents[1] / "search_spaces" / "reference"
+
+# (file, key, published value) from shared/REFERENCE.md; FLOPs are MACs at 224x224.
+PUBLISHED = [
+    ("replknet31b", "params", 79.3e6),
+    ("replknet31b", "flops", 15.3e9),
+    ("slak_t", "params", 50.7e6),
+    ("slak_t", "params_nonzero", 30e6),
+    ("slak_t", "flops_sparse", 5.0e9),
+    ("pelk_t", "params", 29e6),
+    ("pelk_t", "flops", 5.6e9),
+    ("unireplknet_t", "params", 31e6),
+    ("unireplknet_t", "flops", 4.9e9),
+    ("convnext_t", "params", 28.6e6),
+    ("convnext_t", "flops", 4.5e9),
+    ("convnextv2_t", "params", 28.6e6),
+    ("convnextv2_t", "flops", 4.47e9),
+]
+
+
+@pytest.fixture(scope="module")
+def counts():
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            arch = load_arch(REFERENCE / f"{name}.yaml")
+            cache[name] = complexity(build_model(arch), resolution=224)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name,key,published", PUBLISHED, ids=[f"{n}-{k}" for n, k, _ in PUBLISHED])
+def test_reference_matches_published(counts, name, key, published):
+    measured = counts(name)[key]
+    assert abs(measured / published - 1) <= 0.03, f"{name} {key}: {measured:,} vs {published:,.0f}"
+
+
+def test_convnext_t_params_equal_timm_exactly(counts):
+    assert counts("convnext_t")["params"] == 28_589_128
