@@ -158,7 +158,7 @@ class ArchConfig:
                 "mlp_ratio": s.mlp_ratio,
                 "downsample": s.downsample,
                 "grn": s.grn,
-                "layer_scale": s.layer_scale,
+                "layer_scale": s.layer_scale if s.layer_scale is not None or s.block == "replk" else 0.0,
                 "se": s.se,
                 "dw_ratio": s.dw_ratio,
             }
@@ -197,7 +197,7 @@ class ArchConfig:
                     mlp_ratio=s["mlp_ratio"],
                     downsample=s["downsample"],
                     grn=s.get("grn"),
-                    layer_scale=s.get("layer_scale"),
+                    layer_scale=s.get("layer_scale") or None,
                     se=s.get("se"),
                     dw_ratio=s.get("dw_ratio"),
                 )

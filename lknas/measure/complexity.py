@@ -56,7 +56,7 @@ def complexity(
     if not isinstance(model, nn.Module):
         model = build_model(model, in_chans=in_chans)
     was_training = model.training
-    deploy = reparameterize(model)
+    deploy = reparameterize(model, decompose_stripes=True)
     model.train(was_training)
 
     flops, by_module = count_flops(deploy, resolution, in_chans)
@@ -77,7 +77,7 @@ def complexity(
         flops_sparse = float(flops)
         for name, module in deploy_sparse_modules(deploy, spec.targets):
             fraction = _nonzero_fraction(module.weight)
-            density = fraction if fraction < 1.0 else spec.density
+            density = fraction if _is_masked(fraction, spec.density) else spec.density
             flops_sparse -= by_module.get(name, 0) * (1.0 - density)
         result["flops_sparse"] = int(round(flops_sparse))
     return result
@@ -86,6 +86,11 @@ def complexity(
 def _expected_nonzero(param: torch.Tensor, density: float) -> int:
     """Non-zeros of a masked weight: measured if already sparse, else at the target density."""
     measured = int(torch.count_nonzero(param))
-    if measured < param.numel():
+    if _is_masked(measured / param.numel(), density):
         return measured
     return int(round(density * param.numel()))
+
+
+def _is_masked(fraction: float, density: float) -> bool:
+    """True when a weight is visibly sparse (a trained, masked model), not an occasional zero."""
+    return fraction < 1.0 - (1.0 - density) / 2
