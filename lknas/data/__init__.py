@@ -1,0 +1,237 @@
+"""Data sets for proxy training: synthetic long-range tasks, image folders, CIFAR files.
+
+    from lknas.data import build_data
+    bundle = build_data("pathfinder:hard", resolution=64, batch_size=64, seed=0)
+    for x, y in bundle.train: ...        # x float32 (B,C,R,R) normalized, y int64, on `device`
+
+Names (the part after the first colon holds options or a path):
+
+- `pathfinder[:OPTIONS]`: LRA's Pathfinder, 2 classes, 1 channel (see `lknas.data.pathfinder`).
+  Options: `difficulty=easy|medium|hard` (path length 6 / 9 / 14 steps, 1 / 2 / 3 distractor
+  curves; a bare word is the difficulty: `pathfinder:hard`), `length=N` (steps),
+  `distractors=N`, `train=N`, `val=N`.
+- `shapes[:OPTIONS]`: textured geometric shapes, 8 classes, 3 channels (see `lknas.data.shapes`).
+  Options: `classes=N` (first N of circle, ring, square, frame, triangle, cross, star,
+  crescent), `train=N`, `val=N`.
+- `imagefolder:PATH`: PATH/train/<class>/* and PATH/val/<class>/* (or PATH/<class>/*, split 90/10
+  by a fixed rule); ImageNet mean/std.
+- `cifar10:PATH`, `cifar100:PATH`: the python pickle batches (never downloaded).
+
+Options are comma separated: `pathfinder:difficulty=medium,distractors=4,train=20000`.
+
+Synthetic sets are generated vectorized from the seed (train and val from separate streams, so the
+val set does not depend on the train size; a smaller train size or `subset` is a prefix of a larger
+one), kept in memory as uint8 tensors and served by tensor indexing. Default sizes: train 5000,
+val 1000 (a 64x64 epoch is 78 batches of 64; generating both sets takes about 0.2 s for
+pathfinder-easy, 0.5 s for pathfinder-hard and 3 s for shapes on one CPU core). They are cached
+on disk (see `lknas.data.cache`; `$LKNAS_CACHE`, default `~/.cache/lknas/data`). Normalization
+uses the per-channel mean/std of the generated train split.
+
+`augment=True`: timm's `create_transform` training pipeline (random resized crop, flip, colour
+jitter) for real data; random horizontal and vertical flips for the synthetic sets (label-safe for
+both). Real data without augmentation is resized (shorter side) and centre-cropped to `resolution`;
+CIFAR without augmentation (and CIFAR val) is resized as whole tensors (bilinear, antialiased).
+`subset` caps the training samples: a prefix for synthetic sets, a fixed seed-independent random
+subset for real data. `workers` is the DataLoader worker count for per-sample (real) pipelines.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lknas.data import cache as _cache
+from lknas.data import folders, pathfinder, shapes
+from lknas.data.base import KINDS, DataBundle, DataError, DataSpec, parse_spec
+from lknas.data.loaders import SampleLoader, TensorLoader
+
+DEFAULT_TRAIN_SIZE = 5000
+DEFAULT_VAL_SIZE = 1000
+SYNTHETIC = {"pathfinder": pathfinder, "shapes": shapes}
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 256
+
+__all__ = [
+    "DEFAULT_TRAIN_SIZE",
+    "DEFAULT_VAL_SIZE",
+    "KINDS",
+    "DataBundle",
+    "DataError",
+    "DataSpec",
+    "SampleLoader",
+    "TensorLoader",
+    "build_data",
+    "parse_spec",
+]
+
+
+def _positive_int(what: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    try:
+        v = int(value)
+    except ValueError:
+        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}") from None
+    if v < minimum:
+        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return v
+
+
+def build_data(
+    name: str,
+    resolution: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+    subset: int | None = None,
+    augment: bool = False,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    cache: bool = True,
+) -> DataBundle:
+    """Build the train/val iterables of data set `name` (see the module docstring for names).
+
+    `train_size` / `val_size` override the synthetic sets' sizes (as do the `train=` / `val=`
+    name options); `cache=False` skips the on-disk cache.
+    """
+    spec = parse_spec(name)
+    resolution = _positive_int("resolution", resolution, 8)
+    batch_size = _positive_int("batch_size", batch_size)
+    seed = _positive_int("seed", seed, 0)
+    workers = _positive_int("workers", workers, 0)
+    if subset is not None:
+        subset = _positive_int("subset", subset)
+    if spec.kind in SYNTHETIC:
+        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+            raise DataError(
+                f"{spec.kind}: resolution must be in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution}"
+            )
+        bundle = _build_synthetic(spec, resolution, batch_size, seed, subset, augment, device,
+                                  train_size, val_size, cache)
+    elif spec.kind in ("cifar10", "cifar100"):
+        bundle = _build_cifar(spec, resolution, batch_size, seed, subset, augment, workers, device)
+    else:
+        bundle = _build_imagefolder(spec, resolution, batch_size, seed, subset, augment, workers, device)
+    if bundle.train_size < batch_size:
+        raise DataError(
+            f"{bundle.spec}: {bundle.train_size} training samples, fewer than batch_size "
+            f"{batch_size} (the last partial batch is dropped, so an epoch would be empty)"
+        )
+    return bundle
+
+
+def _stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N,C,H,W), in [0,1] units."""
+    s = torch.zeros(x.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    for i in range(0, len(x), 500):
+        chunk = x[i : i + 500].to(torch.float64) / 255.0
+        s += chunk.sum(dim=(0, 2, 3))
+        s2 += (chunk**2).sum(dim=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = s / count
+    std = (s2 / count - mean**2).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.tolist(), std.tolist()
+
+
+def _build_synthetic(spec, resolution, batch_size, seed, subset, augment, device,
+                     train_size, val_size, use_cache) -> DataBundle:
+    module = SYNTHETIC[spec.kind]
+    params = module.resolve_options(spec.options)
+    sizes = {}
+    for split, given, default in (("train", train_size, DEFAULT_TRAIN_SIZE), ("val", val_size, DEFAULT_VAL_SIZE)):
+        value = given if given is not None else spec.options.get(split, default)
+        sizes[split] = _positive_int(f"{spec.kind}: {split} size", value)
+    n_train = min(sizes["train"], subset) if subset is not None else sizes["train"]
+    arrays = {}
+    for split_id, (split, n) in enumerate((("train", n_train), ("val", sizes["val"]))):
+        key = {
+            "kind": spec.kind, "version": module.VERSION, "params": params, "split": split,
+            "n": n, "resolution": resolution, "seed": seed,
+        }
+
+        def make(n=n, split_id=split_id, split=split):
+            out = module.generate(n, resolution, seed, split_id, params)
+            obj = {"x": torch.from_numpy(out["x"]), "y": torch.from_numpy(out["y"])}
+            if split == "train":
+                obj["mean"], obj["std"] = _stats(obj["x"])
+            return obj
+
+        arrays[split], _ = _cache.load_or_generate(key, make, use_cache)
+    mean, std = tuple(arrays["train"]["mean"]), tuple(arrays["train"]["std"])
+    options = ",".join(f"{k}={v}" for k, v in {**params, "train": sizes["train"], "val": sizes["val"]}.items())
+    classes = module.class_names(params) if hasattr(module, "class_names") else list(module.CLASSES)
+    common = dict(batch_size=batch_size, mean=mean, std=std, seed=seed, device=device)
+    return DataBundle(
+        name=spec.kind,
+        spec=f"{spec.kind}:{options}",
+        train=TensorLoader(arrays["train"]["x"], arrays["train"]["y"], shuffle=True, drop_last=True,
+                           flips=module.FLIPS if augment else "", **common),
+        val=TensorLoader(arrays["val"]["x"], arrays["val"]["y"], shuffle=False, drop_last=False, **common),
+        num_classes=len(classes),
+        in_chans=module.CHANNELS,
+        resolution=resolution,
+        train_size=n_train,
+        val_size=sizes["val"],
+        mean=mean,
+        std=std,
+        classes=classes,
+        info={"params": params, "augment": bool(augment), "subset": subset},
+    )
+
+
+def _transforms(resolution: int, mean, std, augment: bool):
+    from timm.data import create_transform
+
+    size = (3, resolution, resolution)
+    evaluate = create_transform(input_size=size, is_training=False, crop_pct=1.0,
+                                interpolation="bilinear", mean=mean, std=std)
+    train = (create_transform(input_size=size, is_training=True, interpolation="bilinear",
+                              mean=mean, std=std) if augment else evaluate)
+    return train, evaluate
+
+
+def _build_cifar(spec, resolution, batch_size, seed, subset, augment, workers, device) -> DataBundle:
+    data = folders.load_cifar(spec.kind, spec.path)
+    mean, std = folders.CIFAR_STATS[spec.kind]
+    x, y = data["x_train"], data["y_train"]
+    keep = folders.fixed_subset(len(x), subset)
+    if keep is not None:
+        x, y = x[keep], y[keep]
+    resize = resolution if resolution != 32 else None
+    common = dict(batch_size=batch_size, seed=seed, device=device)
+    if augment:
+        train_tf, _ = _transforms(resolution, mean, std, True)
+        train = SampleLoader(folders.ArrayImages(x, y, train_tf), shuffle=True, drop_last=True,
+                             workers=workers, random_transform=True, **common)
+    else:
+        train = TensorLoader(x, y, mean=mean, std=std, shuffle=True, drop_last=True, resize=resize, **common)
+    val = TensorLoader(data["x_val"], data["y_val"], mean=mean, std=std, shuffle=False,
+                       drop_last=False, resize=resize, **common)
+    return DataBundle(
+        name=spec.kind, spec=f"{spec.kind}:{spec.path}", train=train, val=val,
+        num_classes=len(data["classes"]), in_chans=3, resolution=resolution,
+        train_size=len(x), val_size=len(data["x_val"]), mean=tuple(mean), std=tuple(std),
+        classes=data["classes"], info={"augment": bool(augment), "subset": subset},
+    )
+
+
+def _build_imagefolder(spec, resolution, batch_size, seed, subset, augment, workers, device) -> DataBundle:
+    classes, train_samples, val_samples = folders.scan_imagefolder(spec.path)
+    keep = folders.fixed_subset(len(train_samples), subset)
+    if keep is not None:
+        train_samples = [train_samples[i] for i in keep]
+    mean, std = folders.IMAGENET_MEAN, folders.IMAGENET_STD
+    train_tf, eval_tf = _transforms(resolution, mean, std, augment)
+    common = dict(batch_size=batch_size, seed=seed, device=device, workers=workers)
+    return DataBundle(
+        name="imagefolder", spec=f"imagefolder:{spec.path}",
+        train=SampleLoader(folders.ImageFiles(train_samples, train_tf), shuffle=True, drop_last=True,
+                           random_transform=augment, **common),
+        val=SampleLoader(folders.ImageFiles(val_samples, eval_tf), shuffle=False, drop_last=False, **common),
+        num_classes=len(classes), in_chans=3, resolution=resolution,
+        train_size=len(train_samples), val_size=len(val_samples), mean=tuple(mean), std=tuple(std),
+        classes=classes, info={"augment": bool(augment), "subset": subset},
+    )

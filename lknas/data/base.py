@@ -1,0 +1,91 @@
+"""The types every data set shares: `DataError`, `DataBundle` and the parsed data-set spec."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lknas.errors import LknasError
+
+
+class DataError(LknasError, ValueError):
+    """A data-set name, option or path the user gave is wrong; the message says what is valid."""
+
+
+@dataclass
+class DataBundle:
+    """Everything a trainer needs from a data set.
+
+    `train` yields `(x, y)` batches (x float32 NCHW normalized, y int64, both on `device`), is
+    re-iterable and reshuffled each epoch (epoch e uses seed + e), drops the last partial batch;
+    `len(train)` is the number of batches per epoch. `val` is in a fixed order and keeps the last
+    partial batch.
+    """
+
+    name: str  # the kind: "pathfinder", "shapes", "imagefolder", "cifar10", "cifar100"
+    spec: str  # the canonical spec string, e.g. "pathfinder:difficulty=hard,distractors=3"
+    train: Any
+    val: Any
+    num_classes: int
+    in_chans: int
+    resolution: int
+    train_size: int
+    val_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.spec} @ {self.resolution}x{self.resolution}: {self.num_classes} classes, "
+            f"{self.in_chans} ch, train {self.train_size} ({len(self.train)} batches/epoch), "
+            f"val {self.val_size}"
+        )
+
+
+SYNTHETIC_KINDS = ("pathfinder", "shapes")
+PATH_KINDS = ("imagefolder", "cifar10", "cifar100")
+KINDS = SYNTHETIC_KINDS + PATH_KINDS
+
+NAME_SYNTAX = (
+    "valid data sets: 'pathfinder[:key=value,...]', 'shapes[:key=value,...]', "
+    "'imagefolder:PATH', 'cifar10:PATH', 'cifar100:PATH'"
+)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str
+    path: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_spec(name: str) -> DataSpec:
+    """Split a data-set name into (kind, path or options).
+
+    `pathfinder`, `pathfinder:difficulty=hard,train=2000`, `pathfinder:hard` (a bare word is the
+    difficulty), `shapes:classes=6`; `imagefolder:PATH`, `cifar10:PATH`, `cifar100:PATH` (everything
+    after the first colon is the path, `~` expanded).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"data set name must be a non-empty string, got {name!r}; {NAME_SYNTAX}")
+    name = name.strip()
+    kind, sep, rest = name.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise DataError(f"unknown data set {name!r}; {NAME_SYNTAX}")
+    if kind in PATH_KINDS:
+        if not rest.strip():
+            raise DataError(f"{kind} needs a path: '{kind}:PATH'")
+        return DataSpec(kind, path=os.path.expanduser(rest.strip()))
+    options: dict[str, str] = {}
+    for token in filter(None, (t.strip() for t in rest.split(","))):
+        key, eq, value = token.partition("=")
+        if not eq:
+            key, value = "", token  # a bare word: the data set's positional option
+        key, value = key.strip().lower(), value.strip()
+        if key in options:
+            raise DataError(f"{name!r}: option {key or value!r} given twice")
+        options[key] = value
+    return DataSpec(kind, options=options)
