@@ -9,6 +9,7 @@ the expected count at the target density (a freshly built one).
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import torch
@@ -28,7 +29,9 @@ def count_params(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[int, dict[str, int]]:
     """fvcore MACs of one forward pass at batch 1, total and per leaf module name."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():  # fvcore's import scripts a loss with the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
 
     x = torch.zeros(1, in_chans, resolution, resolution)
     analysis = FlopCountAnalysis(model.eval(), x)

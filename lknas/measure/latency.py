@@ -1,0 +1,94 @@
+"""Latency of the deploy form: eval mode, reparameterized, warm-up, median of repeated runs.
+
+The device, thread count and batch sizes are part of the result, since a latency means nothing
+without them. CPU runs use a fixed thread count (restored afterwards); CUDA runs synchronize.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig
+
+__all__ = ["measure_latency", "device_name"]
+
+
+def device_name(device: torch.device) -> str:
+    """'cpu' or 'cuda:<GPU name>', as stored with every latency."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def _time_once(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _median_ms(model: nn.Module, x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        _time_once(model, x, device)
+    return 1e3 * statistics.median(_time_once(model, x, device) for _ in range(repeats))
+
+
+def measure_latency(
+    model: nn.Module | ArchConfig,
+    resolution: int = 64,
+    *,
+    batch_size: int = 1,
+    throughput_batch: int | None = 32,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    warmup: int = 5,
+    repeats: int = 20,
+    in_chans: int = 3,
+    num_classes: int = 2,
+    deploy: bool = True,
+) -> dict[str, Any]:
+    """Median forward latency (ms) at `batch_size` and throughput (images/s) at `throughput_batch`.
+
+    `model` is a training-form lknas model or an ArchConfig (built with `num_classes`); with
+    `deploy` it is reparameterized first (a copy; the original is untouched). Returns
+    `latency_ms`, `throughput` (None without a throughput batch), `device`, `threads`, `batch`,
+    `throughput_batch`, `resolution`, `repeats`.
+    """
+    from lknas.models import build_model, reparameterize
+
+    dev = torch.device(device)
+    if isinstance(model, ArchConfig):
+        model = build_model(model, num_classes=num_classes, in_chans=in_chans)
+    net = reparameterize(model) if deploy else model
+    net = net.to(dev).eval()
+    previous_threads = torch.get_num_threads()
+    n_threads = threads or previous_threads
+    torch.set_num_threads(n_threads)
+    try:
+        with torch.inference_mode():
+            x = torch.randn(batch_size, in_chans, resolution, resolution, device=dev)
+            latency = _median_ms(net, x, dev, warmup, repeats)
+            throughput = None
+            if throughput_batch:
+                xb = torch.randn(throughput_batch, in_chans, resolution, resolution, device=dev)
+                ms = _median_ms(net, xb, dev, max(1, warmup // 2), max(3, repeats // 4))
+                throughput = throughput_batch / (ms / 1e3)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {
+        "latency_ms": latency,
+        "throughput": throughput,
+        "device": device_name(dev),
+        "threads": n_threads if dev.type == "cpu" else None,
+        "batch": batch_size,
+        "throughput_batch": throughput_batch,
+        "resolution": resolution,
+        "repeats": repeats,
+    }

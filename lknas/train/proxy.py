@@ -1,0 +1,240 @@
+"""`train_proxy`: train one architecture briefly on a proxy task and report its accuracy.
+
+The unit of work of a search trial: timm's AdamW + cosine (with warm-up), label smoothing, drop
+path, SLaK-style dynamic sparsity when the architecture asks for it, AMP and channels-last on CUDA,
+a budget in epochs or steps plus an optional time limit, evaluation each epoch and a `report`
+callback per epoch (the search's early-stopping hook). Seeded and deterministic on CPU.
+
+A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
+memory with status `oom`; the result says so and carries the message.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig
+from lknas.models import build_model
+from lknas.space.configs import TrainConfig
+from lknas.train.recipe import make_loss, make_optimizer, make_scheduler
+
+__all__ = ["train_proxy", "evaluate", "ProxyResult", "STATUSES"]
+
+# ok: trained to the budget (or the time limit); stopped: the report callback asked to stop
+STATUSES = ("ok", "stopped", "diverged", "oom")
+
+Report = Callable[[dict[str, Any]], Any]
+
+
+@dataclass
+class ProxyResult:
+    """What one proxy run measured. `accuracy` is top-1 in percent on the validation split."""
+
+    status: str
+    accuracy: float | None = None
+    val_loss: float | None = None
+    train_loss: float | None = None
+    epochs: int = 0
+    steps: int = 0
+    train_time: float = 0.0
+    time_limited: bool = False
+    error: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready metrics (the model is left out)."""
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, (RuntimeError, MemoryError)) and (
+        isinstance(err, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, torch.dtype | None]:
+    """bf16 autocast on CUDA where supported, else fp16 (with a grad scaler); none on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
+             loss_fn: nn.Module | None = None) -> tuple[float, float]:
+    """(top-1 accuracy in percent, mean cross-entropy) of `model` in eval mode over `batches`."""
+    device = torch.device(device)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    amp, _ = _autocast(device)
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with amp:
+            logits = model(x)
+        loss_sum += float(loss_fn(logits.float(), y)) * y.numel()
+        correct += int((logits.argmax(1) == y).sum())
+        total += y.numel()
+    model.train(was_training)
+    if total == 0:
+        return float("nan"), float("nan")
+    return 100.0 * correct / total, loss_sum / total
+
+
+def _make_sparsity(model: nn.Module, arch: ArchConfig, total_steps: int, optimizer, first_batch):
+    spec = arch.sparsity
+    if spec is None or spec.density >= 1.0:
+        return None
+    from lknas.sparsity import DynamicSparsity
+
+    return DynamicSparsity(model, spec, total_steps=total_steps, optimizer=optimizer, snip_batch=first_batch)
+
+
+def _load_data(data: Any, cfg: TrainConfig, device: torch.device):
+    if data is None or isinstance(data, str):
+        from lknas.data import build_data
+
+        return build_data(data or cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size,
+                          seed=cfg.seed, subset=cfg.subset, device=str(device))
+    return data
+
+
+def train_proxy(
+    arch: ArchConfig,
+    train_cfg: TrainConfig | None = None,
+    data: Any = None,
+    report: Report | None = None,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    keep_model: bool = False,
+) -> ProxyResult:
+    """Train `arch` under `train_cfg` on `data` and evaluate it after every epoch.
+
+    `data` is a `lknas.data.DataBundle` (anything with `train`, `val`, `num_classes`, `in_chans`),
+    a data-set name, or None for `train_cfg.dataset`. `report(metrics)` is called after each epoch
+    with `epoch`, `step`, `accuracy`, `val_loss`, `train_loss`, `time`; a truthy return value
+    stops the run (status `stopped`). `progress` prints a line per epoch to stderr.
+    """
+    cfg = train_cfg or TrainConfig()
+    if not cfg.is_fixed:
+        raise ValueError("train_cfg has searched values (lr / weight_decay domains); sample them first")
+    dev = _device(device)
+    torch.manual_seed(cfg.seed)
+    bundle = _load_data(data, cfg, dev)
+    num_classes = cfg.num_classes or bundle.num_classes
+
+    result = ProxyResult(status="ok")
+    start = time.perf_counter()
+    try:
+        model = build_model(arch, num_classes=num_classes, in_chans=bundle.in_chans).to(dev)
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
+    except _Diverged as err:
+        result.status, result.error = "diverged", str(err)
+    except (RuntimeError, MemoryError) as err:
+        if not _is_oom(err):
+            raise
+        result.status, result.error = "oom", f"out of memory: {str(err).splitlines()[0]}"
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    result.train_time = time.perf_counter() - start
+    if keep_model and result.status in ("ok", "stopped"):
+        result.model = model
+    return result
+
+
+def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) -> None:
+    per_epoch = len(bundle.train)
+    if per_epoch == 0:
+        raise ValueError(f"the training split of {getattr(bundle, 'name', 'the data')} has fewer samples than "
+                         f"one batch ({cfg.batch_size}); lower train.batch_size")
+    total_steps = cfg.steps or cfg.epochs * per_epoch
+    epochs = math.ceil(total_steps / per_epoch)
+    optimizer = make_optimizer(model, cfg.optimizer, float(cfg.lr), float(cfg.weight_decay))
+    scheduler = make_scheduler(optimizer, epochs, min(cfg.warmup_epochs, max(0, epochs - 1)), per_epoch)
+    loss_fn = make_loss(cfg.label_smoothing)
+    amp, amp_dtype = _autocast(dev)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    sparsity = None
+    step = 0
+    for epoch in range(epochs):
+        model.train()
+        loss_sum, n_seen = 0.0, 0
+        for x, y in bundle.train:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            if sparsity is None and step == 0:
+                sparsity = _make_sparsity(model, arch, total_steps, optimizer, (x, y))
+            with amp:
+                loss = loss_fn(model(x), y)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise _Diverged(f"loss became {loss_value} at step {step} (epoch {epoch}); "
+                                f"lower train.lr (now {cfg.lr:g}) or add warm-up")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            if sparsity is not None:
+                sparsity.step()
+            step += 1
+            scheduler.step_update(step)
+            loss_sum += loss_value * y.numel()
+            n_seen += y.numel()
+            out_of_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
+            if step >= total_steps or out_of_time:
+                result.time_limited = bool(out_of_time and step < total_steps)
+                break
+        accuracy, val_loss = evaluate(model, bundle.val, dev)
+        metrics = {
+            "epoch": epoch + 1, "step": step, "accuracy": accuracy, "val_loss": val_loss,
+            "train_loss": loss_sum / max(1, n_seen), "time": time.perf_counter() - start,
+        }
+        result.history.append(metrics)
+        result.accuracy, result.val_loss, result.train_loss = accuracy, val_loss, metrics["train_loss"]
+        result.epochs, result.steps = epoch + 1, step
+        if progress:
+            print(f"epoch {epoch + 1}/{epochs}  step {step}/{total_steps}  train_loss {metrics['train_loss']:.4f}  "
+                  f"val_acc {accuracy:.2f}%  val_loss {val_loss:.4f}  {metrics['time']:.1f}s",
+                  file=sys.stderr, flush=True)
+        if not math.isfinite(val_loss):
+            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}")
+        if report is not None and report(dict(metrics)):
+            result.status = "stopped"
+            return
+        if step >= total_steps or result.time_limited:
+            return

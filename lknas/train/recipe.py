@@ -1,0 +1,36 @@
+"""Optimizer, LR schedule and loss of a training run, from timm's factories.
+
+Kept apart from the loops so the proxy trainer and the full trainer share one recipe.
+"""
+from __future__ import annotations
+
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+
+__all__ = ["make_optimizer", "make_scheduler", "make_loss"]
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """timm's `create_optimizer_v2`: no weight decay on biases, norms and `no_weight_decay()` params."""
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs: float, updates_per_epoch: int):
+    """Cosine decay with linear warm-up, stepped per update (`scheduler.step_update(n)`)."""
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched="cosine",
+        num_epochs=epochs,
+        warmup_epochs=int(round(warmup_epochs)),
+        warmup_lr=1e-6,
+        min_lr=1e-6,
+        step_on_epochs=False,
+        updates_per_epoch=max(1, updates_per_epoch),
+    )
+    return scheduler
+
+
+def make_loss(label_smoothing: float) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

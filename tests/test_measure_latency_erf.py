@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from lknas.measure import area_ratios, effective_receptive_field, measure_latency, save_heatmap
+from lknas.models import build_model
+from lknas.space import TrainConfig
+from tests.helpers import ToyData, small_arch
+
+
+def test_latency_reports_its_conditions_and_restores_threads():
+    before = torch.get_num_threads()
+    result = measure_latency(small_arch(), 32, threads=1, repeats=3, warmup=1, throughput_batch=4)
+    assert torch.get_num_threads() == before
+    assert result["latency_ms"] > 0 and result["throughput"] > 0
+    assert (result["device"], result["threads"], result["batch"], result["throughput_batch"]) == ("cpu", 1, 1, 4)
+
+
+def test_latency_uses_the_deploy_form_and_leaves_the_model_alone():
+    model = build_model(small_arch(kernel=7, reparam=3), num_classes=2)
+    model.train()
+    measure_latency(model, 32, repeats=2, warmup=1, throughput_batch=None)
+    assert model.training  # a reparameterized copy was timed
+    assert any(type(m).__name__ == "DenseLK" for m in model.modules())
+
+
+def test_area_ratios_of_known_maps():
+    point = np.zeros((33, 33))
+    point[16, 16] = 1.0
+    assert area_ratios(point)[0.99] == pytest.approx(1 / 33**2)
+    flat = np.ones((33, 33))
+    ratios = area_ratios(flat)
+    assert ratios[0.99] == pytest.approx(1.0)
+    # smallest centred square with >= 20% of a uniform map: side 15 (225/1089 = 20.7%)
+    assert ratios[0.2] == pytest.approx(15**2 / 33**2)
+    assert list(ratios) == [0.2, 0.3, 0.5, 0.99]
+
+
+def test_a_larger_kernel_has_a_larger_erf():
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ratios = {}
+    for k in (3, 15):
+        torch.manual_seed(0)
+        # no layer scale: at init a 1e-6 scale would silence every block and leave only the stem
+        model = build_model(small_arch(kernel=k, depths=(2, 2), layer_scale=None), num_classes=2)
+        ratios[k] = effective_receptive_field(model, images).ratios
+    assert ratios[15][0.5] > ratios[3][0.5]
+    assert ratios[15][0.99] > ratios[3][0.99]
+
+
+def test_erf_heatmap_is_normalized_and_saved(tmp_path):
+    model = build_model(small_arch(), num_classes=2)
+    result = effective_receptive_field(model, ToyData().val, max_images=16)
+    assert result.images == 16 and result.heatmap.shape == (32, 32)
+    assert result.heatmap.max() == pytest.approx(1.0) and result.heatmap.min() >= 0
+    assert set(result.metrics()) == {"erf", "erf_20", "erf_30", "erf_50", "erf_99"}
+    out = save_heatmap(result.heatmap, tmp_path / "erf.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(out))
+    assert img.shape == (128, 128, 3) and img.std() > 0
+
+
+def test_measure_trial_has_every_objective_column():
+    from lknas.measure import measure_trial
+
+    m = measure_trial(small_arch(), TrainConfig(epochs=1, batch_size=32, resolution=32), ToyData())
+    for key in ("status", "accuracy", "val_loss", "params", "flops", "latency_ms", "throughput", "erf",
+                "erf_99", "train_time", "latency_threads"):
+        assert key in m, key
+    assert m["status"] == "ok" and m["flops"] > 0 and 0 < m["erf"] <= 1

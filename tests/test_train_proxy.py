@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+
+from lknas.space import TrainConfig
+from lknas.train import evaluate, train_proxy
+from tests.helpers import ToyData, small_arch
+
+CFG = TrainConfig(epochs=3, batch_size=32, resolution=32, lr=3e-3, warmup_epochs=0)
+
+
+def test_learns_the_toy_task_and_reports_each_epoch():
+    reports = []
+    result = train_proxy(small_arch(), CFG, ToyData(), report=reports.append)
+    assert result.status == "ok"
+    assert [r["epoch"] for r in reports] == [1, 2, 3]
+    assert result.steps == 3 * 6 and result.epochs == 3
+    assert result.accuracy > 75, result.history
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_seeded_runs_are_identical_on_cpu():
+    a = train_proxy(small_arch(), CFG, ToyData())
+    b = train_proxy(small_arch(), CFG, ToyData())
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert a.accuracy == b.accuracy
+    c = train_proxy(small_arch(), CFG.replace(seed=1), ToyData())
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_step_budget_and_time_limit():
+    result = train_proxy(small_arch(), CFG.replace(steps=4), ToyData())
+    assert result.steps == 4 and result.epochs == 1 and not result.time_limited
+    limited = train_proxy(small_arch(), CFG.replace(epochs=50, time_limit=1e-6), ToyData())
+    assert limited.time_limited and limited.steps == 1 and limited.status == "ok"
+
+
+def test_report_callback_can_stop_the_run():
+    result = train_proxy(small_arch(), CFG, ToyData(), report=lambda m: m["epoch"] >= 2)
+    assert result.status == "stopped" and result.epochs == 2
+
+
+def test_divergence_is_a_status_not_an_exception():
+    result = train_proxy(small_arch(), CFG.replace(lr=1e9), ToyData())
+    assert result.status == "diverged"
+    assert "lower train.lr" in result.error
+
+
+def test_out_of_memory_is_a_status(monkeypatch):
+    import lknas.train.proxy as proxy
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB")
+
+    monkeypatch.setattr(proxy, "_train_loop", boom)
+    result = train_proxy(small_arch(), CFG, ToyData())
+    assert result.status == "oom" and "out of memory" in result.error
+
+
+def test_other_errors_propagate(monkeypatch):
+    import lknas.train.proxy as proxy
+
+    monkeypatch.setattr(proxy, "_train_loop", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="bug"):
+        train_proxy(small_arch(), CFG, ToyData())
+
+
+def test_searched_train_values_must_be_sampled_first():
+    from lknas.space import FloatRange
+
+    with pytest.raises(ValueError, match="sample them first"):
+        train_proxy(small_arch(), CFG.replace(lr=FloatRange(1e-4, 1e-2, log=True)), ToyData())
+
+
+def test_evaluate_counts_accuracy_and_loss():
+    data = ToyData()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 32, 32))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([1.0, 0.0]))  # always class 0
+    acc, loss = evaluate(model, data.val)
+    labels = torch.cat([y for _, y in data.val])
+    assert acc == pytest.approx(100.0 * float((labels == 0).float().mean()))
+    p0 = math.e / (math.e + 1)
+    expected = float(torch.where(labels == 0, -math.log(p0), -math.log(1 - p0)).mean())
+    assert loss == pytest.approx(expected, rel=1e-5)
