@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from lknas.errors import LknasError
 
+SAMPLER_CHOICES = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid", "cmaes")
+
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from lknas.space import load_space
@@ -52,6 +54,117 @@ def _cmd_count(args: argparse.Namespace) -> int:
     else:
         print(format_complexity(args.arch, result))
     return 0
+
+
+def _arch_and_train(args: argparse.Namespace):
+    """The ArchConfig of `--arch` and the TrainConfig of its file's `train` section (defaults when
+    absent), overridden by the command's flags."""
+    from lknas.space import load_space
+
+    space = load_space(args.arch)
+    arch = space.fixed()
+    overrides = {
+        key: getattr(args, key) for key in
+        ("dataset", "epochs", "steps", "batch_size", "lr", "resolution", "subset", "time_limit", "seed")
+        if getattr(args, key, None) is not None
+    }
+    cfg = space.train.replace(**overrides)
+    if not cfg.is_fixed:
+        cfg = space.sample_train(cfg.seed)
+    return arch, cfg
+
+
+def _cmd_train_proxy(args: argparse.Namespace) -> int:
+    from lknas.measure import measure_trial
+
+    arch, cfg = _arch_and_train(args)
+    print(f"training {arch.summary()} on {cfg.dataset} @ {cfg.resolution}px: "
+          f"{cfg.steps or cfg.epochs} {'steps' if cfg.steps else 'epochs'}, batch {cfg.batch_size}, lr {cfg.lr:g}",
+          file=sys.stderr, flush=True)
+    metrics = measure_trial(arch, cfg, device=args.device, latency=not args.no_latency, erf=not args.no_erf,
+                            progress=True)
+    print(json.dumps(metrics, indent=2))
+    return 0 if metrics["status"] in ("ok", "stopped") else 1
+
+
+def _cmd_latency(args: argparse.Namespace) -> int:
+    from lknas.measure import measure_latency
+    from lknas.space import load_arch
+
+    arch = load_arch(args.arch)
+    result = measure_latency(arch, args.resolution, batch_size=args.batch_size,
+                             throughput_batch=args.throughput_batch or None, device=args.device,
+                             threads=args.threads, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        threads = f", {result['threads']} threads" if result["threads"] else ""
+        print(f"{args.arch} @ {args.resolution}x{args.resolution} on {result['device']}{threads} (deploy form)")
+        print(f"  latency     {result['latency_ms']:10.3f} ms   (batch {result['batch']}, median of {result['repeats']})")
+        if result["throughput"]:
+            print(f"  throughput  {result['throughput']:10.1f} img/s (batch {result['throughput_batch']})")
+    return 0
+
+
+def _cmd_erf(args: argparse.Namespace) -> int:
+    from lknas.data import build_data
+    from lknas.measure import effective_receptive_field, save_heatmap
+    from lknas.models import build_model
+
+    arch, cfg = _arch_and_train(args)
+    bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.seed)
+    if args.epochs:
+        from lknas.train import train_proxy
+
+        model = train_proxy(arch, cfg, bundle, progress=True, keep_model=True).model
+        if model is None:
+            raise SystemExit("training failed; cannot measure the ERF of a diverged model")
+    else:
+        torch_seed(cfg.seed)
+        model = build_model(arch, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+    result = effective_receptive_field(model, bundle.val, max_images=args.images)
+    state = f"after {args.epochs} epochs" if args.epochs else "at initialization"
+    print(f"ERF of {arch.summary()} {state}, {result.images} {cfg.dataset} images @ {cfg.resolution}px")
+    for t, ratio in result.ratios.items():
+        print(f"  t = {t:4.0%}   area ratio {ratio:.4f}")
+    if args.out:
+        print(f"wrote {save_heatmap(result.heatmap, args.out)}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from lknas.search.runner import parse_objectives_flag, run_search
+
+    if bool(args.space) == bool(args.resume):
+        raise LknasError("give either --space SPACE.yaml (a new search) or --resume results/RUN (continue one)")
+    overrides = dict(
+        trials=args.trials, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
+        epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
+        batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address,
+        objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
+    )
+    outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
+    return 130 if outcome.interrupted else 0
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _add_train_flags(p: argparse.ArgumentParser, epochs_default: int | None = None) -> None:
+    p.add_argument("--arch", required=True, help="architecture YAML (its `train` section gives the defaults)")
+    p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
+    p.add_argument("--epochs", type=int, default=epochs_default, help="training epochs")
+    p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, help="batch size")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--resolution", type=int, help="input size")
+    p.add_argument("--subset", type=int, help="use at most this many training images")
+    p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
+    p.add_argument("--seed", type=int, help="seed of data, init and order")
 
 
 def format_complexity(name: str, result: dict) -> str:
@@ -95,6 +208,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size (default 1000)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_count)
+
+    p = sub.add_parser("search", help="multi-objective architecture search (Ray Tune + Optuna)")
+    p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
+    p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN")
+    p.add_argument("--trials", type=int, help="number of trials (space: search.trials)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, help="Optuna sampler (space: search.sampler)")
+    p.add_argument("--objectives", help="e.g. accuracy,latency or accuracy:max,flops:min (space: search.objectives)")
+    p.add_argument("--scheduler", choices=("fifo", "asha"), help="fifo, or asha: early-stop on the first objective")
+    p.add_argument("--epochs", type=int, help="proxy epochs per trial (space: train.epochs)")
+    p.add_argument("--steps", type=int, help="proxy steps per trial (overrides --epochs)")
+    p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
+    p.add_argument("--subset", type=int, help="use at most this many training images")
+    p.add_argument("--batch-size", type=int, help="proxy batch size")
+    p.add_argument("--seed", type=int, help="sampler seed (space: search.seed)")
+    p.add_argument("--out", help="run directory (default results/SPACE-DATE-TIME)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
+    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("train-proxy", help="train one architecture on a proxy task and print its metrics as JSON")
+    _add_train_flags(p)
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--no-erf", action="store_true", help="skip the effective receptive field")
+    p.set_defaults(func=_cmd_train_proxy)
+
+    p = sub.add_parser("latency", help="latency and throughput of the deploy (reparameterized) form")
+    p.add_argument("--arch", required=True, help="architecture YAML")
+    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
+    p.add_argument("--batch-size", type=int, default=1, help="latency batch (default 1)")
+    p.add_argument("--throughput-batch", type=int, default=32, help="throughput batch, 0 to skip (default 32)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs; the median is reported (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_latency)
+
+    p = sub.add_parser("erf", help="effective receptive field (RepLKNet's area ratios) and a heatmap PNG")
+    _add_train_flags(p, epochs_default=0)
+    p.add_argument("--images", type=int, default=32, help="images to aggregate (default 32)")
+    p.add_argument("--out", help="write the heatmap to this PNG")
+    p.set_defaults(func=_cmd_erf)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""A Ray Tune callback that records each finished trial and shows the search's progress.
+
+Each finished trial is appended to the run's `trials.jsonl` and the derived files are rewritten,
+so results are on disk the moment a trial ends. The view: trials done / running / failed /
+infeasible, best so far per objective, elapsed and estimated time left; redrawn in place on a
+terminal, one line per event otherwise, and with `quiet` only a log line per finished trial.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+from lknas.search.objectives import metric_of
+from lknas.search.store import RunStore
+from lknas.search.trial import INTERNAL_KEYS, NUMBER_KEY
+from lknas.space.configs import Objective
+
+__all__ = ["SearchMonitor", "clean_row", "format_duration"]
+
+# Ray Tune's own bookkeeping keys that are not worth a column
+_RAY_KEYS = {
+    "timestamp", "training_iteration", "date", "time_this_iter_s", "pid", "config", "time_since_restore",
+    "iterations_since_restore", "done", "experiment_tag", "checkpoint_dir_name", "should_checkpoint",
+    "hostname", "timesteps_total", "episodes_total", "timesteps_since_restore",
+}
+FAILED = ("error", "diverged", "oom")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def clean_row(result: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in result.items() if k not in _RAY_KEYS and k not in INTERNAL_KEYS}
+    if "time_total_s" in row:
+        row["wall_time"] = row.pop("time_total_s")
+    return row
+
+
+class SearchMonitor(Callback):
+    def __init__(self, store: RunStore, objectives: tuple[Objective, ...], total: int, done_before: int,
+                 quiet: bool = False, stream: TextIO | None = None, summary=None):
+        self.store, self.objectives = store, objectives
+        self.total, self.done_before = total, done_before
+        self.quiet = quiet
+        self._stream = stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.summary = summary
+        self.started = time.monotonic()
+        self.running: set[str] = set()
+        self.counts = {"ok": 0, "infeasible": 0, "failed": 0, "truncated": 0}
+        self.best: dict[str, tuple[float, int]] = {}
+        self.finished_now = 0
+        for row in store.rows():
+            self._count(row)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner's callbacks with its state: leave out the stream and hooks."""
+        state = dict(self.__dict__)
+        state.update(_stream=None, summary=None, tty=False)
+        return state
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    # ------------------------------------------------------------------ Ray Tune hooks
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        self._render()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = clean_row(trial.last_result or {})
+        if row.get("status") in (None, "running"):
+            row["status"] = "truncated"  # stopped by the scheduler before its last epoch
+            row.setdefault("reason", "stopped early by the scheduler")
+        self._finish(trial, row)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = clean_row(trial.last_result or {})
+        row["trial"] = row.get("trial", trial.config.get(NUMBER_KEY, -1))
+        row["status"] = "error"
+        row.setdefault("error", f"the trial's worker failed: {getattr(trial, 'error_file', None) or 'see Ray logs'}")
+        self._finish(trial, row)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _finish(self, trial: Any, row: dict[str, Any]) -> None:
+        self.running.discard(trial.trial_id)
+        row["trial_id"] = trial.trial_id
+        self.store.append(row)
+        self.store.refresh(self.objectives, self.summary() if self.summary else None)
+        self._count(row)
+        self.finished_now += 1
+        self._log(row)
+        self._render()
+
+    def _count(self, row: dict[str, Any]) -> None:
+        status = row.get("status")
+        key = "failed" if status in FAILED else status
+        if key in self.counts:
+            self.counts[key] += 1
+        if status != "ok":
+            return
+        for obj in self.objectives:
+            value = row.get(metric_of(obj))
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            best = self.best.get(obj.name)
+            if best is None or (value > best[0] if obj.mode == "max" else value < best[0]):
+                self.best[obj.name] = (float(value), int(row.get("trial", -1)))
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def status_line(self) -> str:
+        c = self.counts
+        parts = [f"{self.done}/{self.total} done", f"{len(self.running)} running", f"ok {c['ok']}",
+                 f"infeasible {c['infeasible']}", f"failed {c['failed']}"]
+        if c["truncated"]:
+            parts.append(f"truncated {c['truncated']}")
+        for obj in self.objectives:
+            if obj.name in self.best:
+                value, number = self.best[obj.name]
+                parts.append(f"best {obj.name} {_fmt(obj.name, value)} (#{number})")
+        elapsed = time.monotonic() - self.started
+        parts.append(f"{format_duration(elapsed)} elapsed")
+        left = self.total - self.done
+        if self.finished_now and left > 0:
+            parts.append(f"~{format_duration(elapsed / self.finished_now * left)} left")
+        return "[lknas] " + " | ".join(parts)
+
+    def _log(self, row: dict[str, Any]) -> None:
+        status = row.get("status")
+        text = f"trial {row.get('trial', '?'):>3} {status:<10} {row.get('summary', '')}"
+        if status == "ok":
+            text += "  " + "  ".join(
+                f"{o.name} {_fmt(o.name, row.get(metric_of(o)))}" for o in self.objectives
+            )
+        elif row.get("reason") or row.get("error"):
+            text += f"  ({row.get('reason') or row.get('error')})"
+        if self.tty and not self.quiet:
+            self.stream.write("\r\033[K")
+        print(text, file=self.stream, flush=True)
+
+    def _render(self) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K" + self.status_line())
+            self.stream.flush()
+        else:
+            print(self.status_line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt(name: str, value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    if name == "accuracy":
+        return f"{value:.1f}%"
+    if name == "latency":
+        return f"{value:.2f} ms"
+    if name in ("params", "flops"):
+        return f"{value / 1e6:.2f}M"
+    return f"{value:.3g}"

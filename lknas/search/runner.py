@@ -1,0 +1,280 @@
+"""`run_search`: a multi-objective architecture search with Ray Tune and Optuna.
+
+Ray Tune's `Tuner` owns the trials and their resources; `LknasOptunaSearch` (Ray's OptunaSearch)
+asks an Optuna sampler through a define-by-run space built from the DSL, with the study in the
+run's `study.db` (SQLite). Everything a user needs lands in `results/RUN/` (see `store`).
+
+Resume (`resume=RUN`): finished trials are read from the run's `trials.jsonl`; the same Optuna
+study is loaded, so the sampler continues with their results; trials left RUNNING by a killed
+process are marked FAIL; only the missing trials are run, so the final count is what was asked.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from lknas.errors import LknasError
+from lknas.search.objectives import metric_of
+from lknas.search.samplers import make_sampler
+from lknas.search.store import RunStore
+from lknas.search.trial import NUMBER_KEY, TrialContext
+from lknas.space import SearchSpace, load_space
+from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
+
+__all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
+
+_SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "seed", "cpus_per_trial", "gpus_per_trial",
+                     "max_concurrent", "time_budget")
+_TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    trials: pd.DataFrame
+    pareto: pd.DataFrame
+    interrupted: bool = False
+
+
+def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
+    """'accuracy,latency' or 'accuracy:max,params:min' -> objectives (default modes per name)."""
+    out = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        name, _, mode = part.partition(":")
+        if name not in OBJECTIVE_MODES:
+            raise LknasError(f"--objectives: unknown objective {name!r}; choose from {', '.join(OBJECTIVE_MODES)}")
+        mode = mode or OBJECTIVE_MODES[name]
+        if mode not in ("max", "min"):
+            raise LknasError(f"--objectives: mode of {name!r} must be max or min, got {mode!r}")
+        out.append(Objective(name, mode))
+    if not out:
+        raise LknasError("--objectives: give at least one, e.g. accuracy,latency")
+    return tuple(out)
+
+
+def default_run_dir(space: SearchSpace, root: str | os.PathLike = "results") -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{space.name}-{stamp}"
+
+
+def _settings(space: SearchSpace, overrides: dict[str, Any]) -> dict[str, Any]:
+    search = dataclasses.replace(space.search, **{k: overrides[k] for k in _SEARCH_OVERRIDES
+                                                  if overrides.get(k) is not None})
+    if overrides.get("objectives"):
+        search = dataclasses.replace(search, objectives=overrides["objectives"])
+    train = {k: overrides[k] for k in _TRAIN_OVERRIDES if overrides.get(k) is not None}
+    return {"search": search.to_dict(), "train_overrides": train, "address": overrides.get("address"),
+            "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": space.name}
+
+
+def _search_config(settings: dict[str, Any]) -> SearchConfig:
+    data = dict(settings["search"])
+    data["objectives"] = tuple(Objective(**o) for o in data["objectives"])
+    return SearchConfig(**data)
+
+
+def _init_ray(address: str | None, quiet: bool) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
+                                  log_to_driver=not quiet, configure_logging=True)
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:
+            raise LknasError(f"--address {address}: no Ray cluster answers there ({err}); start one with "
+                             f"`ray start --head` or leave --address out for a local Ray") from None
+    else:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+
+
+def _open_study(store: RunStore, search: SearchConfig, study_name: str) -> optuna.storages.RDBStorage:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{store.study_db.resolve()}",
+                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return storage
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # killed mid-trial
+    return storage
+
+
+def run_search(
+    space: str | os.PathLike | None = None,
+    *,
+    resume: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    quiet: bool = False,
+    stream=None,
+    **overrides: Any,
+) -> SearchOutcome:
+    """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
+    sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
+    gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
+    resolution, address."""
+    stream = stream or sys.stdout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if resume is not None:
+        store = RunStore(resume)
+        settings = store.read_settings()
+        space_obj = load_space(store.space_file)
+        if overrides.get("trials"):
+            settings["search"]["trials"] = overrides["trials"]
+    else:
+        if space is None:
+            raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
+        space_obj = load_space(space)  # a malformed space fails here, before Ray starts
+        settings = _settings(space_obj, overrides)
+        store = RunStore(out or default_run_dir(space_obj))
+        if store.trials_jsonl.exists():
+            raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
+                             f"or choose another --out")
+        store.root.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(space_obj.file, store.space_file)
+        store.write_settings(settings)
+    search = _search_config(settings)
+    train_overrides = settings["train_overrides"]
+    train_cfg = space_obj.train.replace(**train_overrides)
+
+    from lknas.data import build_data
+
+    bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
+                        seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
+    done = store.rows()
+    remaining = search.trials - len(done)
+    summary = lambda: _summary(store, space_obj, search, settings)  # noqa: E731
+    if remaining <= 0:
+        front = store.refresh(search.objectives, summary())
+        print(f"{store.root}: all {search.trials} trials are done", file=stream)
+        return SearchOutcome(store.root, store.frame(), front)
+
+    grid = space_obj.grid() if search.sampler == "grid" else None
+    sampler = make_sampler(search.sampler, search.seed + len(done), len(search.objectives), search.trials, grid)
+    study_name = settings["space_name"]
+    storage = _open_study(store, search, study_name)
+    device = "cuda" if search.gpus_per_trial > 0 else "cpu"
+    ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
+                       num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
+                       threads=max(1, int(search.cpus_per_trial)), device=device,
+                       latency_threads=max(1, int(search.cpus_per_trial)))
+
+    _init_ray(settings.get("address"), quiet)
+    from lknas.search.monitor import SearchMonitor
+
+    monitor = SearchMonitor(store, search.objectives, search.trials, len(done), quiet=quiet, stream=stream,
+                            summary=summary)
+    print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run, sampler {search.sampler}, "
+          f"objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; results in {store.root}",
+          file=stream, flush=True)
+    interrupted = False
+    try:
+        _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, len(done))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        monitor.close()
+    front = store.refresh(search.objectives, summary())
+    print(_pareto_table(front, search.objectives), file=stream)
+    if interrupted or len(store.rows()) < search.trials:
+        interrupted = True
+        print(f"interrupted: {len(store.rows())} of {search.trials} trials done; continue with\n"
+              f"  python -m lknas search --resume {store.root}", file=stream)
+    print(f"results: {store.root} (trials.csv, pareto.csv, archs/, study.db, summary.txt)", file=stream)
+    return SearchOutcome(store.root, store.frame(), front, interrupted)
+
+
+def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, store: RunStore, remaining: int,
+         monitor, n_done: int) -> None:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    import warnings
+
+    from lknas.search.searcher import LknasOptunaSearch
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 then prints nothing: our monitor reports
+    # failed / infeasible trials report no accuracy; LknasOptunaSearch handles them by status
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+
+    # the define-by-run function builds each sample once to check the budget before training:
+    # that is deliberate (an infeasible sample then costs no worker), so Ray's hint is noise here
+    warnings.filterwarnings("ignore", message="Define-by-run function passed", category=UserWarning)
+    from lknas.search.trial import DefineByRun, run_trial
+
+    metrics = [metric_of(o) for o in search.objectives]
+    modes = [o.mode for o in search.objectives]
+    single = len(metrics) == 1
+    searcher = LknasOptunaSearch(
+        space=DefineByRun(ctx), metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+        sampler=sampler, storage=storage, study_name=study_name, objectives=search.objectives,
+    )
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    concurrency = search.max_concurrent or max(1, int(cpus // search.cpus_per_trial))
+    if search.scheduler == "asha":
+        epochs = ctx.train_overrides.get("epochs") or space_obj.train.epochs
+        scheduler = ASHAScheduler(metric=metrics[0], mode=modes[0], time_attr="training_iteration",
+                                  max_t=max(1, epochs), grace_period=1, reduction_factor=2)
+    else:
+        scheduler = FIFOScheduler()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+                                    {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+                                    scheduler=scheduler, num_samples=remaining,
+                                    time_budget_s=search.time_budget, reuse_actors=True,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name=f"tune-{int(time.time())}", storage_path=str((store.root / "ray").resolve()),
+                                  callbacks=[monitor], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial-{trial.config.get(NUMBER_KEY, 'x')}-{trial.trial_id}"
+
+
+def _summary(store: RunStore, space: SearchSpace, search: SearchConfig, settings: dict[str, Any]) -> str:
+    df = store.frame()
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    front = store.pareto(search.objectives, df)
+    lines = [
+        f"lknas search run {store.root}",
+        f"space: {space.name} ({settings.get('space_name')}), sampler {search.sampler}, scheduler {search.scheduler}, "
+        f"seed {search.seed}",
+        f"objectives: {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}",
+        f"trials: {len(df)} of {search.trials} finished: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        f"Pareto set: {len(front)} architectures (archs/*.yaml)",
+    ]
+    failed = df[df["status"].isin(["error", "diverged", "oom"])] if not df.empty else df
+    for _, row in failed.iterrows():
+        lines.append(f"  trial {row['trial']} {row['status']}: {row.get('error') or ''}")
+    return "\n".join(lines) + "\n"
+
+
+def _pareto_table(front: pd.DataFrame, objectives: tuple[Objective, ...]) -> str:
+    if front.empty:
+        return "Pareto front: empty (no trial finished with status ok)"
+    cols = ["trial", "hash"] + [metric_of(o) for o in objectives] + ["summary"]
+    cols = [c for c in cols if c in front.columns]
+    return "Pareto front:\n" + front[cols].to_string(index=False)

@@ -1,0 +1,198 @@
+"""The results of a search run, on disk: `results/RUN/`.
+
+`trials.jsonl` is the source of truth: one JSON line per finished trial, appended and fsynced, so
+a killed search loses at most the trial being written (a torn last line is ignored on reading).
+Everything else is derived from it and rewritten atomically after each trial: `trials.csv`,
+`trials.parquet`, `pareto.csv`, `archs/*.yaml` (the Pareto set) and `summary.txt`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lknas.arch import ArchConfig
+from lknas.errors import LknasError
+from lknas.io import atomic_path, write_json_atomic, write_text_atomic
+from lknas.search.objectives import metric_of, objective_values
+from lknas.space.configs import Objective
+
+__all__ = ["RunStore", "load_results", "pareto_mask", "PARAM_PREFIX", "FEASIBLE"]
+
+PARAM_PREFIX = "param."
+FEASIBLE = "ok"  # the only status that can be on the Pareto front
+# first columns of trials.csv, in this order; then params, then the rest
+LEAD_COLUMNS = ("trial", "status", "hash", "summary", "accuracy", "latency_ms", "params_effective",
+                "flops_effective", "erf", "reason", "error")
+
+
+def pareto_mask(values: list[list[float]], modes: list[str]) -> list[bool]:
+    """True for each point that no other point dominates (>= in all objectives, > in one),
+    objectives maximized or minimized per `modes`."""
+    signed = [[v if m == "max" else -v for v, m in zip(row, modes)] for row in values]
+    mask = []
+    for i, a in enumerate(signed):
+        dominated = any(
+            j != i and all(bj >= aj for aj, bj in zip(a, b)) and any(bj > aj for aj, bj in zip(a, b))
+            for j, b in enumerate(signed)
+        )
+        mask.append(not dominated)
+    return mask
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def trials_jsonl(self) -> Path:
+        return self.root / "trials.jsonl"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def study_db(self) -> Path:
+        return self.root / "study.db"
+
+    @property
+    def space_file(self) -> Path:
+        return self.root / "space.yaml"
+
+    # ----------------------------------------------------------------- settings
+    def write_settings(self, settings: dict[str, Any]) -> None:
+        write_json_atomic(self.settings_file, settings)
+
+    def read_settings(self) -> dict[str, Any]:
+        if not self.settings_file.is_file():
+            raise LknasError(f"{self.root}: not a search run (no run.json); give the directory a search wrote, "
+                             f"e.g. results/peleK_space-20261122-101500")
+        return json.loads(self.settings_file.read_text())
+
+    # ----------------------------------------------------------------- trials
+    def append(self, row: dict[str, Any]) -> None:
+        """Add one finished trial durably."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(row, default=_json_default) + "\n"
+        with open(self.trials_jsonl, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every finished trial; a torn last line (a kill mid-write) is skipped."""
+        if not self.trials_jsonl.is_file():
+            return []
+        rows = []
+        for line in self.trials_jsonl.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def frame(self) -> pd.DataFrame:
+        rows = self.rows()
+        if not rows:
+            return pd.DataFrame(columns=["trial", "status"])
+        df = pd.DataFrame(rows)
+        params = sorted(c for c in df.columns if c.startswith(PARAM_PREFIX))
+        lead = [c for c in LEAD_COLUMNS if c in df.columns]
+        rest = [c for c in df.columns if c not in lead and c not in params and c != "arch_yaml"]
+        tail = ["arch_yaml"] if "arch_yaml" in df.columns else []
+        return df[lead + params + rest + tail].sort_values("trial", kind="stable").reset_index(drop=True)
+
+    # ----------------------------------------------------------------- derived files
+    def pareto(self, objectives: tuple[Objective, ...], df: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Feasible, fully trained trials that no other such trial dominates, best first objective first."""
+        df = self.frame() if df is None else df
+        if df.empty or "status" not in df.columns:
+            return df.iloc[0:0]
+        ok = df[df["status"] == FEASIBLE]
+        points, index = [], []
+        for i, row in ok.iterrows():
+            values = objective_values(row.to_dict(), objectives)
+            if values is not None:
+                points.append(values)
+                index.append(i)
+        if not points:
+            return df.iloc[0:0]
+        mask = pareto_mask(points, [o.mode for o in objectives])
+        front = ok.loc[[i for i, keep in zip(index, mask) if keep]]
+        first = objectives[0]
+        return front.sort_values(metric_of(first), ascending=first.mode == "min", kind="stable")
+
+    def refresh(self, objectives: tuple[Objective, ...], summary: str | None = None) -> pd.DataFrame:
+        """Rewrite trials.csv/.parquet, pareto.csv, archs/ and (if given) summary.txt. Returns the
+        Pareto frame."""
+        df = self.frame()
+        _write_frame(df, self.root / "trials.csv", self.root / "trials.parquet")
+        front = self.pareto(objectives, df)
+        with atomic_path(self.root / "pareto.csv") as tmp:
+            front.drop(columns=["arch_yaml"], errors="ignore").to_csv(tmp, index=False)
+        archs = self.root / "archs"
+        archs.mkdir(exist_ok=True)
+        keep = set()
+        for _, row in front.iterrows():
+            name = arch_file_name(row)
+            keep.add(name)
+            write_text_atomic(archs / name, _arch_file_text(row, objectives))
+        for stale in archs.glob("*.yaml"):
+            if stale.name not in keep:
+                stale.unlink()
+        if summary is not None:
+            write_text_atomic(self.root / "summary.txt", summary)
+        return front
+
+
+def arch_file_name(row: dict[str, Any] | pd.Series) -> str:
+    return f"trial{int(row['trial']):04d}-{row['hash']}.yaml"
+
+
+def _arch_file_text(row: pd.Series, objectives: tuple[Objective, ...]) -> str:
+    """The architecture YAML with provenance comments (run, trial, metrics); loads with load_arch."""
+    metrics = ", ".join(f"{o.name} {row[metric_of(o)]:.6g}" for o in objectives)
+    arch = ArchConfig.from_yaml(row["arch_yaml"])
+    return (f"# lknas search result: trial {int(row['trial'])} ({row['hash']}): {arch.summary()}\n"
+            f"# {metrics}\n" + row["arch_yaml"])
+
+
+def _write_frame(df: pd.DataFrame, csv_path: Path, parquet_path: Path) -> None:
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
+    # parquet needs one type per column: mixed object columns (e.g. param values of several
+    # types) are stored as strings there; the CSV and JSONL keep them as they are
+    pq = df.copy()
+    for col in pq.columns:
+        if pq[col].dtype == object:
+            kinds = {type(v) for v in pq[col].dropna()}
+            if len(kinds) > 1 or kinds - {str}:
+                pq[col] = pq[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+    with atomic_path(parquet_path) as tmp:
+        pq.to_parquet(tmp, index=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def load_results(run: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished trial of a search run (status, `param.*` dimensions, the ArchConfig
+    YAML and hash, every metric, timings, error message)."""
+    store = RunStore(run)
+    if not store.root.is_dir():
+        raise LknasError(f"{run}: no such run directory")
+    if not store.trials_jsonl.is_file() and not store.settings_file.is_file():
+        raise LknasError(f"{run}: not a search run (no trials.jsonl or run.json)")
+    return store.frame()

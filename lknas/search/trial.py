@@ -1,0 +1,172 @@
+"""One search trial, both halves.
+
+On the driver, `DefineByRun` asks Optuna for every active dimension of the space, builds the model
+once to count params and FLOPs, and records the constraint violations on the Optuna trial (so the
+sampler learns where the budget lies) before any worker starts. In a Ray worker, `run_trial`
+rebuilds the same ArchConfig from the sampled parameters (`optuna.trial.FixedTrial`), skips
+training when the sample is infeasible, else trains and measures it, reporting every epoch.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from lknas.arch import ArchConfig
+from lknas.search.objectives import effective_counts
+from lknas.search.samplers import record_constraints
+from lknas.search.store import PARAM_PREFIX
+from lknas.space.configs import Constraints, TrainConfig
+
+__all__ = ["TrialContext", "DefineByRun", "run_trial", "INTERNAL_KEYS"]
+
+NUMBER_KEY = "lknas.trial"
+INFEASIBLE_KEY = "lknas.infeasible"
+COUNTS_KEY = "lknas.counts"  # params/FLOPs counted on the driver, at the constraints' resolution
+INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a run shares; pickled to the Ray workers."""
+
+    space_file: str
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = 2
+    in_chans: int = 3
+    threads: int = 1
+    device: str = "cpu"
+    latency_threads: int | None = 1
+    erf: bool = True
+
+
+def _space(ctx: TrialContext):
+    from lknas.space import load_space
+
+    return load_space(ctx.space_file)
+
+
+def _train_cfg(space, trial: optuna.trial.BaseTrial, ctx: TrialContext) -> TrainConfig:
+    cfg = space.suggest_train(trial) if not space.train.is_fixed else space.train
+    return cfg.replace(**ctx.train_overrides)
+
+
+def constraint_values(constraints: Constraints, counts: dict[str, Any]) -> dict[str, float]:
+    """One value per limit (`max_params`, ...), <= 0 when satisfied (Optuna's convention),
+    relative to the limit."""
+    values = {}
+    for what in ("params", "flops"):
+        value = counts[f"{what}_effective"]
+        hi, lo = getattr(constraints, f"max_{what}"), getattr(constraints, f"min_{what}")
+        if hi is not None:
+            values[f"max_{what}"] = (value - hi) / hi
+        if lo is not None:
+            values[f"min_{what}"] = (lo - value) / max(lo, 1)
+    return values
+
+
+class DefineByRun:
+    """Optuna define-by-run search space for Ray's OptunaSearch, built from a space file."""
+
+    def __init__(self, ctx: TrialContext):
+        self.ctx = ctx
+        self.space = _space(ctx)
+
+    def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        from lknas.measure.trial import measure_static
+
+        arch = self.space.suggest(trial)
+        cfg = _train_cfg(self.space, trial, self.ctx)
+        del cfg  # searched train values are asked above so that Optuna records them
+        trial.set_user_attr("hash", arch.hash())
+        trial.set_user_attr("summary", arch.summary())
+        constraints = self.space.constraints
+        try:
+            counts = effective_counts(measure_static(arch, constraints.resolution, self.ctx.num_classes,
+                                                     self.ctx.in_chans))
+        except Exception:  # the worker builds it again and records the error as the trial's
+            return {NUMBER_KEY: trial.number, INFEASIBLE_KEY: ""}
+        reasons = constraints.violations(counts["params_effective"], counts["flops_effective"])
+        record_constraints(trial, constraint_values(constraints, counts))
+        counts["resolution"] = constraints.resolution
+        return {NUMBER_KEY: trial.number, INFEASIBLE_KEY: "; ".join(reasons), COUNTS_KEY: counts}
+
+
+def trial_identity(arch: ArchConfig, params: dict[str, Any], number: int) -> dict[str, Any]:
+    row = {"trial": number, "hash": arch.hash(), "summary": arch.summary(), "arch_yaml": arch.to_yaml()}
+    row.update({f"{PARAM_PREFIX}{k}": v for k, v in params.items()})
+    return row
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune function trainable: train and measure one sampled architecture."""
+    import warnings
+
+    import torch
+    from ray import tune
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # fvcore's tracer
+    config = dict(config)
+    number = int(config.pop(NUMBER_KEY, -1))
+    infeasible = config.pop(INFEASIBLE_KEY, "")
+    counts = config.pop(COUNTS_KEY, None)
+    params = {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
+    torch.set_num_threads(max(1, ctx.threads))
+    base: dict[str, Any] = {"trial": number, "status": "running"}
+    try:
+        space = _space(ctx)
+        fixed = optuna.trial.FixedTrial(params)
+        arch = space.suggest(fixed)
+        cfg = _train_cfg(space, fixed, ctx)
+        base.update(trial_identity(arch, params, number))
+        base.update(_static(arch, cfg, ctx, counts))
+        if infeasible:
+            tune.report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
+            return
+        _train_and_report(arch, cfg, ctx, base)
+    except Exception as err:  # a broken trial is recorded, the search goes on
+        tune.report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+                     "traceback": traceback.format_exc(limit=8)})
+
+
+def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict | None) -> dict[str, Any]:
+    """Counts at the training resolution (the driver's when it counted at that resolution) and
+    the deploy latency: known before training."""
+    from lknas.measure import measure_latency
+    from lknas.measure.trial import measure_static
+
+    if counts is not None and counts.get("resolution") == cfg.resolution:
+        out = {k: v for k, v in counts.items() if k != "resolution"}
+    else:
+        out = effective_counts(measure_static(arch, cfg.resolution, ctx.num_classes, ctx.in_chans))
+    lat = measure_latency(arch, cfg.resolution, threads=ctx.latency_threads, num_classes=ctx.num_classes,
+                          in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device)
+    out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
+               latency_threads=lat["threads"])
+    return out
+
+
+def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, base: dict[str, Any]) -> None:
+    from ray import tune
+
+    from lknas.data import build_data
+    from lknas.measure.trial import measure_trial
+
+    bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.seed,
+                        subset=cfg.subset, device=ctx.device)
+    per_epoch = max(1, len(bundle.train))
+    epochs = -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)
+
+    def report(metrics: dict[str, Any]) -> None:
+        if metrics["epoch"] < epochs:  # the last epoch is reported once measured in full
+            tune.report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
+                         "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"]})
+
+    metrics = measure_trial(arch, cfg, bundle, report=report, device=ctx.device, latency=False, erf=ctx.erf)
+    metrics = effective_counts(metrics)
+    final = {**base, **metrics, "epoch": metrics.get("epochs", 0)}
+    if final["status"] == "stopped":
+        final["status"] = "truncated"
+    tune.report(final)

@@ -1,0 +1,206 @@
+"""End-to-end searches with a real local Ray and Optuna, on a tiny space and a tiny data set."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lknas.search import load_results, pareto_mask
+from lknas.space import Objective, load_arch
+
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]
+REPO = Path(__file__).resolve().parents[1]
+DATA = "pathfinder:easy,train=96,val=32"
+
+
+def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float = 2e-3, trials: int = 3,
+                sampler: str = "random", objectives: str = "[accuracy, latency]") -> Path:
+    path.write_text(textwrap.dedent(f"""\
+        name: tiny_space
+        stem: {{type: patch}}
+        block: convnext
+        layer_scale: 1.0e-6
+        mlp_ratio: 2
+        kernel_type: {{choice: [dense, stripe]}}
+        stages:
+          - {{depth: 1, width: {{choice: [8, 16]}}, kernel: {{choice: [3, 7, 9]}}}}
+          - {{depth: 1, width: 16, kernel: {{choice: [3, 5]}}}}
+        constraints: {constraints}
+        train: {{dataset: "{DATA}", resolution: 32, steps: 2, batch_size: 32, lr: {lr}, warmup_epochs: 0}}
+        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0}}
+        """))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def study_of(run: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny_space", storage=f"sqlite:///{run / 'study.db'}")
+
+
+def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    out = tmp_path / "run"
+    outcome = run_search(write_space(tmp_path / "s.yaml"), out=out, quiet=True)
+    df = load_results(out)
+    assert len(df) == 3 and set(df["status"]) == {"ok"}
+    assert sorted(df["trial"]) == [0, 1, 2]
+    for name in ("trials.csv", "trials.parquet", "pareto.csv", "space.yaml", "study.db", "summary.txt", "run.json"):
+        assert (out / name).is_file(), name
+    for col in ("param.kernel_type", "param.stages[0].kernel", "hash", "arch_yaml", "accuracy", "latency_ms",
+                "params_effective", "flops", "erf", "train_time", "wall_time"):
+        assert col in df.columns, col
+    # the Pareto set: non-dominated among the trials, one YAML each that builds
+    values = df[["accuracy", "latency_ms"]].values.tolist()
+    expected = {t for t, keep in zip(df["trial"], pareto_mask(values, ["max", "min"])) if keep}
+    assert set(outcome.pareto["trial"]) == expected
+    archs = sorted((out / "archs").glob("*.yaml"))
+    assert len(archs) == len(expected)
+    assert load_arch(archs[0]).hash() in set(df["hash"])
+    study = study_of(out)
+    assert len(study.directions) == 2
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert "trials: 3 of 3 finished: ok 3" in (out / "summary.txt").read_text()
+
+
+def test_single_objective_search(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    out = tmp_path / "run"
+    run_search(write_space(tmp_path / "s.yaml"), out=out, quiet=True, trials=2, sampler="tpe",
+               objectives=(Objective("accuracy", "max"),))
+    study = study_of(out)
+    assert len(study.directions) == 1 and len(study.trials) == 2
+    assert study.best_trial.value == max(load_results(out)["accuracy"])
+
+
+def test_infeasible_samples_cost_no_training_and_teach_optuna(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    out = tmp_path / "run"
+    space = write_space(tmp_path / "s.yaml", constraints="{max_params: 1000, resolution: 32}", trials=2)
+    outcome = run_search(space, out=out, quiet=True)
+    df = load_results(out)
+    assert set(df["status"]) == {"infeasible"}
+    assert df["reason"].str.contains("max_params 1,000").all()
+    assert "train_time" not in df.columns or df["train_time"].isna().all()
+    assert outcome.pareto.empty and not list((out / "archs").glob("*.yaml"))
+    for t in study_of(out).trials:
+        constraints = [v for k, v in t.system_attrs.items() if k.startswith("constraints")]
+        assert constraints and max(constraints) > 0
+
+
+def test_a_diverging_trial_is_recorded_and_the_search_goes_on(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    out = tmp_path / "run"
+    run_search(write_space(tmp_path / "s.yaml", lr=1e8, trials=2), out=out, quiet=True)
+    df = load_results(out)
+    assert len(df) == 2 and set(df["status"]) == {"diverged"}
+    assert df["error"].str.contains("lower train.lr").all()
+    assert "diverged" in (out / "summary.txt").read_text()
+    assert {t.state for t in study_of(out).trials} == {optuna.trial.TrialState.FAIL}
+
+
+def test_a_raising_trial_reports_status_error(monkeypatch, tmp_path):
+    from ray import tune
+
+    from lknas.search.trial import NUMBER_KEY, TrialContext, run_trial
+
+    reported = []
+    monkeypatch.setattr(tune, "report", reported.append)
+    ctx = TrialContext(space_file=str(write_space(tmp_path / "s.yaml")))
+    run_trial({NUMBER_KEY: 7, "kernel_type": "no-such-type"}, ctx)
+    assert len(reported) == 1
+    assert reported[0]["status"] == "error" and reported[0]["trial"] == 7
+    assert "no-such-type" in reported[0]["error"]
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "lknas", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def test_a_malformed_space_fails_before_ray_starts(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  - {depth: 1, width: 8, kernel: 4}\n")
+    start = time.monotonic()
+    proc = _cli("search", "--space", str(bad), "--out", str(tmp_path / "run"))
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    assert "stages[0].kernel" in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()
+    assert time.monotonic() - start < 60
+
+
+def test_resume_after_kill_runs_only_the_missing_trials(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    out = tmp_path / "run"
+    space = write_space(tmp_path / "s.yaml", trials=4)
+    proc = _cli("search", "--space", str(space), "--out", str(out), "--max-concurrent", "1", "--quiet")
+    jsonl = out / "trials.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search ended before it could be killed: " + proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {json.loads(line)["trial"] for line in jsonl.read_text().splitlines()}
+    assert 1 <= len(done_before) < 4
+
+    outcome = run_search(resume=out, quiet=True)
+    df = load_results(out)
+    assert len(df) == 4 and df["trial"].is_unique
+    assert done_before <= set(df["trial"])
+    assert not outcome.interrupted
+    states = [t.state for t in study_of(out).trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_an_existing_ray_head_via_address(tmp_path):
+    port = _free_port()
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        out = tmp_path / "run"
+        proc = _cli("search", "--space", str(write_space(tmp_path / "s.yaml", trials=2)), "--out", str(out),
+                    "--address", f"127.0.0.1:{port}", "--quiet")
+        output, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, output
+        df = load_results(out)
+        assert len(df) == 2 and set(df["status"]) == {"ok"}
+        assert "Pareto front" in output
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
