@@ -204,3 +204,16 @@ def test_search_on_an_existing_ray_head_via_address(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+
+
+def test_from_a_previous_run_evaluates_its_pareto_set_first(local_ray, tmp_path):
+    from lknas.search import run_search
+
+    space = write_space(tmp_path / "s.yaml", trials=2)
+    first = tmp_path / "first"
+    run_search(space, out=first, quiet=True)
+    front = {p.stem.split("-")[1] for p in (first / "archs").glob("*.yaml")}  # trialNNNN-HASH.yaml
+    assert front
+    second = tmp_path / "second"
+    run_search(space, out=second, quiet=True, from_=first, trials=len(front), seed=123)
+    assert set(load_results(second)["hash"]) == front

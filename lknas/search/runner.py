@@ -126,7 +126,7 @@ def run_search(
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
     sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
-    resolution, address."""
+    resolution, address, from_ (architectures to evaluate first: see `lknas.search.seeds`)."""
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
@@ -148,6 +148,18 @@ def run_search(
         shutil.copyfile(space_obj.file, store.space_file)
         store.write_settings(settings)
     search = _search_config(settings)
+    points: list[dict[str, Any]] = []
+    if resume is None and overrides.get("from_"):
+        from lknas.search.seeds import seed_points
+
+        points, skipped = seed_points(space_obj, overrides["from_"])
+        for message in skipped:
+            print(f"--from: skipped {message}", file=stream)
+        if not points:
+            raise LknasError(f"--from {overrides['from_']}: none of its architectures is in space {space_obj.name}")
+        print(f"--from: {len(points)} architecture(s) evaluated first", file=stream)
+        settings["from"] = str(overrides["from_"])
+        store.write_settings(settings)
     train_overrides = settings["train_overrides"]
     train_cfg = space_obj.train.replace(**train_overrides)
 
@@ -183,7 +195,7 @@ def run_search(
           file=stream, flush=True)
     interrupted = False
     try:
-        _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, len(done))
+        _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, points)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -199,7 +211,7 @@ def run_search(
 
 
 def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, store: RunStore, remaining: int,
-         monitor, n_done: int) -> None:
+         monitor, points: list[dict[str, Any]]) -> None:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -223,6 +235,7 @@ def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, sto
     searcher = LknasOptunaSearch(
         space=DefineByRun(ctx), metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
         sampler=sampler, storage=storage, study_name=study_name, objectives=search.objectives,
+        points_to_evaluate=points or None,
     )
     import ray
 
