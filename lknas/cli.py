@@ -142,6 +142,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
+        ray_storage=args.ray_storage,
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
     p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    p.add_argument("--ray-storage", help="Ray Tune's experiment storage (default results/RUN/ray); on a multi-node "
+                   "cluster a shared path (NFS) or a cloud URI (s3://...)")
     p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--from", dest="from_", metavar="FILE_OR_RUN",
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")

@@ -75,6 +75,7 @@ def _settings(space: SearchSpace, overrides: dict[str, Any]) -> dict[str, Any]:
         search = dataclasses.replace(search, objectives=overrides["objectives"])
     train = {k: overrides[k] for k in _TRAIN_OVERRIDES if overrides.get(k) is not None}
     return {"search": search.to_dict(), "train_overrides": train, "address": overrides.get("address"),
+            "ray_storage": overrides.get("ray_storage"),
             "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": space.name}
 
 
@@ -126,7 +127,7 @@ def run_search(
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
     sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
-    resolution, address, from_ (architectures to evaluate first: see `lknas.search.seeds`)."""
+    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`)."""
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
@@ -231,6 +232,7 @@ def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, sto
 
     metrics = [metric_of(o) for o in search.objectives]
     modes = [o.mode for o in search.objectives]
+    ray_storage = store.read_settings().get("ray_storage") or str((store.root / "ray").resolve())
     single = len(metrics) == 1
     searcher = LknasOptunaSearch(
         space=DefineByRun(ctx), metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
@@ -255,7 +257,7 @@ def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, sto
                                     scheduler=scheduler, num_samples=remaining,
                                     time_budget_s=search.time_budget, reuse_actors=True,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=f"tune-{int(time.time())}", storage_path=str((store.root / "ray").resolve()),
+        run_config=tune.RunConfig(name=f"{store.root.name}-{int(time.time())}", storage_path=ray_storage,
                                   callbacks=[monitor], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
