@@ -1,0 +1,364 @@
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec, StemSpec
+from lknas.measure.complexity import complexity
+from lknas.models import build_model, reparameterize
+from lknas.ops import DeployDWConv, DeployStripeConv, PeripheralLK, StripeLK
+from lknas.sparsity import DynamicSparsity, layer_densities, prune_fraction, sparse_parameters
+from lknas.sparsity.density import erk_counts, erk_densities
+
+KERNELS = {
+    "dense": KernelSpec(size=(7,), type="dense", reparam=3),
+    "stripe": KernelSpec(size=(7,), type="stripe", stripe_n=3, reparam=3),
+    "peripheral": KernelSpec(size=(11,), type="peripheral", r_c=1, m=2, reparam=3, pos_embed=True),
+    "dilated": KernelSpec(size=(7,), type="dilated", reparam=None),
+}
+
+
+def tiny_arch(kernel, spec, widths=(8, 16), depths=(1, 1)):
+    stages = tuple(
+        StageSpec(depth=d, width=w, kernel=kernel, block="convnext", mlp_ratio=2.0,
+                  downsample="none" if i == 0 else "patch", layer_scale=1e-6)
+        for i, (d, w) in enumerate(zip(depths, widths))
+    )
+    return ArchConfig(stem=StemSpec("patch", widths[0]), stages=stages, head=HeadSpec("ln"), sparsity=spec)
+
+
+def tiny_model(kind="dense", seed=0, **spec_kw):
+    spec = SparsitySpec(**{"density": 0.6, "prune_rate": 0.5, "update_interval": 2, **spec_kw})
+    torch.manual_seed(seed)
+    return build_model(tiny_arch(KERNELS[kind], spec), num_classes=4)
+
+
+def batch(seed=0, n=4, res=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, res, res, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def train_step(model, opt, sparsity, seed, scaler=None, res=32):
+    x, y = batch(seed, res=res)
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    sparsity.step()
+
+
+def assert_masked(sparsity, counts):
+    for name, p in sparsity.params.items():
+        mask = sparsity.masks[name]
+        assert int(mask.sum()) == counts[name], name
+        assert torch.all(p[~mask] == 0), name
+
+
+# ----------------------------------------------------------------------------- allocation
+def test_erk_allocation_matches_rigl_formula():
+    shapes = {  # a 51x51 and a 13x13 depthwise kernel, a 5x5 branch, a linear layer
+        "a": torch.Size((16, 1, 51, 51)), "b": torch.Size((16, 1, 13, 13)),
+        "c": torch.Size((16, 1, 5, 5)), "d": torch.Size((64, 16)),
+    }
+    dens = erk_densities(shapes, 0.1)
+    raw = {n: sum(s) / s.numel() for n, s in shapes.items()}
+    # the small layers are capped at 1.0, the others share one scale factor eps
+    assert dens["c"] == 1.0 and dens["d"] == 1.0
+    eps = dens["a"] / raw["a"]
+    assert dens["b"] == pytest.approx(eps * raw["b"])
+    assert 0 < dens["a"] < dens["b"] < 1
+    total = sum(s.numel() for s in shapes.values())
+    assert sum(dens[n] * shapes[n].numel() for n in shapes) == pytest.approx(0.1 * total)
+    counts = erk_counts(shapes, 0.1)
+    assert sum(counts.values()) == round(0.1 * total)
+    assert all(abs(counts[n] - dens[n] * shapes[n].numel()) < 1 for n in shapes)
+
+
+@pytest.mark.parametrize("init", ["uniform", "erk"])
+def test_layer_densities_on_a_model(init):
+    model = tiny_model("stripe", init=init, density=0.5)
+    dens = layer_densities(model, model.arch.sparsity)
+    params = dict(model.named_parameters())
+    assert set(dens) == {n for n, p in params.items() if any(p is q for q in sparse_parameters(model, "large_kernels"))}
+    counts = {n: round(d * params[n].numel()) for n, d in dens.items()}
+    if init == "uniform":
+        assert all(abs(c - 0.5 * params[n].numel()) <= 0.5 for n, c in counts.items())
+    else:
+        total = sum(params[n].numel() for n in dens)
+        assert sum(counts.values()) == round(0.5 * total)
+        # ERK: the 3x3 reparam branch of a block is denser than its 7x3 stripe
+        assert dens["stages.0.blocks.0.lk.small.conv.weight"] > dens["stages.0.blocks.0.lk.lk_h.conv.weight"]
+        assert len({round(d, 6) for d in dens.values()}) > 1
+
+
+def test_prune_fraction_cosine():
+    assert prune_fraction(0.3, 0, 100) == pytest.approx(0.3)
+    assert prune_fraction(0.3, 50, 100) == pytest.approx(0.15)
+    assert prune_fraction(0.3, 100, 100) == pytest.approx(0.0)
+    assert prune_fraction(0.3, 150, 100) == pytest.approx(0.0)
+
+
+# ----------------------------------------------------------------------------- masks
+@pytest.mark.parametrize("kind", list(KERNELS))
+@pytest.mark.parametrize("init", ["uniform", "erk"])
+def test_initial_masks_exact_for_every_kernel_type(kind, init):
+    model = tiny_model(kind, init=init)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    expected = layer_densities(model, model.arch.sparsity)
+    assert sparsity.densities() == pytest.approx(expected)
+    counts = {n: round(d * sparsity.params[n].numel()) for n, d in expected.items()}
+    assert_masked(sparsity, counts)
+    for name, p in sparsity.params.items():  # kept weights are the initial, non-zero ones
+        assert int(torch.count_nonzero(p)) == counts[name]
+
+
+@pytest.mark.parametrize("growth", ["random", "gradient"])
+@pytest.mark.parametrize("kind", list(KERNELS))
+def test_density_exact_through_prune_regrow_cycles(kind, growth):
+    model = tiny_model(kind, growth=growth, init="erk")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=40, optimizer=opt, seed=1)
+    counts = dict(sparsity.n_active)
+    moved = 0
+    for step in range(8):
+        before = {n: m.clone() for n, m in sparsity.masks.items()}
+        train_step(model, opt, sparsity, step)
+        assert_masked(sparsity, counts)
+        for name, p in sparsity.params.items():
+            grown = sparsity.masks[name] & ~before[name]
+            pruned = before[name] & ~sparsity.masks[name]
+            moved += int(grown.sum())
+            assert int(grown.sum()) == int(pruned.sum())
+            assert torch.all(p[grown] == 0)  # regrown weights start at exactly zero
+            for key in ("exp_avg", "exp_avg_sq"):
+                state = opt.state[p][key]
+                assert torch.all(state[~sparsity.masks[name]] == 0), key  # incl. just pruned
+                assert torch.all(state[grown] == 0), key
+    assert moved > 0  # updates at steps 2, 4, 6, 8 did move weights
+    assert sparsity.steps == 8
+
+
+def test_prunes_smallest_magnitude_and_grows_largest_gradient():
+    model = nn.Sequential(nn.Linear(4, 5, bias=False))
+    w = model[0].weight
+    with torch.no_grad():
+        w.copy_(torch.arange(1, 21, dtype=torch.float).view(5, 4))  # all magnitudes distinct
+    spec = SparsitySpec(density=0.5, prune_rate=0.2, update_interval=1, growth="gradient", init="uniform",
+                        targets="all")
+    sparsity = DynamicSparsity(model, spec, total_steps=1000)
+    mask = sparsity.masks["0.weight"].flatten().clone()
+    active_idx = mask.nonzero().flatten()
+    inactive_idx = (~mask).nonzero().flatten()
+    w.grad = torch.zeros_like(w)
+    w.grad.view(-1)[inactive_idx[:3]] = torch.tensor([5.0, -9.0, 7.0])
+    sparsity.update(0.2)  # ceil(0.2 * 10 active) = 2 moved
+    new = sparsity.masks["0.weight"].flatten()
+    pruned = set((mask & ~new).nonzero().flatten().tolist())
+    grown = set((new & ~mask).nonzero().flatten().tolist())
+    assert pruned == set(active_idx[:2].tolist())  # the values were 1..20 in order: the first two
+    assert grown == set(inactive_idx[1:3].tolist())  # |grad| 9 and 7
+    flat = w.detach().view(-1)
+    assert torch.all(flat[sorted(pruned | grown)] == 0)
+    assert int(new.sum()) == 10
+
+
+def test_masks_hold_with_grad_scaler_and_skipped_steps():
+    model = tiny_model("dense", growth="gradient", update_interval=3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=50, optimizer=opt)
+    counts = dict(sparsity.n_active)
+    for step in range(2):  # the optimizer does move masked weights: the masks must undo it
+        train_step(model, opt, sparsity, step, scaler=scaler)
+        assert_masked(sparsity, counts)
+    # step 3 (an update step) overflows: GradScaler skips the optimizer step
+    masks = {n: m.clone() for n, m in sparsity.masks.items()}
+    x, y = batch(5)
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    scaler.scale(loss * float("inf")).backward()
+    with torch.no_grad():  # meanwhile something else (an EMA swap, a loaded checkpoint) densified the weights
+        for p in sparsity.params.values():
+            p.add_(0.1)
+    scale = scaler.get_scale()
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() < scale  # the step was skipped
+    sparsity.step()
+    assert_masked(sparsity, counts)
+    # gradient growth does not grow from non-finite gradients: the update waits for the next step
+    assert all(torch.equal(masks[n], sparsity.masks[n]) for n in masks)
+    train_step(model, opt, sparsity, 6, scaler=scaler)
+    assert_masked(sparsity, counts)
+    assert any(not torch.equal(masks[n], sparsity.masks[n]) for n in masks)
+
+
+def test_sgd_momentum_cleared_at_masked_positions():
+    model = tiny_model("stripe", growth="random")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=20, optimizer=opt)
+    for step in range(4):
+        train_step(model, opt, sparsity, step)
+        for name, p in sparsity.params.items():
+            buf = opt.state[p]["momentum_buffer"]
+            assert torch.all(buf[~sparsity.masks[name]] == 0)
+            assert torch.count_nonzero(buf[sparsity.masks[name]]) > 0
+
+
+@pytest.mark.parametrize("order", ["checkpoint_first", "sparsity_first"])
+def test_state_dict_round_trip_resumes_identically(order):
+    def fresh(seed):
+        model = tiny_model("dense", seed=seed, growth="random")
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    model, opt = fresh(3)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=20, optimizer=opt, seed=7)
+    for s in range(4):
+        train_step(model, opt, sparsity, s)
+    checkpoint = {"model": model.state_dict(), "opt": opt.state_dict(), "sparsity": sparsity.state_dict()}
+    checkpoint = {k: copy.deepcopy(v) for k, v in checkpoint.items()}
+
+    model2, opt2 = fresh(4)
+    if order == "checkpoint_first":  # the initial random masks of `resumed` must not eat these weights
+        model2.load_state_dict(checkpoint["model"])
+        train_step(model2, opt2, DynamicSparsity(model2, model2.arch.sparsity, 20, optimizer=opt2), 0)
+        model2.load_state_dict(checkpoint["model"])
+        opt2.load_state_dict(checkpoint["opt"])
+    resumed = DynamicSparsity(model2, model2.arch.sparsity, total_steps=20, optimizer=opt2, seed=99)
+    assert any(not torch.equal(resumed.masks[n], sparsity.masks[n]) for n in sparsity.masks)
+    if order == "sparsity_first":
+        model2.load_state_dict(checkpoint["model"])
+        opt2.load_state_dict(checkpoint["opt"])
+    resumed.load_state_dict(checkpoint["sparsity"])
+    assert resumed.steps == 4
+    assert all(torch.equal(resumed.masks[n], sparsity.masks[n]) for n in sparsity.masks)
+    for (n, p), q in zip(model.state_dict().items(), model2.state_dict().values()):
+        assert torch.equal(p, q), n
+    for p, q in zip(model.parameters(), model2.parameters()):
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt.state[p][key], opt2.state[q][key])
+    for s in range(4, 8):  # both continue the same way (random growth uses the restored generator)
+        train_step(model, opt, sparsity, s)
+        train_step(model2, opt2, resumed, s)
+    assert all(torch.equal(resumed.masks[n], sparsity.masks[n]) for n in sparsity.masks)
+    for p, q in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(p, q)
+    with pytest.raises(ValueError, match="does not match"):
+        resumed.load_state_dict({**checkpoint["sparsity"], "masks": {"nope": torch.ones(1, dtype=torch.bool)}})
+
+
+@pytest.mark.parametrize("targets", ["large_kernels", "all"])
+def test_peripheral_masks_the_compact_weight(targets):
+    model = tiny_model("peripheral", targets=targets, init="uniform")
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    lk = model.stages[0].blocks[0].lk
+    assert isinstance(lk, PeripheralLK)
+    name = "stages.0.blocks.0.lk.weight"
+    assert sparsity.params[name] is lk.weight and lk.weight.shape[-1] < lk.k  # compact k' x k'
+    assert not any("pos_embed" in n for n in sparsity.masks)
+    # the expanded k x k kernel is zero exactly on the blocks of the masked compact weights
+    expanded_mask = sparsity.masks[name].repeat_interleave(lk.grid, 2).repeat_interleave(lk.grid, 3)
+    expanded = lk.expanded_weight()
+    assert expanded.shape[-1] == lk.k
+    assert torch.all(expanded[~expanded_mask] == 0) and torch.all(expanded[expanded_mask] != 0)
+
+
+def test_shared_parameter_masked_once():
+    conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    model = nn.Sequential(conv, nn.ReLU(), conv)
+    spec = SparsitySpec(density=0.5, init="uniform", targets="all", update_interval=1, prune_rate=0.5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sparsity = DynamicSparsity(model, spec, total_steps=10, optimizer=opt)
+    assert list(sparsity.masks) == ["0.weight"]
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(2, 4, 6, 6)).square().mean().backward()
+        opt.step()
+        sparsity.step()
+        assert int(torch.count_nonzero(conv.weight)) <= 72 and int(sparsity.masks["0.weight"].sum()) == 72
+
+
+# ----------------------------------------------------------------------------- SNIP
+def test_snip_keeps_the_most_sensitive_weights():
+    model = tiny_model("dense", init="snip", density=0.4)
+    model.train()
+    x, y = batch(11, n=8)
+    bn_before = {n: b.clone() for n, b in model.named_buffers()}
+    ref = {n: p for n, p in model.named_parameters()}
+    params = {n: ref[n] for n in layer_densities(model, SparsitySpec(init="uniform"))}
+    loss = nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    scores = {n: (p.detach() * g).abs() for (n, p), g in zip(params.items(), grads)}
+    for n, b in model.named_buffers():  # undo this reference forward's BN update
+        b.copy_(bn_before[n])
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10, snip_batch=(x, y))
+    assert all(p.grad is None for p in model.parameters())  # SNIP leaves .grad alone
+    assert all(torch.equal(b, bn_before[n]) for n, b in model.named_buffers())
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    k = round(0.4 * flat.numel())
+    assert sum(sparsity.n_active.values()) == k
+    threshold = torch.topk(flat, k).values[-1]
+    for n, s in scores.items():
+        mask = sparsity.masks[n]
+        assert torch.all(s[mask] >= threshold) and torch.all(s[~mask] <= threshold)
+    # global top-k: the densities differ between layers
+    assert len({round(d, 4) for d in sparsity.densities().values()}) > 1
+
+
+def test_snip_without_batch_falls_back_to_erk():
+    model = tiny_model("dense", init="snip")
+    with pytest.warns(UserWarning, match="ERK"):
+        sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        erk = layer_densities(model, model.arch.sparsity.__class__(**{**model.arch.sparsity.__dict__, "init": "erk"}))
+    assert sparsity.densities() == pytest.approx(erk)
+
+
+# ----------------------------------------------------------------------------- deploy + counting
+@pytest.mark.parametrize("kind", list(KERNELS))
+def test_complexity_reports_the_masked_nonzeros(kind):
+    model = tiny_model(kind, init="uniform", growth="gradient", update_interval=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=20, optimizer=opt)
+    for step in range(5):  # updates at 2 and 4, then an optimizer step moves the regrown weights
+        train_step(model, opt, sparsity, step, res=64)
+    masked_numel = sum(p.numel() for p in sparsity.params.values())
+    for name, p in sparsity.params.items():  # every kept weight is non-zero (feature maps >= kernels)
+        assert int(torch.count_nonzero(p)) == sparsity.n_active[name], name
+    result = complexity(model, resolution=32)
+    assert result["params_nonzero"] == result["params"] - masked_numel + sum(sparsity.n_active.values())
+    assert result["flops_sparse"] < result["flops"]
+
+
+def test_deploy_form_keeps_the_zeros():
+    # stripe, decomposed: the n x k stripe keeps its mask's zeros; the k x n stripe (with the
+    # 3x3 branch folded into its centre) keeps them outside the centre
+    model = tiny_model("stripe", init="uniform")
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    deploy = reparameterize(model, decompose_stripes=True)
+    train_lk, dep = model.stages[0].blocks[0].lk, deploy.stages[0].blocks[0].lk
+    assert isinstance(train_lk, StripeLK) and isinstance(dep, DeployStripeConv)
+    mask_w = sparsity.masks["stages.0.blocks.0.lk.lk_w.conv.weight"]
+    assert torch.equal(dep.lk_w.weight != 0, mask_w)
+    mask_h = sparsity.masks["stages.0.blocks.0.lk.lk_h.conv.weight"].clone()
+    mask_h[:, :, 2:5, :] = True  # the 3x3 branch lands on rows 2..4 of the 7x3 stripe
+    assert torch.all(dep.lk_h.weight[~mask_h] == 0)
+    # dense: the merged 7x7 kernel is zero where the large kernel is masked, outside the 3x3 centre
+    model = tiny_model("dense", init="uniform")
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    dep = reparameterize(model).stages[0].blocks[0].lk
+    assert isinstance(dep, DeployDWConv)
+    mask = sparsity.masks["stages.0.blocks.0.lk.lk.conv.weight"].clone()
+    mask[:, :, 2:5, 2:5] = True
+    assert torch.all(dep.weight[~mask] == 0)
+    assert int((dep.weight == 0).sum()) >= int((~mask).sum())
+    assert math.isclose(int((~mask).sum()) / mask.numel(), 0.4, abs_tol=0.1)
