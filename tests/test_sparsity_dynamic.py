@@ -16,9 +16,18 @@ from lknas.sparsity.density import erk_counts, erk_densities
 KERNELS = {
     "dense": KernelSpec(size=(7,), type="dense", reparam=3),
     "stripe": KernelSpec(size=(7,), type="stripe", stripe_n=3, reparam=3),
-    "peripheral": KernelSpec(size=(11,), type="peripheral", r_c=1, m=2, reparam=3, pos_embed=True),
+    "peripheral": KernelSpec(size=(7,), type="peripheral", r_c=1, m=2, reparam=3, pos_embed=True),
     "dilated": KernelSpec(size=(7,), type="dilated", reparam=None),
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is faster than several on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_arch(kernel, spec, widths=(8, 16), depths=(1, 1)):
@@ -170,6 +179,53 @@ def test_prunes_smallest_magnitude_and_grows_largest_gradient():
     assert int(new.sum()) == 10
 
 
+def _linear_sparsity(growth="gradient", density=0.5, prune_rate=0.5, total_steps=10):
+    model = nn.Sequential(nn.Linear(10, 10, bias=False))
+    spec = SparsitySpec(density=density, prune_rate=prune_rate, update_interval=1, growth=growth,
+                        init="uniform", targets="all")
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    return model, opt, DynamicSparsity(model, spec, total_steps=total_steps, optimizer=opt)
+
+
+def test_moved_per_update_follows_the_cosine_schedule():
+    model, opt, sparsity = _linear_sparsity(total_steps=10)
+    w = model[0].weight
+    moved = []
+    for step in range(1, 11):
+        before = sparsity.masks["0.weight"].clone()
+        w.grad = (~before).float() * 100.0  # growth lands on previously masked positions only
+        opt.step()
+        sparsity.step()
+        moved.append(int((sparsity.masks["0.weight"] & ~before).sum()))
+        expected = math.ceil(0.5 * (1 + math.cos(math.pi * step / 10)) / 2 * 50 - 1e-9) if step < 10 else 0
+        assert moved[-1] == expected, step
+        assert int(sparsity.masks["0.weight"].sum()) == 50
+    assert moved[0] == 25 and moved[4] == 13 and moved[8] == 1
+
+
+def test_weight_pruned_and_regrown_at_once_restarts_from_zero():
+    model, opt, sparsity = _linear_sparsity()
+    w = model[0].weight
+    w.grad = torch.randn_like(w)
+    opt.step()  # AdamW state is non-zero everywhere now
+    sparsity.apply_masks()
+    mask = sparsity.masks["0.weight"].clone()
+    with torch.no_grad():
+        w.copy_(torch.where(mask, torch.arange(1.0, 101.0).view(10, 10), torch.zeros(())))
+    smallest = mask.flatten().nonzero().flatten()[:5]  # the 5 smallest active magnitudes
+    w.grad = torch.zeros_like(w)
+    w.grad.view(-1)[smallest] = 1.0  # the largest gradients: the pruned ones grow straight back
+    sparsity.update(0.1)  # ceil(0.1 * 50) = 5
+    assert torch.equal(sparsity.masks["0.weight"], mask)
+    flat = w.detach().view(-1)
+    assert torch.all(flat[smallest] == 0)  # restarted at zero
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.all(opt.state[w][key].view(-1)[smallest] == 0)
+        kept = mask.flatten().clone()
+        kept[smallest] = False
+        assert torch.all(opt.state[w][key].view(-1)[kept] != 0)  # the others keep their state
+
+
 def test_masks_hold_with_grad_scaler_and_skipped_steps():
     model = tiny_model("dense", growth="gradient", update_interval=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -286,6 +342,23 @@ def test_shared_parameter_masked_once():
         assert int(torch.count_nonzero(conv.weight)) <= 72 and int(sparsity.masks["0.weight"].sum()) == 72
 
 
+def test_density_one_masks_nothing_and_bad_arguments_raise():
+    model, opt, sparsity = _linear_sparsity(density=1.0)
+    assert sparsity.densities() == {"0.weight": 1.0}
+    w = model[0].weight
+    w.grad = torch.randn_like(w)
+    before = w.detach().clone()
+    opt.step()
+    sparsity.step()  # an update step, but a dense layer has nothing to move
+    assert torch.count_nonzero(w) == 100 and not torch.equal(w, before)
+    with pytest.raises(ValueError, match="total_steps"):
+        DynamicSparsity(model, sparsity.spec, total_steps=0)
+    with pytest.raises(ValueError, match="density"):
+        DynamicSparsity(model, SparsitySpec(density=0.0, targets="all"), total_steps=10)
+    with pytest.raises(ValueError, match="no SparsitySpec"):
+        DynamicSparsity(model, None, total_steps=10)
+
+
 # ----------------------------------------------------------------------------- SNIP
 def test_snip_keeps_the_most_sensitive_weights():
     model = tiny_model("dense", init="snip", density=0.4)
@@ -329,14 +402,27 @@ def test_complexity_reports_the_masked_nonzeros(kind):
     model = tiny_model(kind, init="uniform", growth="gradient", update_interval=2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=20, optimizer=opt)
-    for step in range(5):  # updates at 2 and 4, then an optimizer step moves the regrown weights
-        train_step(model, opt, sparsity, step, res=64)
+    for step in range(3):  # an update at step 2, then an optimizer step moves the regrown weights
+        train_step(model, opt, sparsity, step)
     masked_numel = sum(p.numel() for p in sparsity.params.values())
-    for name, p in sparsity.params.items():  # every kept weight is non-zero (feature maps >= kernels)
+    assert sparsity.last_update["step"] == 2 and sum(sparsity.last_update["moved"].values()) > 0
+    for name, p in sparsity.params.items():  # every kept weight is non-zero (all taps reach the maps)
         assert int(torch.count_nonzero(p)) == sparsity.n_active[name], name
     result = complexity(model, resolution=32)
     assert result["params_nonzero"] == result["params"] - masked_numel + sum(sparsity.n_active.values())
     assert result["flops_sparse"] < result["flops"]
+
+
+@pytest.mark.xfail(strict=True, reason="complexity() decides measured-vs-expected per weight, so layers that "
+                   "ERK makes dense (or denser than 0.8) are counted at the target density; fix in "
+                   "lknas/measure/complexity.py: decide once from the total non-zero fraction")
+def test_complexity_counts_erk_layer_densities():
+    model = tiny_model("dense", init="erk")
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
+    assert max(sparsity.densities().values()) == 1.0  # ERK made the 3x3 branches dense
+    masked_numel = sum(p.numel() for p in sparsity.params.values())
+    result = complexity(model, resolution=32)
+    assert result["params_nonzero"] == result["params"] - masked_numel + sum(sparsity.n_active.values())
 
 
 def test_deploy_form_keeps_the_zeros():

@@ -46,8 +46,8 @@ def prune_fraction(prune_rate: float, step: int, total_steps: int) -> float:
 
 
 class DynamicSparsity:
-    """Masks the sparse weights of `model` per `spec` (default `model.arch.sparsity`) and updates
-    them over `total_steps` training steps.
+    """Masks the sparse weights of `model` per `spec` (None: `model.arch.sparsity`) and updates
+    them over `total_steps` training steps (the prune rate decays to 0 by then; no updates after).
 
     `optimizer`: its per-weight state is cleared where weights are masked (may be None).
     `snip_batch`: an (inputs, targets) batch for `spec.init == 'snip'`, scored with `loss_fn`
@@ -59,8 +59,8 @@ class DynamicSparsity:
     def __init__(
         self,
         model: nn.Module,
-        spec: SparsitySpec | None = None,
-        total_steps: int = 1,
+        spec: SparsitySpec | None,
+        total_steps: int,
         optimizer: torch.optim.Optimizer | None = None,
         snip_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -71,6 +71,8 @@ class DynamicSparsity:
             raise ValueError("no SparsitySpec given and the model's arch has none")
         if spec.growth not in ("random", "gradient"):
             raise ValueError(f"sparsity growth must be 'random' or 'gradient', got {spec.growth!r}")
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if spec.update_interval < 1:
             raise ValueError(f"update_interval must be >= 1, got {spec.update_interval}")
         if not 0.0 <= spec.prune_rate <= 1.0:
@@ -79,13 +81,17 @@ class DynamicSparsity:
         self.total_steps = int(total_steps)
         self.steps = 0
         self._pending = False  # an update postponed because gradients were not finite
+        self.last_update: dict[str, Any] | None = None  # step, fraction, moved per layer (for logs)
         self._warned_no_grad = False
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.generator = torch.Generator().manual_seed(seed)
 
         self.params: dict[str, nn.Parameter] = named_sparse_parameters(model, spec.targets)
-        self.masks: dict[str, torch.Tensor] = self._initial_masks(snip_batch, loss_fn)
+        self.masks: dict[str, torch.Tensor] = {}
+        self._off: dict[str, torch.Tensor] = {}  # ~mask, cached for the per-step re-masking
+        for n, m in self._initial_masks(snip_batch, loss_fn).items():
+            self._set_mask(n, m)
         self.n_active: dict[str, int] = {n: int(m.sum()) for n, m in self.masks.items()}
         # what the initial masking overwrites, kept until the first step(): a checkpoint's weights
         # loaded *before* this object was built survive `load_state_dict` (see there)
@@ -119,7 +125,7 @@ class DynamicSparsity:
     def apply_masks(self) -> None:
         """Zero the masked weights and their optimizer state."""
         for n, p in self.params.items():
-            off = ~self.masks[n]
+            off = self._off[n]
             p.masked_fill_(off, 0.0)
             for state in self._states(p):
                 state.masked_fill_(off, 0.0)
@@ -135,7 +141,9 @@ class DynamicSparsity:
                 self._pending = True  # AMP overflow step: grow from the next finite gradients
                 return
             self._pending = False
-            self.update(prune_fraction(self.spec.prune_rate, self.steps, self.total_steps))
+            fraction = prune_fraction(self.spec.prune_rate, self.steps, self.total_steps)
+            moved = self.update(fraction)
+            self.last_update = {"step": self.steps, "fraction": fraction, "moved": moved}
 
     @torch.no_grad()
     def update(self, fraction: float) -> dict[str, int]:
@@ -161,13 +169,17 @@ class DynamicSparsity:
             changed[drop] = True
             changed[grow] = True
             changed = changed.view(p.shape)
-            self.masks[n] = flat_mask.view(p.shape)
+            self._set_mask(n, flat_mask.view(p.shape))
             p.masked_fill_(changed, 0.0)  # pruned and regrown weights (the latter start at zero)
             for state in self._states(p):
                 state.masked_fill_(changed, 0.0)
             moved[n] = k
         self.apply_masks()
         return moved
+
+    def _set_mask(self, name: str, mask: torch.Tensor) -> None:
+        self.masks[name] = mask
+        self._off[name] = ~mask
 
     def _growth_scores(self, name: str, p: nn.Parameter) -> torch.Tensor:
         if self.spec.growth == "gradient":
@@ -232,7 +244,7 @@ class DynamicSparsity:
                 raise ValueError(f"sparsity mask {n} has shape {tuple(m.shape)}, the weight {tuple(self.params[n].shape)}")
         self._undo_initial_masking()
         for n, m in masks.items():
-            self.masks[n] = m.to(device=self.params[n].device, dtype=torch.bool).clone()
+            self._set_mask(n, m.to(device=self.params[n].device, dtype=torch.bool).clone())
         self.n_active = {n: int(m.sum()) for n, m in self.masks.items()}
         self.steps = int(state["steps"])
         self._pending = bool(state.get("pending", False))
