@@ -7,7 +7,6 @@ fractions.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -19,8 +18,10 @@ from lknas.sparsity.targets import sparse_parameters
 __all__ = [
     "named_sparse_parameters",
     "uniform_counts",
+    "erk_densities",
     "erk_counts",
     "snip_scores",
+    "snip_masks",
     "layer_densities",
 ]
 
@@ -124,17 +125,16 @@ def snip_masks(scores: dict[str, torch.Tensor], density: float) -> dict[str, tor
 def layer_densities(model: nn.Module, spec: SparsitySpec) -> dict[str, float]:
     """The initial density of each masked weight of `model` under `spec` (uniform or ERK), as
     n_active / numel. SNIP needs a batch: for `init='snip'` the ERK allocation is returned as a
-    stand-in with a warning (its total number of kept weights is the same)."""
+    stand-in (the total number of kept weights is the same, round(density * total))."""
     shapes = {n: p.shape for n, p in named_sparse_parameters(model, spec.targets).items()}
     counts = _initial_counts(shapes, spec)
     return {n: counts[n] / shapes[n].numel() for n in shapes}
 
 
 def _initial_counts(shapes: dict[str, torch.Size], spec: SparsitySpec) -> dict[str, int]:
+    """Kept weights per layer for uniform or ERK (also ERK for 'snip', which needs a batch)."""
     if spec.init == "uniform":
         return uniform_counts(shapes, spec.density)
-    if spec.init == "snip":
-        warnings.warn("SNIP densities need a batch; using the ERK allocation instead", stacklevel=3)
-    elif spec.init != "erk":
+    if spec.init not in ("erk", "snip"):
         raise ValueError(f"sparsity init must be 'uniform', 'erk' or 'snip', got {spec.init!r}")
     return erk_counts(shapes, spec.density)

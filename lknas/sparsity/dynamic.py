@@ -195,8 +195,8 @@ class DynamicSparsity:
         return torch.rand(p.numel(), generator=self.generator).to(p.device)
 
     def _grads_finite(self) -> bool:
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        return all(bool(torch.isfinite(g).all()) for g in grads)
+        flags = [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
+        return not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
 
     def _states(self, p: nn.Parameter) -> list[torch.Tensor]:
         """The optimizer's per-weight state tensors of `p` (moments, momentum buffers)."""
@@ -213,7 +213,8 @@ class DynamicSparsity:
 
     # ------------------------------------------------------------------ inspection
     def densities(self) -> dict[str, float]:
-        """Measured density of each masked weight: its mask's kept fraction."""
+        """Measured density of each masked weight: its mask's kept fraction (right after an update
+        the regrown weights are still exactly zero; they count as kept)."""
         return {n: float(m.sum()) / m.numel() for n, m in self.masks.items()}
 
     def density(self) -> float:
