@@ -153,17 +153,17 @@ class DynamicSparsity:
         moved = {}
         self._unmasked = None
         for n, p in self.params.items():
-            mask = self.masks[n]
             n_active, numel = self.n_active[n], p.numel()
             k = math.ceil(fraction * n_active - 1e-9)
             if k <= 0 or n_active >= numel:
                 moved[n] = 0
                 continue
-            flat_mask = mask.flatten().clone()
+            flat_mask = self.masks[n].flatten().clone()
             magnitude = p.detach().abs().flatten().float().masked_fill(~flat_mask, math.inf)
             drop = torch.topk(magnitude, k, largest=False, sorted=False).indices
             flat_mask[drop] = False
-            grow = torch.topk(self._growth_scores(n, p).masked_fill(flat_mask, -math.inf), k, sorted=False).indices
+            scores = self._growth_scores(n, p).masked_fill(flat_mask, -math.inf)  # only masked positions
+            grow = torch.topk(scores, k, sorted=False).indices
             flat_mask[grow] = True
             changed = torch.zeros_like(flat_mask)
             changed[drop] = True
@@ -241,8 +241,9 @@ class DynamicSparsity:
             missing, extra = sorted(set(self.params) - set(masks)), sorted(set(masks) - set(self.params))
             raise ValueError(f"sparsity state does not match the model: missing {missing}, unexpected {extra}")
         for n, m in masks.items():
-            if m.shape != self.params[n].shape:
-                raise ValueError(f"sparsity mask {n} has shape {tuple(m.shape)}, the weight {tuple(self.params[n].shape)}")
+            shape = tuple(self.params[n].shape)
+            if tuple(m.shape) != shape:
+                raise ValueError(f"sparsity mask {n} has shape {tuple(m.shape)}, the weight {shape}")
         self._undo_initial_masking()
         for n, m in masks.items():
             self._set_mask(n, m.to(device=self.params[n].device, dtype=torch.bool).clone())
