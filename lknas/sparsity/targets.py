@@ -1,14 +1,16 @@
 """Which weights a `SparsitySpec` masks: `large_kernels` (every branch of every large-kernel
-module) or `all` (every conv and linear weight, as SLaK's code does)."""
+module) or `all` (every conv and linear weight, as SLaK's code does, plus the compact weight of
+peripheral kernels, which is a bare parameter rather than a conv's)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from torch import nn
 
-from lknas.ops.large_kernel import LARGE_KERNEL_MODULES, DEPLOY_KERNEL_MODULES
+from lknas.ops.large_kernel import DEPLOY_KERNEL_MODULES, LARGE_KERNEL_MODULES, PeripheralLK
 
 _WEIGHTED = (nn.Conv2d, nn.Linear)
+_WEIGHTED_TRAINING = _WEIGHTED + (PeripheralLK,)  # PeripheralLK.weight is no conv's weight
 
 
 def _check(targets: str) -> None:
@@ -39,7 +41,7 @@ def deploy_sparse_modules(deploy: nn.Module, targets: str) -> Iterator[tuple[str
 
 def _modules(model: nn.Module, targets: str, kinds: tuple[type, ...]) -> Iterator[nn.Module]:
     for module in model.modules():
-        if targets == "all" and isinstance(module, _WEIGHTED):
+        if targets == "all" and isinstance(module, _WEIGHTED_TRAINING):
             yield module
         elif targets == "large_kernels" and isinstance(module, kinds):
             yield from (m for m in module.modules())
