@@ -406,9 +406,6 @@ def test_complexity_reports_the_masked_nonzeros(kind):
     assert result["flops_sparse"] < result["flops"]
 
 
-@pytest.mark.xfail(strict=True, reason="complexity() decides measured-vs-expected per weight, so layers that "
-                   "ERK makes dense (or denser than 0.8) are counted at the target density; fix in "
-                   "lknas/measure/complexity.py: decide once from the total non-zero fraction")
 def test_complexity_counts_erk_layer_densities():
     model = tiny_model("dense", init="erk")
     sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)

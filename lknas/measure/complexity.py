@@ -73,25 +73,19 @@ def complexity(
     if arch is not None and arch.sparsity is not None:
         spec = arch.sparsity
         result.update(density=spec.density, sparsity_targets=spec.targets)
-        result["params_nonzero"] = result["params"] - sum(
-            p.numel() - _expected_nonzero(p, spec.density)
-            for p in sparse_parameters(model, spec.targets)
-        )
+        masked = sparse_parameters(model, spec.targets)
+        total = sum(p.numel() for p in masked)
+        nonzero = sum(int(torch.count_nonzero(p)) for p in masked)
+        # one decision for the whole model: layer densities differ under ERK/SNIP (some dense)
+        measured = total > 0 and _is_masked(nonzero / total, spec.density)
+        expected = nonzero if measured else sum(int(round(spec.density * p.numel())) for p in masked)
+        result["params_nonzero"] = result["params"] - total + expected
         flops_sparse = float(flops)
         for name, module in deploy_sparse_modules(deploy, spec.targets):
-            fraction = _nonzero_fraction(module.weight)
-            density = fraction if _is_masked(fraction, spec.density) else spec.density
+            density = _nonzero_fraction(module.weight) if measured else spec.density
             flops_sparse -= by_module.get(name, 0) * (1.0 - density)
         result["flops_sparse"] = int(round(flops_sparse))
     return result
-
-
-def _expected_nonzero(param: torch.Tensor, density: float) -> int:
-    """Non-zeros of a masked weight: measured if already sparse, else at the target density."""
-    measured = int(torch.count_nonzero(param))
-    if _is_masked(measured / param.numel(), density):
-        return measured
-    return int(round(density * param.numel()))
 
 
 def _is_masked(fraction: float, density: float) -> bool:
