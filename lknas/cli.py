@@ -149,6 +149,58 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lknas.models.registry import model_name_for
+    from lknas.search.export import export_archs
+
+    files = export_archs(args.run, args.out, pareto=args.pareto, trial=args.trial, best=args.best)
+    for f in files:
+        print(f"wrote {f}  (timm: {model_name_for(f)} once registered)")
+    print(f"use them with timm: LKNAS_ARCH_PATH={files[0].parent} python -c \"import lknas, timm; "
+          f"timm.create_model('{model_name_for(files[0])}', num_classes=10)\"")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lknas.data import build_data
+    from lknas.space import load_arch
+    from lknas.train.full import TrainRecipe, train_full
+
+    arch = load_arch(args.arch)
+    recipe = TrainRecipe(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, mixup=args.mixup, cutmix=args.cutmix,
+        auto_augment=None if args.aa in ("", "none") else args.aa, drop_path=args.drop_path,
+        model_ema=not args.no_ema, resolution=args.resolution, workers=args.workers, seed=args.seed,
+    )
+    bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
+                        subset=args.subset, augment=True, workers=recipe.workers)
+    from pathlib import Path
+
+    out = args.out or str(Path("results") / "train" / f"{Path(args.arch).stem}-{arch.hash()}")
+    print(f"training {arch.summary()} on {bundle.name} ({bundle.train_size} images, {bundle.num_classes} classes) "
+          f"for {recipe.epochs} epochs into {out}", file=sys.stderr, flush=True)
+    summary = train_full(arch, bundle, recipe, out, resume=args.resume, device=args.device)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from lknas.train.deploy import deploy_checkpoint
+
+    result = deploy_checkpoint(args.checkpoint, args.out, resolution=args.resolution, export=args.export,
+                               threads=args.threads)
+    print(f"wrote {result['checkpoint']}" + (f" and {result['export']}" if "export" in result else ""))
+    print(f"  {result['arch']} @ {args.resolution}x{args.resolution}")
+    print(f"  params      {result['params'] / 1e6:10.3f} M (deploy form)")
+    print(f"  FLOPs       {result['flops'] / 1e9:10.4f} G (MACs)")
+    threads = f", {result['threads']} threads" if result.get("threads") else ""
+    print(f"  latency     {result['latency_ms']:10.3f} ms (batch 1, {result['device']}{threads})")
+    if result.get("throughput"):
+        print(f"  throughput  {result['throughput']:10.1f} img/s (batch {result['throughput_batch']})")
+    return 0
+
+
 def torch_seed(seed: int) -> None:
     import torch
 
@@ -235,6 +287,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("export", help="write found architectures as self-contained YAMLs (with provenance)")
+    p.add_argument("run", help="a search run directory (results/RUN)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pareto", action="store_true", help="every architecture of the Pareto set")
+    which.add_argument("--trial", type=int, help="one trial by number")
+    which.add_argument("--best", metavar="OBJECTIVE", help="the best trial by accuracy, latency, params, flops or erf")
+    p.add_argument("--out", help="directory to write (default RUN/export)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("train", help="full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
+    p.add_argument("--arch", required=True, help="architecture YAML (e.g. from `lknas export`)")
+    p.add_argument("--data", dest="dataset", required=True,
+                   help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes")
+    p.add_argument("--epochs", type=int, default=300, help="epochs (default 300)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--lr", type=float, help="peak lr (default 4e-3 * batch / 4096)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    p.add_argument("--warmup-epochs", type=float, default=20, help="linear warm-up epochs (default 20)")
+    p.add_argument("--mixup", type=float, default=0.8, help="mixup alpha, 0 to disable (default 0.8)")
+    p.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha, 0 to disable (default 1.0)")
+    p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy, 'none' to disable")
+    p.add_argument("--drop-path", type=float, help="stochastic depth (default: the architecture's)")
+    p.add_argument("--no-ema", action="store_true", help="no model EMA")
+    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
+    p.add_argument("--subset", type=int, help="use at most this many training images")
+    p.add_argument("--workers", type=int, default=4, help="data loader workers (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--out", help="output directory (default results/train/ARCH-HASH)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("deploy", help="write the reparameterized deploy form of a checkpoint and measure it")
+    p.add_argument("checkpoint", help="a checkpoint written by `lknas train` (checkpoint-last.pt or deploy.pt)")
+    p.add_argument("--out", required=True, help="deploy checkpoint to write (e.g. model.pt)")
+    p.add_argument("--export", choices=("export", "onnx"), help="also write a torch.export program or ONNX")
+    p.add_argument("--resolution", type=int, default=224, help="input size for FLOPs and latency (default 224)")
+    p.add_argument("--threads", type=int, help="CPU threads for the latency")
+    p.set_defaults(func=_cmd_deploy)
 
     p = sub.add_parser("train-proxy", help="train one architecture on a proxy task and print its metrics as JSON")
     _add_train_flags(p)

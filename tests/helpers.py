@@ -12,7 +12,7 @@ def small_arch(kernel: int = 7, kernel_type: str = "dense", widths=(8, 16), dept
     spec = KernelSpec(size=(kernel,), type=kernel_type, **kernel_kw)
     stages = tuple(
         StageSpec(depth=d, width=w, kernel=spec, block="convnext", mlp_ratio=2.0,
-                  downsample="none" if i == 0 else "patch", layer_scale=layer_scale)
+                  downsample="none" if i == 0 else "patch", layer_scale=layer_scale, grn=False)
         for i, (d, w) in enumerate(zip(depths, widths))
     )
     sparsity = SparsitySpec(density=density, update_interval=2) if density is not None else None

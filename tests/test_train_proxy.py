@@ -86,3 +86,18 @@ def test_evaluate_counts_accuracy_and_loss():
     p0 = math.e / (math.e + 1)
     expected = float(torch.where(labels == 0, -math.log(p0), -math.log(1 - p0)).mean())
     assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_sparse_architecture_keeps_its_density_through_training():
+    from lknas.measure import complexity
+    from lknas.sparsity import sparse_parameters
+
+    arch = small_arch(kernel=7, reparam=3, density=0.5)
+    result = train_proxy(arch, CFG.replace(epochs=2), ToyData(), keep_model=True)
+    assert result.status == "ok"
+    masked = sparse_parameters(result.model, "large_kernels")
+    total = sum(p.numel() for p in masked)
+    nonzero = sum(int((p != 0).sum()) for p in masked)
+    assert abs(nonzero - round(0.5 * total)) <= len(masked)  # within one weight per layer
+    counts = complexity(result.model, resolution=32)
+    assert counts["params_nonzero"] == counts["params"] - total + nonzero

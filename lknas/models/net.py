@@ -184,10 +184,7 @@ class LKNet(nn.Module):
             first_conv=first_conv,
             classifier="head.fc",
         )
-
-    @property
-    def default_cfg(self) -> dict[str, Any]:
-        return self.pretrained_cfg
+        self.default_cfg = self.pretrained_cfg  # timm's alias
 
     # ----------------------------------------------------------------- timm API
     @torch.jit.ignore

@@ -63,7 +63,7 @@ SPARSITY_FIELDS = {
 }
 DROP_PATH_FIELD = float_field("drop_path", 0, 1, hi_open=True)
 SECTIONS = ("name", "description", "stem", "stages", "width_multiplier", "drop_path", "head", "sparsity",
-            "constraints", "train", "search")
+            "constraints", "train", "search", "provenance")
 TOP_KEYS = SECTIONS + tuple(k for k in GLOBAL_FIELDS if k != "width_multiplier")
 _ALL_FIELDS: dict[str, Field] = {**SPARSITY_FIELDS, **HEAD_FIELDS, **STEM_FIELDS, **GLOBAL_FIELDS,
                                  **STAGE_FIELDS, "drop_path": DROP_PATH_FIELD}
@@ -88,6 +88,9 @@ def parse_space(data: Any, file: str = "<dict>") -> "SearchSpace":
             issues.append((str(key), did_you_mean(key, TOP_KEYS)))
     name = _text(data, "name", issues) or (Path(file).stem if not file.startswith("<") else "space")
     description = _text(data, "description", issues) or ""
+    if data.get("provenance") is not None and not isinstance(data["provenance"], dict):
+        issues.append(("provenance", "provenance is free-form metadata (where an architecture came from) and "
+                                     f"must be a mapping; got {describe(data['provenance'])}"))
     t = Template()
     for key, value in data.items():
         if key in GLOBAL_FIELDS:

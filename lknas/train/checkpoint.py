@@ -1,0 +1,74 @@
+"""lknas checkpoints: plain dicts of tensors and primitives, so `torch.load(weights_only=True)`
+reads them, written atomically. Two kinds: `train` (everything `lknas train --resume` needs) and
+`deploy` (the reparameterized model). The architecture travels inside as YAML.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig
+from lknas.errors import LknasError
+from lknas.io import atomic_path
+
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "build_from_checkpoint", "CheckpointError"]
+
+FORMAT = "lknas-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(LknasError):
+    """A checkpoint that is missing, truncated or not an lknas checkpoint."""
+
+
+def save_checkpoint(path: str | os.PathLike, kind: str, arch: ArchConfig, model: nn.Module, *, num_classes: int,
+                    in_chans: int, **extra: Any) -> Path:
+    """Write a `kind` ('train' | 'deploy') checkpoint of `model` atomically."""
+    data = {"format": FORMAT, "version": VERSION, "kind": kind, "arch_yaml": arch.to_yaml(),
+            "num_classes": num_classes, "in_chans": in_chans, "model": model.state_dict(), **extra}
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read an lknas checkpoint with `weights_only=True`; CheckpointError (naming the file and what
+    was expected) if it is missing, truncated, foreign or of the wrong kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: cannot read it as a checkpoint (truncated, or not written by "
+                              f"torch.save): {first}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        keys = ", ".join(sorted(map(str, data)))[:200] if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path}: not an lknas checkpoint (found {keys}); lknas writes them with "
+                              f"`python -m lknas train` (checkpoint-last.pt, deploy.pt) or `lknas deploy`")
+    if kind is not None and data.get("kind") != kind:
+        raise CheckpointError(f"{path}: a '{data.get('kind')}' checkpoint where a '{kind}' one is needed")
+    return data
+
+
+def build_from_checkpoint(data: dict[str, Any]) -> tuple[ArchConfig, nn.Module]:
+    """(arch, model with the checkpoint's weights): the training form for a 'train' checkpoint,
+    the deploy form (eval mode) for a 'deploy' one."""
+    from lknas.models import build_model, reparameterize
+
+    arch = ArchConfig.from_yaml(data["arch_yaml"])
+    model = build_model(arch, num_classes=data["num_classes"], in_chans=data["in_chans"])
+    if data["kind"] == "deploy":
+        model = reparameterize(model, inplace=True)
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint's weights do not fit its architecture: {str(err).splitlines()[0]}") from None
+    return arch, model

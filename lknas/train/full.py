@@ -1,0 +1,230 @@
+"""`python -m lknas train`: the full training recipe for a found architecture, from timm.
+
+ConvNeXt/SLaK/PeLK's ImageNet recipe by default: AdamW (lr 4e-3 per 4096 images, scaled linearly
+with the batch), cosine with warm-up, weight decay 0.05, label smoothing 0.1, RandAugment
+(rand-m9-mstd0.5-inc1), mixup 0.8 / cutmix 1.0, drop path from the architecture, model EMA, AMP on
+CUDA, and dynamic sparsity when the architecture asks for it. A checkpoint after every epoch
+(`checkpoint-last.pt`, resumable), a metrics CSV, and at the end the reparameterized deploy
+checkpoint (`deploy.pt`), whose validation accuracy is checked against the training model's.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lknas.arch import ArchConfig
+from lknas.io import write_json_atomic, write_text_atomic
+from lknas.train.checkpoint import load_checkpoint, save_checkpoint
+from lknas.train.proxy import _autocast, _device, evaluate
+from lknas.train.recipe import make_optimizer, make_scheduler
+
+__all__ = ["TrainRecipe", "train_full"]
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """The knobs of `lknas train`; `lr=None` means 4e-3 * batch_size / 4096 (ConvNeXt's rule)."""
+
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float | None = None
+    weight_decay: float = 0.05
+    warmup_epochs: float = 20
+    optimizer: str = "adamw"
+    label_smoothing: float = 0.1
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"
+    drop_path: float | None = None
+    model_ema: bool = True
+    ema_decay: float = 0.9999
+    resolution: int = 224
+    workers: int = 4
+    seed: int = 0
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else 4e-3 * self.batch_size / 4096
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _mixup(recipe: TrainRecipe, num_classes: int):
+    if recipe.mixup <= 0 and recipe.cutmix <= 0:
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
+                 num_classes=num_classes)
+
+
+def _loss(recipe: TrainRecipe, mixup) -> nn.Module:
+    from timm.loss import SoftTargetCrossEntropy
+
+    return SoftTargetCrossEntropy() if mixup is not None else nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+
+class _Metrics:
+    """metrics.csv: one row per epoch, rewritten atomically."""
+
+    COLUMNS = ("epoch", "lr", "train_loss", "accuracy", "val_loss", "ema_accuracy", "epoch_time")
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]]):
+        self.path, self.rows = path, rows
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.path, buf.getvalue())
+
+
+def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path, *, resume: bool = False,
+               device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train `arch` on `data` (a `lknas.data.DataBundle`) with `recipe`, writing into `out`.
+    `resume=True` continues from `out/checkpoint-last.pt`. Returns the final summary (also written
+    to `out/summary.json`)."""
+    from lknas.models import build_model, reparameterize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = _device(device)
+    torch.manual_seed(recipe.seed)
+    num_classes, in_chans = data.num_classes, data.in_chans
+    model = build_model(arch, num_classes=num_classes, in_chans=in_chans,
+                        drop_path_rate=recipe.drop_path).to(dev)
+    per_epoch = len(data.train)
+    optimizer = make_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
+    scheduler = make_scheduler(optimizer, recipe.epochs, min(recipe.warmup_epochs, max(0, recipe.epochs - 1)),
+                               per_epoch)
+    mixup = _mixup(recipe, num_classes)
+    loss_fn = _loss(recipe, mixup)
+    amp, amp_dtype = _autocast(dev)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    ema = None
+    if recipe.model_ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=recipe.ema_decay)
+    sparsity = None
+    if arch.sparsity is not None and arch.sparsity.density < 1.0:
+        from lknas.sparsity import DynamicSparsity
+
+        sparsity = DynamicSparsity(model, arch.sparsity, total_steps=recipe.epochs * per_epoch, optimizer=optimizer)
+
+    start_epoch, history, best = 0, [], 0.0
+    last = out / "checkpoint-last.pt"
+    if resume:
+        ckpt = load_checkpoint(last, kind="train")
+        if ckpt["arch_yaml"] != arch.to_yaml():
+            from lknas.errors import LknasError
+
+            raise LknasError(f"{last}: was trained with another architecture; give its --arch or another --out")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        if scaler is not None and ckpt.get("scaler") is not None:
+            scaler.load_state_dict(ckpt["scaler"])
+        if sparsity is not None and ckpt.get("sparsity") is not None:
+            sparsity.load_state_dict(ckpt["sparsity"])
+        torch.set_rng_state(ckpt["rng"])
+        start_epoch, history, best = ckpt["epoch"], json.loads(ckpt["history"]), ckpt["best_accuracy"]
+        if progress:
+            print(f"resumed from {last} after epoch {start_epoch}", file=sys.stderr, flush=True)
+    write_text_atomic(out / "arch.yaml", arch.to_yaml())
+    metrics = _Metrics(out / "metrics.csv", list(history))
+
+    step = start_epoch * per_epoch
+    for epoch in range(start_epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, seen = 0.0, 0
+        for x, y in data.train:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if mixup is not None and x.shape[0] % 2 == 0:
+                x, target = mixup(x, y)
+            else:
+                target = y if mixup is None else _one_hot(y, num_classes, recipe.label_smoothing)
+            with amp:
+                loss = loss_fn(model(x), target)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                from lknas.errors import LknasError
+
+                raise LknasError(f"loss became {value} at epoch {epoch + 1}; lower --lr (now {recipe.peak_lr:g}) "
+                                 f"or resume from {last} with a smaller one")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            if sparsity is not None:
+                sparsity.step()
+            if ema is not None:
+                ema.update(model, step=step)
+            step += 1
+            scheduler.step_update(step)
+            loss_sum += value * y.numel()
+            seen += y.numel()
+        accuracy, val_loss = evaluate(model, data.val, dev)
+        ema_accuracy = evaluate(ema.module, data.val, dev)[0] if ema is not None else None
+        best = max(best, accuracy)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen),
+               "accuracy": accuracy, "val_loss": val_loss, "ema_accuracy": ema_accuracy,
+               "epoch_time": time.perf_counter() - t0}
+        metrics.add(row)
+        save_checkpoint(
+            last, "train", arch, model, num_classes=num_classes, in_chans=in_chans, epoch=epoch + 1,
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            ema=ema.state_dict() if ema is not None else None, scaler=scaler.state_dict() if scaler else None,
+            sparsity=sparsity.state_dict() if sparsity is not None else None, rng=torch.get_rng_state(),
+            history=json.dumps(metrics.rows), best_accuracy=best, recipe=json.dumps(recipe.to_dict()),
+        )
+        if progress:
+            ema_text = f"  ema_acc {ema_accuracy:.2f}%" if ema_accuracy is not None else ""
+            print(f"epoch {epoch + 1}/{recipe.epochs}  train_loss {row['train_loss']:.4f}  val_acc {accuracy:.2f}%"
+                  f"{ema_text}  val_loss {val_loss:.4f}  {row['epoch_time']:.1f}s", file=sys.stderr, flush=True)
+
+    accuracy, val_loss = evaluate(model, data.val, dev)
+    deploy = reparameterize(model)
+    deploy_accuracy, _ = evaluate(deploy, data.val, dev)
+    one_sample = 100.0 / max(1, getattr(data, "val_size", 0) or 1)
+    summary = {
+        "arch": arch.summary(), "hash": arch.hash(), "epochs": recipe.epochs, "accuracy": accuracy,
+        "val_loss": val_loss, "best_accuracy": best, "deploy_accuracy": deploy_accuracy,
+        "deploy_matches": abs(deploy_accuracy - accuracy) <= one_sample + 1e-9,
+        "ema_accuracy": metrics.rows[-1].get("ema_accuracy") if metrics.rows else None,
+        "checkpoint": str(last), "deploy_checkpoint": str(out / "deploy.pt"), "recipe": recipe.to_dict(),
+    }
+    save_checkpoint(out / "deploy.pt", "deploy", arch, deploy.cpu(), num_classes=num_classes, in_chans=in_chans,
+                    metrics=json.dumps({k: summary[k] for k in ("accuracy", "deploy_accuracy", "epochs")}))
+    write_json_atomic(out / "summary.json", summary)
+    if not summary["deploy_matches"] and progress:
+        print(f"warning: deploy accuracy {deploy_accuracy:.2f}% differs from the training model's {accuracy:.2f}%",
+              file=sys.stderr)
+    return summary
+
+
+def _one_hot(y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    off = smoothing / num_classes
+    target = torch.full((y.shape[0], num_classes), off, device=y.device)
+    return target.scatter_(1, y.view(-1, 1), 1.0 - smoothing + off)

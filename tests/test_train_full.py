@@ -1,0 +1,107 @@
+"""The full recipe: checkpoints every epoch, exact resume, deploy checkpoint, clear checkpoint errors."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lknas.train.checkpoint import CheckpointError, load_checkpoint
+from lknas.train.deploy import deploy_checkpoint, load_deploy_model
+from lknas.train.full import TrainRecipe, train_full
+from tests.helpers import ToyData, small_arch
+
+# no mixup / auto-augment: their numpy RNG would make two runs differ; everything else is on
+RECIPE = TrainRecipe(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=1, mixup=0, cutmix=0, auto_augment=None,
+                     resolution=32, ema_decay=0.9, drop_path=0.1)
+ARCH = small_arch(kernel=7, reparam=3, density=0.5)
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    return out, train_full(ARCH, ToyData(), RECIPE, out, progress=False)
+
+
+def test_writes_checkpoint_metrics_and_deploy(trained):
+    out, summary = trained
+    assert [r["epoch"] for r in rows(out / "metrics.csv")] == ["1", "2", "3"]
+    assert summary["deploy_matches"] and summary["accuracy"] > 70
+    ckpt = load_checkpoint(out / "checkpoint-last.pt", kind="train")
+    assert ckpt["epoch"] == 3 and ckpt["sparsity"] is not None and ckpt["ema"] is not None
+    # torch.load(weights_only=True) reads both files
+    for name in ("checkpoint-last.pt", "deploy.pt"):
+        torch.load(out / name, weights_only=True)
+
+
+def test_resume_continues_exactly(trained, tmp_path):
+    out, _ = trained
+    _train_epochs(RECIPE, tmp_path, stop_after=2)  # a job killed after its second epoch
+    assert len(rows(tmp_path / "metrics.csv")) == 2
+    train_full(ARCH, ToyData(), RECIPE, tmp_path, resume=True, progress=False)
+    keys = ("epoch", "lr", "train_loss", "accuracy", "val_loss", "ema_accuracy")
+    assert [[r[k] for k in keys] for r in rows(tmp_path / "metrics.csv")] == \
+        [[r[k] for k in keys] for r in rows(out / "metrics.csv")]
+
+
+def _train_epochs(recipe: TrainRecipe, out, stop_after: int) -> None:
+    """Run `recipe` but stop after `stop_after` epochs, as a killed job would."""
+    import lknas.train.full as full
+
+    class Stop(Exception):
+        pass
+
+    original = full._Metrics.add
+
+    def add(self, row):
+        original(self, row)
+        if row["epoch"] == stop_after:
+            raise Stop
+
+    full._Metrics.add = add
+    try:
+        with pytest.raises(Stop):
+            train_full(ARCH, ToyData(), recipe, out, progress=False)
+    finally:
+        full._Metrics.add = original
+
+
+def test_deploy_checkpoint_equals_the_trained_model(trained, tmp_path):
+    out, _ = trained
+    ckpt = load_checkpoint(out / "checkpoint-last.pt")
+    from lknas.train.checkpoint import build_from_checkpoint
+
+    _, model = build_from_checkpoint(ckpt)
+    deploy = load_deploy_model(out / "deploy.pt")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), deploy(x), atol=1e-5)
+    result = deploy_checkpoint(out / "checkpoint-last.pt", tmp_path / "model.pt", resolution=32, export="export")
+    assert result["flops"] > 0 and result["latency_ms"] > 0
+    program = torch.export.load(result["export"])
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), deploy(x), atol=1e-5)
+    assert torch.allclose(load_deploy_model(tmp_path / "model.pt")(x), deploy(x), atol=1e-6)
+
+
+def test_truncated_and_foreign_checkpoints_get_clear_errors(trained, tmp_path):
+    out, _ = trained
+    data = (out / "deploy.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an lknas checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="'deploy' checkpoint where a 'train' one"):
+        load_checkpoint(out / "deploy.pt", kind="train")
+    proc = subprocess.run([sys.executable, "-m", "lknas", "deploy", str(tmp_path / "cut.pt"), "--out",
+                           str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "truncated" in proc.stderr and "Traceback" not in proc.stderr
