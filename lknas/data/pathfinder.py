@@ -14,7 +14,7 @@ Geometry lives in unit coordinates (the image is [0,1]^2) and is rasterized at t
 resolution (32..256); line width and marker size scale with it, so the task is the same at every
 resolution, only finer. Difficulty is the path length, after LRA's Pathfinder contour lengths
 6 / 9 / 14 (easy / medium / hard), each step 0.07 image widths long (a hard path is 0.98 widths).
-Classes are balanced exactly within each chunk of 480 samples.
+Classes are balanced within each chunk of 128 samples.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-VERSION = 1
-CHUNK = 480
+VERSION = 2
+CHUNK = 128
 CLASSES = ["disconnected", "connected"]
 DIFFICULTY_LENGTH = {"easy": 6, "medium": 9, "hard": 14}
 DIFFICULTY_DISTRACTORS = {"easy": 1, "medium": 2, "hard": 3}
@@ -159,16 +159,15 @@ def resolve_options(options: dict[str, str]) -> dict:
 
 
 def generate(n: int, resolution: int, seed: int, split: int, params: dict) -> dict:
-    """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k is drawn from its own stream
-    (seed, split, k), so a smaller n is a prefix of a larger one."""
+    """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k (always rendered whole) is drawn
+    from its own stream (seed, split, k), so a smaller n is a prefix of a larger one."""
     xs, ys = [], []
     for k in range(-(-n // CHUNK)):
-        m = min(CHUNK, n - k * CHUNK)
         rng = np.random.default_rng([seed, split, k, VERSION, 1])
-        labels = rng.permutation(np.arange(CHUNK) % 2)[:m]
+        labels = rng.permutation(np.arange(CHUNK) % 2)
         xs.append(render_chunk(rng, labels, resolution, params["length"], params["distractors"]))
         ys.append(labels)
-    return {"x": np.concatenate(xs)[:, None], "y": np.concatenate(ys).astype(np.int64)}
+    return {"x": np.concatenate(xs)[:n, None], "y": np.concatenate(ys)[:n].astype(np.int64)}
 
 
 CHANNELS = 1
