@@ -245,3 +245,8 @@ def test_synthetic_augmentation_flips_deterministically():
     ]
     assert all(flipped)
     assert torch.equal(all_batches(aug.val)[0], all_batches(plain.val)[0])  # val never augmented
+
+
+def test_pathfinder_length_is_capped():
+    with pytest.raises(DataError, match=r"length must be an integer in 1..16"):
+        small("pathfinder:length=17")

@@ -12,7 +12,8 @@ needs a receptive field about as large as the curve.
 
 Geometry lives in unit coordinates (the image is [0,1]^2) and is rasterized at the requested
 resolution (32..256); line width and marker size scale with it, so the task is the same at every
-resolution, only finer. Difficulty is the path length, after LRA's Pathfinder contour lengths
+resolution, only finer (lines are 1 px wide at 32 and 64, where the gaps between dashes are about
+1 and 2 px; markers are disks of radius 1.5 px at 32). Difficulty is the path length, after LRA's Pathfinder contour lengths
 6 / 9 / 14 (easy / medium / hard), each step 0.07 image widths long (a hard path is 0.98 widths).
 Classes are balanced within each chunk of 128 samples.
 """
@@ -32,6 +33,7 @@ DASH = 0.5  # drawn fraction of a step
 MAX_TURN = 0.5  # radians, uniform per step
 MARGIN = 0.06  # curves stay inside [MARGIN, 1 - MARGIN]
 MARKER_RADIUS = 0.047  # image widths (1.5 px at 32)
+MAX_LENGTH = 16  # longer walks rarely fit inside the image: generation would crawl
 
 
 def _walk(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
@@ -119,7 +121,12 @@ def _dash_points(curve: np.ndarray, resolution: int) -> np.ndarray:
 def render_chunk(rng, labels, resolution, length, distractors) -> np.ndarray:
     n = len(labels)
     a, b = _place(rng, n, length)
-    curves = [a, b] + [_curves(rng, n, length)[0] for _ in range(distractors)]
+    curves = [a, b]
+    for _ in range(distractors):
+        c, ok = _curves(rng, n, length)
+        if not ok.all():
+            raise RuntimeError("pathfinder: could not place curves inside the image")
+        curves.append(c)
     img = np.zeros((n, resolution, resolution), dtype=np.uint8)
     line = _disk(0.35 * resolution / 32)  # 1 px wide at 32 and 64, wider above
     for c in curves:
@@ -134,7 +141,7 @@ def resolve_options(options: dict[str, str]) -> dict:
     """Generator parameters from the name options (sizes are handled by the caller)."""
     from lknas.data.base import DataError
 
-    valid = "difficulty (easy|medium|hard), length (int steps), distractors (int), train, val"
+    valid = f"difficulty (easy|medium|hard), length (1..{MAX_LENGTH} steps), distractors (0..20), train, val"
     difficulty = options.get("difficulty", options.get("", "easy")).lower()
     if difficulty not in DIFFICULTY_LENGTH:
         raise DataError(f"pathfinder: difficulty must be one of easy, medium, hard; got {difficulty!r}")
@@ -143,7 +150,7 @@ def resolve_options(options: dict[str, str]) -> dict:
         "length": DIFFICULTY_LENGTH[difficulty],
         "distractors": DIFFICULTY_DISTRACTORS[difficulty],
     }
-    for key, lo, hi in (("length", 1, 40), ("distractors", 0, 20)):
+    for key, lo, hi in (("length", 1, MAX_LENGTH), ("distractors", 0, 20)):
         if key in options:
             try:
                 value = int(options[key])
