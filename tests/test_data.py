@@ -250,3 +250,33 @@ def test_synthetic_augmentation_flips_deterministically():
 def test_pathfinder_length_is_capped():
     with pytest.raises(DataError, match=r"length must be an integer in 1..16"):
         small("pathfinder:length=17")
+
+
+def _reached(img: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Flood fill over ink pixels (8-connected) from `start` masks; (n,H,W) bool."""
+    ink = img > 0
+    reach = start & ink
+    while True:
+        grown = torch.nn.functional.max_pool2d(reach[:, None].float(), 3, 1, 1)[:, 0].bool() & ink
+        if torch.equal(grown, reach):
+            return reach
+        reach = grown
+
+
+def test_pathfinder_labels_mean_connected(monkeypatch):
+    """With solid curves, the first marker's ink reaches the second one in every positive, and
+    only where curves happen to cross in the negatives."""
+    monkeypatch.setattr(pathfinder_mod, "DASH", 1.0)
+    rng = np.random.default_rng(1)
+    labels = np.arange(256) % 2
+    res = 64
+    img, markers = pathfinder_mod.render_chunk(rng, labels, res, 6, 1, with_markers=True)
+    img = torch.from_numpy(img)
+    pix = torch.from_numpy(np.floor(markers * res).astype(np.int64))  # (n, 2, 2) as (x, y)
+    n = torch.arange(len(img))
+    start = torch.zeros_like(img, dtype=torch.bool)
+    start[n, pix[:, 0, 1], pix[:, 0, 0]] = True
+    joined = _reached(img, start)[n, pix[:, 1, 1], pix[:, 1, 0]]
+    y = torch.from_numpy(labels)
+    assert joined[y == 1].all()
+    assert joined[y == 0].float().mean() < 0.5  # crossings join some negatives, not most

@@ -68,4 +68,4 @@ def test_pathfinder_is_learnable():
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, 2),
     )
     acc = train_and_score(net, b, steps=300)
-    assert acc > 0.5 + 0.08, acc  # chance is 0.5
+    assert acc > 0.5 + 0.15, acc  # chance is 0.5
