@@ -280,3 +280,10 @@ def test_pathfinder_labels_mean_connected(monkeypatch):
     y = torch.from_numpy(labels)
     assert joined[y == 1].all()
     assert joined[y == 0].float().mean() < 0.5  # crossings join some negatives, not most
+
+
+def test_sizes_are_for_synthetic_sets_only(tmp_path):
+    with pytest.raises(DataError, match="use subset"):
+        build_data(f"cifar10:{tmp_path}", train_size=10)
+    b = small("shapes", train_size=np.int64(32), batch_size=np.int64(16))
+    assert b.train_size == 32 and len(b.train) == 2
