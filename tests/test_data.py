@@ -287,3 +287,10 @@ def test_sizes_are_for_synthetic_sets_only(tmp_path):
         build_data(f"cifar10:{tmp_path}", train_size=10)
     b = small("shapes", train_size=np.int64(32), batch_size=np.int64(16))
     assert b.train_size == 32 and len(b.train) == 2
+
+
+def test_synthetic_loading_leaves_global_rng_alone():
+    b = small("shapes", augment=True)
+    state = torch.get_rng_state()
+    list(b.train), list(b.val)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -186,3 +186,15 @@ def test_cifar_errors(tmp_path):
     (bad / "train").write_bytes(b"garbage")
     with pytest.raises(DataError, match="cannot unpickle"):
         build_data(f"cifar100:{bad}")
+
+
+def test_loading_leaves_global_rng_alone(tmp_path):
+    """The trainer seeds torch and random itself; iterating the data must not move them."""
+    import random
+
+    write_pngs(tmp_path / "train", 4)
+    write_pngs(tmp_path / "val", 1)
+    b = build_data(f"imagefolder:{tmp_path}", resolution=32, batch_size=4, augment=True)
+    torch_state, py_state = torch.get_rng_state(), random.getstate()
+    list(b.train), list(b.val)
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == py_state
