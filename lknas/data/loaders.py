@@ -122,7 +122,7 @@ class _SeededSamples(Dataset):
         try:
             random.seed(s)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
+                torch.default_generator.manual_seed(s)  # CPU only: never touch CUDA generators
                 return self.base[i]
         finally:
             random.setstate(state)
@@ -172,6 +172,7 @@ class SampleLoader(_Epochs):
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
             collate_fn=self.collate_fn,
+            generator=g,  # the loader's base seed comes from here, not from the global RNG
         )
         non_blocking = self.device.type == "cuda"
         for xb, yb in loader:

@@ -8,13 +8,17 @@ undrawn walk from the same start), so |marker1 - A's end| and |marker1 - e| have
 distribution. Label 1: the second marker sits on A's far end; label 0: it sits on e, the end of B.
 Both classes draw exactly the same curves; only the second marker moves. So no local statistic
 (ink, curve count, marker distance) gives the label away: the net has to trace the curve, which
-needs a receptive field about as large as the curve.
+needs a receptive field about as large as the curve. Curves may cross (as in LRA's images, so
+the net must follow a curve's continuation through a crossing, not just connected ink), but no
+other curve passes within 0.07 image widths of a marker, nor of the place where the second marker
+would sit in the other class.
 
 Geometry lives in unit coordinates (the image is [0,1]^2) and is rasterized at the requested
 resolution (32..256); line width and marker size scale with it, so the task is the same at every
-resolution, only finer. Difficulty is the path length, after LRA's Pathfinder contour lengths
+resolution, only finer (lines are 1 px wide at 32 and 64, where the gaps between dashes are about
+1 and 2 px; markers are disks of radius 1.5 px at 32). Difficulty is the path length, after LRA's Pathfinder contour lengths
 6 / 9 / 14 (easy / medium / hard), each step 0.07 image widths long (a hard path is 0.98 widths).
-Classes are balanced exactly within each chunk of 480 samples.
+Classes are balanced within each chunk of 128 samples.
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ import math
 
 import numpy as np
 
-VERSION = 1
-CHUNK = 480
+VERSION = 4
+CHUNK = 128
 CLASSES = ["disconnected", "connected"]
 DIFFICULTY_LENGTH = {"easy": 6, "medium": 9, "hard": 14}
 DIFFICULTY_DISTRACTORS = {"easy": 1, "medium": 2, "hard": 3}
@@ -32,6 +36,8 @@ DASH = 0.5  # drawn fraction of a step
 MAX_TURN = 0.5  # radians, uniform per step
 MARGIN = 0.06  # curves stay inside [MARGIN, 1 - MARGIN]
 MARKER_RADIUS = 0.047  # image widths (1.5 px at 32)
+CLEARANCE = 0.07  # other curves keep this far from a (possible) marker centre
+MAX_LENGTH = 16  # longer walks rarely fit inside the image: generation would crawl
 
 
 def _walk(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
@@ -44,8 +50,9 @@ def _walk(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
     return np.concatenate([np.zeros((n, 1, 2)), np.cumsum(steps, axis=1)], axis=1)
 
 
-def _curves(rng, n, length, start=None, end=None, tries=8, rounds=1000):
-    """`n` walks inside the margins: free, or starting at `start`, or ending at `end` (n,2).
+def _curves(rng, n, length, start=None, end=None, avoid=None, tries=8, rounds=1000):
+    """`n` walks inside the margins: free, or starting at `start`, or ending at `end` (n,2), and
+    (given `avoid`, points (n, k, 2)) never closer than CLEARANCE to those points.
     Returns (curves (n, length+1, 2), ok (n,) bool); rows not placed after `rounds` are not ok."""
     out = np.zeros((n, length + 1, 2))
     pending = np.arange(n)
@@ -61,6 +68,9 @@ def _curves(rng, n, length, start=None, end=None, tries=8, rounds=1000):
         else:
             pts = rel + rng.uniform(MARGIN, 1 - MARGIN, (p, tries, 1, 2))
         ok = ((pts >= MARGIN) & (pts <= 1 - MARGIN)).all(axis=(2, 3))
+        if avoid is not None:
+            cand = _densify(pts.reshape(p * tries, length + 1, 2)).reshape(p, tries, -1, 1, 2)
+            ok &= _closest(cand, avoid[pending][:, None, None, :, :]) >= CLEARANCE
         has = ok.any(axis=1)
         first = ok.argmax(axis=1)
         out[pending[has]] = pts[has, first[has]]
@@ -70,9 +80,22 @@ def _curves(rng, n, length, start=None, end=None, tries=8, rounds=1000):
     return out, ok
 
 
+def _densify(curve: np.ndarray, per_step: int = 3) -> np.ndarray:
+    """Points at thirds of each step of curves (n, L+1, 2): (n, 3L+1, 2)."""
+    a, b = curve[:, :-1, :], curve[:, 1:, :]
+    t = np.arange(per_step) / per_step
+    pts = (a[:, :, None, :] + t[None, None, :, None] * (b - a)[:, :, None, :]).reshape(len(curve), -1, 2)
+    return np.concatenate([pts, curve[:, -1:, :]], axis=1)
+
+
+def _closest(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Smallest distance between broadcast point sets (..., P, 1, 2) and (..., 1, K, 2)."""
+    return np.sqrt(((points - others) ** 2).sum(-1).min(axis=(-2, -1)))
+
+
 def _place(rng, n, length):
-    """Curves A and B and the decoy end e (see the module docstring); a sample whose anchored
-    walks cannot be placed is redrawn as a whole."""
+    """Curves A and B (see the module docstring): B keeps CLEARANCE from both ends of A, A from
+    the far end of B; a sample whose anchored walks cannot be placed is redrawn whole."""
     a = np.zeros((n, length + 1, 2))
     b = np.zeros_like(a)
     pending = np.arange(n)
@@ -82,8 +105,10 @@ def _place(rng, n, length):
         p = pending.size
         a_new, _ = _curves(rng, p, length)
         a2, ok2 = _curves(rng, p, length, start=a_new[:, 0], rounds=4)
-        b_new, okb = _curves(rng, p, length, end=a2[:, -1], rounds=4)
-        ok = ok2 & okb
+        ends = a_new[:, [0, -1]]
+        b_new, okb = _curves(rng, p, length, end=a2[:, -1], avoid=ends, rounds=4)
+        clear = _closest(_densify(a_new)[:, :, None, :], a2[:, None, None, -1, :]) >= CLEARANCE
+        ok = ok2 & okb & clear
         a[pending[ok]], b[pending[ok]] = a_new[ok], b_new[ok]
         pending = pending[~ok]
     raise RuntimeError("pathfinder: could not place curves inside the image")
@@ -116,10 +141,18 @@ def _dash_points(curve: np.ndarray, resolution: int) -> np.ndarray:
     return pts.reshape(len(curve), -1, 2)
 
 
-def render_chunk(rng, labels, resolution, length, distractors) -> np.ndarray:
+def render_chunk(rng, labels, resolution, length, distractors, with_markers=False):
+    """Images (n, R, R) uint8 for `labels` (and, if asked, the marker centres (n, 2, 2) as unit
+    (x, y) coordinates)."""
     n = len(labels)
     a, b = _place(rng, n, length)
-    curves = [a, b] + [_curves(rng, n, length)[0] for _ in range(distractors)]
+    curves = [a, b]
+    markable = np.stack([a[:, 0], a[:, -1], b[:, -1]], axis=1)  # every place a marker may sit
+    for _ in range(distractors):
+        c, ok = _curves(rng, n, length, avoid=markable)
+        if not ok.all():
+            raise RuntimeError("pathfinder: could not place curves inside the image")
+        curves.append(c)
     img = np.zeros((n, resolution, resolution), dtype=np.uint8)
     line = _disk(0.35 * resolution / 32)  # 1 px wide at 32 and 64, wider above
     for c in curves:
@@ -127,14 +160,14 @@ def render_chunk(rng, labels, resolution, length, distractors) -> np.ndarray:
     second = np.where(labels[:, None] == 1, a[:, -1], b[:, -1])
     markers = np.stack([a[:, 0], second], axis=1)
     _stamp(img, markers, _disk(max(1.0, MARKER_RADIUS * resolution)))
-    return img
+    return (img, markers) if with_markers else img
 
 
 def resolve_options(options: dict[str, str]) -> dict:
     """Generator parameters from the name options (sizes are handled by the caller)."""
     from lknas.data.base import DataError
 
-    valid = "difficulty (easy|medium|hard), length (int steps), distractors (int), train, val"
+    valid = f"difficulty (easy|medium|hard), length (1..{MAX_LENGTH} steps), distractors (0..20), train, val"
     difficulty = options.get("difficulty", options.get("", "easy")).lower()
     if difficulty not in DIFFICULTY_LENGTH:
         raise DataError(f"pathfinder: difficulty must be one of easy, medium, hard; got {difficulty!r}")
@@ -143,7 +176,7 @@ def resolve_options(options: dict[str, str]) -> dict:
         "length": DIFFICULTY_LENGTH[difficulty],
         "distractors": DIFFICULTY_DISTRACTORS[difficulty],
     }
-    for key, lo, hi in (("length", 1, 40), ("distractors", 0, 20)):
+    for key, lo, hi in (("length", 1, MAX_LENGTH), ("distractors", 0, 20)):
         if key in options:
             try:
                 value = int(options[key])
@@ -159,16 +192,15 @@ def resolve_options(options: dict[str, str]) -> dict:
 
 
 def generate(n: int, resolution: int, seed: int, split: int, params: dict) -> dict:
-    """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k is drawn from its own stream
-    (seed, split, k), so a smaller n is a prefix of a larger one."""
+    """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k (always rendered whole) is drawn
+    from its own stream (seed, split, k), so a smaller n is a prefix of a larger one."""
     xs, ys = [], []
     for k in range(-(-n // CHUNK)):
-        m = min(CHUNK, n - k * CHUNK)
         rng = np.random.default_rng([seed, split, k, VERSION, 1])
-        labels = rng.permutation(np.arange(CHUNK) % 2)[:m]
+        labels = rng.permutation(np.arange(CHUNK) % 2)
         xs.append(render_chunk(rng, labels, resolution, params["length"], params["distractors"]))
         ys.append(labels)
-    return {"x": np.concatenate(xs)[:, None], "y": np.concatenate(ys).astype(np.int64)}
+    return {"x": np.concatenate(xs)[:n, None], "y": np.concatenate(ys)[:n].astype(np.int64)}
 
 
 CHANNELS = 1
