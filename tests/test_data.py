@@ -268,7 +268,7 @@ def test_pathfinder_labels_mean_connected(monkeypatch):
     only where curves happen to cross in the negatives."""
     monkeypatch.setattr(pathfinder_mod, "DASH", 1.0)
     rng = np.random.default_rng(1)
-    labels = np.arange(256) % 2
+    labels = np.arange(128) % 2
     res = 64
     img, markers = pathfinder_mod.render_chunk(rng, labels, res, 6, 1, with_markers=True)
     img = torch.from_numpy(img)
@@ -294,3 +294,10 @@ def test_synthetic_loading_leaves_global_rng_alone():
     state = torch.get_rng_state()
     list(b.train), list(b.val)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("name", ["pathfinder:medium,train=64", "shapes:classes=3,train=48"])
+def test_spec_round_trips(name):
+    a = build_data(name, resolution=32, batch_size=16, cache=False)
+    b = build_data(a.spec, resolution=32, batch_size=16, cache=False)
+    assert a.spec == b.spec and torch.equal(a.train.x, b.train.x) and torch.equal(a.val.x, b.val.x)
