@@ -174,7 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_ema=not args.no_ema, resolution=args.resolution, workers=args.workers, seed=args.seed,
     )
     bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
-                        subset=args.subset, augment=True, workers=recipe.workers)
+                        subset=args.subset, augment=recipe.auto_augment or True, workers=recipe.workers)
     from pathlib import Path
 
     out = args.out or str(Path("results") / "train" / f"{Path(args.arch).stem}-{arch.hash()}")

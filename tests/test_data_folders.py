@@ -198,3 +198,13 @@ def test_loading_leaves_global_rng_alone(tmp_path):
     torch_state, py_state = torch.get_rng_state(), random.getstate()
     list(b.train), list(b.val)
     assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == py_state
+
+
+def test_an_auto_augment_policy_reaches_timms_transform(tmp_path):
+    write_pngs(tmp_path / "train", 2)
+    write_pngs(tmp_path / "val", 1)
+    bundle = build_data(f"imagefolder:{tmp_path}", resolution=32, batch_size=2, augment="rand-m9-mstd0.5-inc1")
+    assert "RandAugment" in repr(bundle.train.dataset.base.transform)
+    plain = build_data(f"imagefolder:{tmp_path}", resolution=32, batch_size=2, augment=True)
+    assert "RandAugment" not in repr(plain.train.dataset.base.transform)
+    assert next(iter(bundle.train))[0].shape == (2, 3, 32, 32)

@@ -88,7 +88,7 @@ def build_data(
     batch_size: int = 64,
     seed: int = 0,
     subset: int | None = None,
-    augment: bool = False,
+    augment: bool | str = False,
     workers: int = 0,
     device: str | torch.device = "cpu",
     *,
@@ -192,13 +192,16 @@ def _build_synthetic(spec, resolution, batch_size, seed, subset, augment, device
     )
 
 
-def _transforms(resolution: int, mean, std, augment: bool):
+def _transforms(resolution: int, mean, std, augment: bool | str):
+    """timm's eval and train transforms; a string `augment` is timm's auto-augment policy for
+    training (e.g. 'rand-m9-mstd0.5-inc1', RandAugment as ConvNeXt trains)."""
     from timm.data import create_transform
 
     size = (3, resolution, resolution)
     evaluate = create_transform(input_size=size, is_training=False, crop_pct=1.0,
                                 interpolation="bilinear", mean=mean, std=std)
-    train = (create_transform(input_size=size, is_training=True, interpolation="bilinear",
+    policy = augment if isinstance(augment, str) and augment else None
+    train = (create_transform(input_size=size, is_training=True, interpolation="bilinear", auto_augment=policy,
                               mean=mean, std=std) if augment else evaluate)
     return train, evaluate
 
