@@ -109,6 +109,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _cmd_erf(args: argparse.Namespace) -> int:
     from lknas.data import build_data
     from lknas.measure import effective_receptive_field, save_heatmap
+    from lknas.measure.erf import erf_resolution
     from lknas.models import build_model
 
     arch, cfg = _arch_and_train(args)
@@ -116,15 +117,19 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     if args.epochs:
         from lknas.train import train_proxy
 
-        model = train_proxy(arch, cfg, bundle, progress=True, keep_model=True).model
-        if model is None:
-            raise SystemExit("training failed; cannot measure the ERF of a diverged model")
+        result = train_proxy(arch, cfg, bundle, progress=True, keep_model=True)
+        if result.model is None:
+            raise LknasError(f"training ended with status {result.status} ({result.error}); no ERF to measure")
+        model = result.model
     else:
-        torch_seed(cfg.seed)
+        import torch
+
+        torch.manual_seed(cfg.seed)
         model = build_model(arch, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
-    result = effective_receptive_field(model, bundle.val, max_images=args.images)
+    size = args.erf_resolution or erf_resolution(model, cfg.resolution)
+    result = effective_receptive_field(model, bundle.val, max_images=args.images, resolution=size)
     state = f"after {args.epochs} epochs" if args.epochs else "at initialization"
-    print(f"ERF of {arch.summary()} {state}, {result.images} {cfg.dataset} images @ {cfg.resolution}px")
+    print(f"ERF of {arch.summary()} {state}, {result.images} {cfg.dataset} images resized to {size}px")
     for t, ratio in result.ratios.items():
         print(f"  t = {t:4.0%}   area ratio {ratio:.4f}")
     if args.out:
@@ -199,12 +204,6 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     if result.get("throughput"):
         print(f"  throughput  {result['throughput']:10.1f} img/s (batch {result['throughput_batch']})")
     return 0
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
 
 
 def _add_train_flags(p: argparse.ArgumentParser, epochs_default: int | None = None) -> None:
@@ -349,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erf", help="effective receptive field (RepLKNet's area ratios) and a heatmap PNG")
     _add_train_flags(p, epochs_default=0)
     p.add_argument("--images", type=int, default=32, help="images to aggregate (default 32)")
+    p.add_argument("--erf-resolution", type=int,
+                   help="measure at this input size (default: the last feature map gets >= 8 cells a side)")
     p.add_argument("--out", help="write the heatmap to this PNG")
     p.set_defaults(func=_cmd_erf)
     return parser

@@ -37,15 +37,18 @@ def test_area_ratios_of_known_maps():
 
 
 def test_a_larger_kernel_has_a_larger_erf():
+    from lknas.measure.erf import erf_resolution
+
     images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     ratios = {}
     for k in (3, 15):
         torch.manual_seed(0)
         # no layer scale: at init a 1e-6 scale would silence every block and leave only the stem
         model = build_model(small_arch(kernel=k, depths=(2, 2), layer_scale=None), num_classes=2)
-        ratios[k] = effective_receptive_field(model, images).ratios
-    assert ratios[15][0.5] > ratios[3][0.5]
-    assert ratios[15][0.99] > ratios[3][0.99]
+        assert erf_resolution(model, 32) == 64  # the last map (stride 8) gets 8 cells a side
+        ratios[k] = effective_receptive_field(model, images, resolution=64).ratios
+    assert ratios[15][0.5] >= ratios[3][0.5]
+    assert ratios[15][0.99] > 2 * ratios[3][0.99]
 
 
 def test_erf_heatmap_is_normalized_and_saved(tmp_path):
@@ -69,3 +72,11 @@ def test_measure_trial_has_every_objective_column():
                 "erf_99", "train_time", "latency_threads"):
         assert key in m, key
     assert m["status"] == "ok" and m["flops"] > 0 and 0 < m["erf"] <= 1
+
+
+def test_erf_is_centred_on_the_image_when_the_last_map_is_even():
+    model = build_model(small_arch(), num_classes=2)  # 32 px -> a 4 x 4 last map
+    heat = effective_receptive_field(model, torch.randn(4, 3, 32, 32)).heatmap
+    assert heat.shape == (32, 32)
+    quadrants = [heat[:16, :16].sum(), heat[:16, 16:].sum(), heat[16:, :16].sum(), heat[16:, 16:].sum()]
+    assert min(quadrants) > 0.5 * max(quadrants)  # not all in one quadrant

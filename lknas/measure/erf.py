@@ -1,7 +1,8 @@
 """Effective receptive field as RepLKNet measures it.
 
 The gradient of the centre pixel of the last feature map (summed over channels) with respect to
-the input, absolute, summed over channels and aggregated over a batch of images, normalized to
+the input (for an even-sized map, the central 2 x 2 pixels, so the point is the image's centre
+rather than a cell beside it: at proxy scale the last map is often 2 x 2), absolute, summed over channels and aggregated over a batch of images, normalized to
 [0, 1]. It is summarized by the area ratio of the smallest centred square that holds t = 20%, 30%,
 50% and 99% of the total contribution: the larger, the wider the network looks.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ErfResult", "effective_receptive_field", "area_ratios", "save_heatmap", "THRESHOLDS"]
+__all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "save_heatmap", "THRESHOLDS"]
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 
@@ -57,13 +58,26 @@ def area_ratios(heatmap: np.ndarray, thresholds: Iterable[float] = THRESHOLDS) -
     return out
 
 
+def _central(n: int) -> slice:
+    """The centre index of an odd size, the two central ones of an even size."""
+    return slice(n // 2, n // 2 + 1) if n % 2 else slice(n // 2 - 1, n // 2 + 1)
+
+
+def erf_resolution(model: nn.Module, resolution: int, min_cells: int = 8) -> int:
+    """The input size at which the last feature map has at least `min_cells` cells a side (RepLKNet
+    trains at 224 and measures at 1024 for the same reason): max(resolution, min_cells * stride)."""
+    info = getattr(model, "feature_info", None)
+    stride = info[-1]["reduction"] if info else 32
+    return max(resolution, min_cells * stride)
+
+
 def effective_receptive_field(
     model: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], max_images: int = 64,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu", resolution: int | None = None,
 ) -> ErfResult:
     """The ERF of `model` (timm API: `forward_features`) over `images` (a (N,C,H,W) tensor or an
-    iterable of batches, e.g. `bundle.val` whose items are (x, y)). The model is used in eval mode
-    and left as it was."""
+    iterable of batches, e.g. `bundle.val` whose items are (x, y)), resized (bilinear) to
+    `resolution` if given. The model is used in eval mode and left as it was."""
     dev = torch.device(device)
     was_training = model.training
     model.eval()
@@ -73,10 +87,14 @@ def effective_receptive_field(
     try:
         for batch in batches:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            x = x[: max_images - seen].to(dev).detach().requires_grad_(True)
+            x = x[: max_images - seen].to(dev).detach()
+            if resolution is not None and x.shape[-1] != resolution:
+                x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                                                    align_corners=False)
+            x.requires_grad_(True)
             feats = model.forward_features(x)
-            h, w = feats.shape[-2:]
-            centre = feats[:, :, h // 2, w // 2].sum()
+            rows, cols = _central(feats.shape[-2]), _central(feats.shape[-1])
+            centre = feats[:, :, rows, cols].sum()
             (grad,) = torch.autograd.grad(centre, x)
             contribution = grad.abs().sum(dim=(0, 1)).double()
             acc = contribution if acc is None else acc + contribution

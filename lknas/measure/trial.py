@@ -13,7 +13,7 @@ import torch
 
 from lknas.arch import ArchConfig
 from lknas.measure.complexity import complexity
-from lknas.measure.erf import effective_receptive_field
+from lknas.measure.erf import effective_receptive_field, erf_resolution
 from lknas.measure.latency import measure_latency
 from lknas.space.configs import TrainConfig
 
@@ -40,13 +40,14 @@ def measure_trial(
     latency: bool = True,
     latency_threads: int | None = None,
     erf: bool = True,
-    erf_images: int = 32,
+    erf_images: int = 16,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train `arch` with `train_proxy` and measure it. Returns a flat dict: `status`, `accuracy`
     (top-1 %), `val_loss`, `train_loss`, `epochs`, `steps`, `train_time`, `params`, `flops`
     (and `params_nonzero` / `flops_sparse` for sparse archs, measured on the trained weights),
-    `latency_ms`, `throughput`, `latency_device`, `latency_threads`, `erf` and `erf_20..99`,
+    `latency_ms`, `throughput`, `latency_device`, `latency_threads`, `erf` and `erf_20..99` (measured
+    at `erf_resolution`, where the last feature map has at least 8 cells a side),
     `measure_time`, and `error` when the run did not finish normally."""
     from lknas.train import train_proxy
     from lknas.train.proxy import _device, _load_data
@@ -69,6 +70,9 @@ def measure_trial(
         out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
                    latency_threads=lat["threads"])
     if erf:
-        out.update(effective_receptive_field(model, bundle.val, max_images=erf_images, device=dev).metrics())
+        size = erf_resolution(model, train_cfg.resolution)
+        out.update(effective_receptive_field(model, bundle.val, max_images=erf_images, device=dev,
+                                             resolution=size).metrics())
+        out["erf_resolution"] = size
     out["measure_time"] = time.perf_counter() - start
     return out

@@ -103,7 +103,7 @@ def _init_ray(address: str | None, quiet: bool) -> None:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
-def _open_study(store: RunStore, search: SearchConfig, study_name: str) -> optuna.storages.RDBStorage:
+def _open_study(store: RunStore, study_name: str) -> optuna.storages.RDBStorage:
     storage = optuna.storages.RDBStorage(f"sqlite:///{store.study_db.resolve()}",
                                          engine_kwargs={"connect_args": {"timeout": 60}})
     try:
@@ -179,7 +179,7 @@ def run_search(
     grid = space_obj.grid() if search.sampler == "grid" else None
     sampler = make_sampler(search.sampler, search.seed + len(done), len(search.objectives), search.trials, grid)
     study_name = settings["space_name"]
-    storage = _open_study(store, search, study_name)
+    storage = _open_study(store, study_name)
     device = "cuda" if search.gpus_per_trial > 0 else "cpu"
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
