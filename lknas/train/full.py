@@ -27,7 +27,7 @@ from lknas.arch import ArchConfig
 from lknas.io import write_json_atomic, write_text_atomic
 from lknas.train.checkpoint import load_checkpoint, save_checkpoint
 from lknas.train.proxy import _autocast, _device, evaluate
-from lknas.train.recipe import make_optimizer, make_scheduler
+from lknas.train.recipe import backward_and_step, make_optimizer, make_scheduler
 
 __all__ = ["TrainRecipe", "train_full"]
 
@@ -169,16 +169,7 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
 
                 raise LknasError(f"loss became {value} at epoch {epoch + 1}; lower --lr (now {recipe.peak_lr:g}) "
                                  f"or resume from {last} with a smaller one")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            if sparsity is not None:
-                sparsity.step()
+            backward_and_step(loss, optimizer, scaler, sparsity)
             if ema is not None:
                 ema.update(model, step=step)
             step += 1

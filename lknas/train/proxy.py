@@ -24,7 +24,7 @@ from torch import nn
 from lknas.arch import ArchConfig
 from lknas.models import build_model
 from lknas.space.configs import TrainConfig
-from lknas.train.recipe import make_loss, make_optimizer, make_scheduler
+from lknas.train.recipe import backward_and_step, make_loss, make_optimizer, make_scheduler
 
 __all__ = ["train_proxy", "evaluate", "ProxyResult", "STATUSES"]
 
@@ -201,16 +201,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             if not math.isfinite(loss_value):
                 raise _Diverged(f"loss became {loss_value} at step {step} (epoch {epoch}); "
                                 f"lower train.lr (now {cfg.lr:g}) or add warm-up")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            if sparsity is not None:
-                sparsity.step()
+            backward_and_step(loss, optimizer, scaler, sparsity)
             step += 1
             scheduler.step_update(step)
             loss_sum += loss_value * y.numel()

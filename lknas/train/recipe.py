@@ -9,7 +9,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
-__all__ = ["make_optimizer", "make_scheduler", "make_loss"]
+__all__ = ["make_optimizer", "make_scheduler", "make_loss", "backward_and_step"]
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -34,3 +34,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs:
 
 def make_loss(label_smoothing: float) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None, sparsity=None) -> None:
+    """One update: backward (scaled when a GradScaler is given), the optimizer step (which the
+    scaler may skip on overflow), then the sparsity masks again, skipped step or not (SLaK's code
+    forgets them under AMP)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    if sparsity is not None:
+        sparsity.step()
