@@ -1,0 +1,86 @@
+"""Search pieces without Ray: Pareto mask, status -> Optuna state, store robustness, monitor."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+
+from lknas.errors import LknasError
+from lknas.search.store import RunStore, pareto_mask
+from lknas.space import Constraints, Objective
+
+OBJ = (Objective("accuracy", "max"), Objective("latency", "min"))
+
+
+def test_pareto_mask_keeps_only_non_dominated_points():
+    points = [[80, 2.0], [70, 1.0], [60, 3.0], [80, 2.0], [85, 5.0]]
+    assert pareto_mask(points, ["max", "min"]) == [True, True, False, True, True]
+
+
+def test_statuses_map_to_optuna_states():
+    from lknas.search.searcher import optuna_state
+
+    assert optuna_state("ok") == optuna_state("infeasible") == TrialState.COMPLETE
+    assert optuna_state("truncated") == TrialState.PRUNED
+    for status in ("error", "diverged", "oom", None):
+        assert optuna_state(status) == TrialState.FAIL
+
+
+def test_a_torn_last_line_is_skipped_and_derived_files_are_written(tmp_path):
+    store = RunStore(tmp_path)
+    from tests.helpers import small_arch
+
+    arch = small_arch()
+    store.append({"trial": 0, "status": "ok", "accuracy": 70.0, "latency_ms": 1.0, "hash": arch.hash(),
+                  "arch_yaml": arch.to_yaml(), "param.kernel_type": "dense"})
+    with open(store.trials_jsonl, "a") as fh:
+        fh.write('{"trial": 1, "status": "o')  # killed mid-write
+    assert [r["trial"] for r in store.rows()] == [0]
+    front = store.refresh(OBJ)
+    assert list(front["trial"]) == [0]
+    for name in ("trials.csv", "trials.parquet", "pareto.csv", f"archs/trial0000-{arch.hash()}.yaml"):
+        assert (tmp_path / name).is_file()
+
+
+def test_failed_and_infeasible_trials_stay_off_the_front(tmp_path):
+    store = RunStore(tmp_path)
+    store.append({"trial": 0, "status": "ok", "accuracy": 60.0, "latency_ms": 2.0})
+    store.append({"trial": 1, "status": "infeasible", "accuracy": 99.0, "latency_ms": 0.1})
+    store.append({"trial": 2, "status": "truncated", "accuracy": 99.0, "latency_ms": 0.1})
+    store.append({"trial": 3, "status": "error", "error": "boom"})
+    assert list(store.pareto(OBJ)["trial"]) == [0]
+
+
+def test_monitor_marks_a_scheduler_stopped_trial_truncated(tmp_path):
+    from lknas.search.monitor import SearchMonitor
+
+    store = RunStore(tmp_path)
+    stream = io.StringIO()
+    monitor = SearchMonitor(store, OBJ, total=2, done_before=0, stream=stream)
+    trial = SimpleNamespace(trial_id="t1", config={}, last_result={
+        "trial": 5, "status": "running", "accuracy": 55.0, "epoch": 1, "training_iteration": 1, "pid": 1})
+    monitor.on_trial_start(0, [], trial)
+    monitor.on_trial_complete(0, [], trial)
+    (row,) = store.rows()
+    assert row["status"] == "truncated" and row["trial"] == 5
+    assert "pid" not in row and "training_iteration" not in row
+    assert "truncated 1" in monitor.status_line() and "1/2 done" in monitor.status_line()
+
+
+def test_constraint_values_are_relative_and_signed():
+    from lknas.search.trial import constraint_values
+
+    limits = Constraints(max_params=1000, min_flops=500)
+    values = constraint_values(limits, {"params_effective": 1500, "flops_effective": 1000})
+    assert values == {"max_params": 0.5, "min_flops": -1.0}
+
+
+def test_objectives_flag():
+    from lknas.search.runner import parse_objectives_flag
+
+    assert parse_objectives_flag("accuracy,latency") == OBJ
+    assert parse_objectives_flag("flops:max") == (Objective("flops", "max"),)
+    with pytest.raises(LknasError, match="unknown objective 'speed'"):
+        parse_objectives_flag("accuracy,speed")
