@@ -334,3 +334,23 @@ def test_cuda_selection_key():
     w = torch.randn(3, 1, 7, 7, device="cuda")
     dwconv2d(x, w)
     assert next(iter(dw.cache_info()["choices"])).startswith("cuda")
+
+
+def test_off_is_plain_conv2d_with_the_full_kernel(monkeypatch):
+    seen = []
+    real = F.conv2d
+
+    def spy(x, w, *a, **k):
+        seen.append(tuple(w.shape[-2:]))
+        return real(x, w, *a, **k)
+
+    monkeypatch.setattr(dw.F, "conv2d", spy)
+    calls = _spy(monkeypatch)
+    x, w = torch.randn(2, 3, 4, 4), torch.randn(3, 1, 15, 15)
+    with dw.use_algorithm("off"):
+        dwconv2d(x, w)
+    with dw.use_algorithm("direct"):
+        dwconv2d(x, w)
+    assert seen == [(15, 15), (7, 7)] and calls == []
+    monkeypatch.setenv("LKNAS_DWCONV", "off")
+    assert dw.get_algorithm() == "off"

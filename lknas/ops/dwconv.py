@@ -5,7 +5,8 @@ algorithm per (device, dtype, shape, grad) from `lknas.ops.dwconv_algos` (direct
 whole-map Toeplitz GEMM, row-Toeplitz GEMM, FFT) after cropping the kernel to what the map can
 reach. Selection, autotuning and the choice cache live in `lknas.ops.dwconv_select`.
 
-Switches: `LKNAS_DWCONV=auto|direct|gemm|rows|fft` (environment) or `set_algorithm(...)` /
+Switches: `LKNAS_DWCONV=auto|direct|gemm|rows|fft|off` (environment; `off` = plain `F.conv2d`
+with the full kernel, the code before this fast path) or `set_algorithm(...)` /
 `use_algorithm(...)` (Python, wins over the environment); `set_autotune(...)` /
 `LKNAS_DWCONV_AUTOTUNE=1`; `LKNAS_DWCONV_MAX_WORKSPACE_MB`; `LKNAS_DWCONV_CACHE`.
 """
@@ -40,8 +41,9 @@ _AUTOTUNE: bool | None = None  # set_autotune; None = follow LKNAS_DWCONV_AUTOTU
 
 
 def set_algorithm(name: str | None) -> None:
-    """Force one algorithm ('direct', 'gemm', 'rows', 'fft'), or 'auto' to select per shape;
-    None goes back to the LKNAS_DWCONV environment variable."""
+    """Force one algorithm ('direct', 'gemm', 'rows', 'fft'), 'off' (plain F.conv2d with the full
+    kernel: the fast path switched off), or 'auto' to select per shape; None goes back to the
+    LKNAS_DWCONV environment variable."""
     global _OVERRIDE
     if name is not None:
         name = name.strip().lower()
@@ -129,10 +131,10 @@ def dwconv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = 
     bias: (C,) or None. Returns (B, C, H, W), equal to
     `F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=C)` up to rounding.
     """
-    if not _supported(x, weight):
+    algo = select_algorithm(x, weight)
+    if algo == "off" or not _supported(x, weight):
         kh, kw = weight.shape[-2:]
         return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
-    algo = select_algorithm(x, weight)
     w = _crop(weight, x.shape[-2], x.shape[-1])
     if algo == "direct":
         kh, kw = w.shape[-2:]

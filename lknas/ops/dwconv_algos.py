@@ -9,10 +9,10 @@ kw odd and already cropped to at most (2H-1, 2W-1) (taps farther out only ever m
   (index map cached per shape and device): y_c = x_c @ T_c, one batched GEMM over channels.
   Custom autograd: T is rebuilt in backward instead of saved, channels are processed in chunks so
   the workspace stays under the limit, and the kernel gradient is a scatter-add of dL/dT.
-- `rows`: a row-Toeplitz form for medium maps: for each kernel row dy, a (W x W) Toeplitz matrix
-  per channel; y = sum_dy shift_dy(x) @ T_dy as kh batched GEMMs on a (C, H+kh-1, B, W) layout
-  (no unfolded copy). The problem is transposed first when that gives fewer multiply-adds
-  (k x n stripes loop over the n columns).
+- `rows`: a row-Toeplitz form for medium maps and stripes: each output row reads kh padded input
+  rows (unfolded to (C, H*B, kh*W), channel chunks under the limit) times a per-channel
+  (kh*W x W) matrix of kernel-row Toeplitz blocks: one batched GEMM per chunk. The problem is
+  transposed first when that gives fewer multiply-adds (k x n stripes use the n short rows).
 - `fft`: zero-padded rfft2 product (in fp32 for half dtypes), built from differentiable ops.
 """
 from __future__ import annotations
@@ -116,20 +116,35 @@ class _GemmFn(torch.autograd.Function):
         return gx_out, gw_out, None
 
 
+def _rows_chunk(b: int, c: int, hp: int, h: int, w: int, kh: int, esize: int, limit: int) -> int:
+    """Channels per chunk so that the unfolded rows and their gradient fit in `limit` bytes."""
+    per_channel = 2 * h * b * kh * w * esize
+    return max(1, min(c, limit // max(per_channel, 1)))
+
+
+def _unfold_rows(xp: torch.Tensor, h: int, kh: int) -> torch.Tensor:
+    """(C, Hp, B, W) -> (C, H*B, kh*W): for each output row, the kh input rows it reads."""
+    c, _, b, w = xp.shape
+    return xp.unfold(1, kh, 1).permute(0, 1, 2, 4, 3).reshape(c, h * b, kh * w)
+
+
 class _RowsFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, limit: int) -> torch.Tensor:
         b, c, h, wd = x.shape
         kh, kw = w.shape[-2:]
-        ph = kh // 2
+        ph, hp = kh // 2, h + kh - 1
         idx = _row_index(wd, kw, x.device)
-        xp = x.new_zeros(c, h + kh - 1, b, wd)
+        xp = x.new_zeros(c, hp, b, wd)
         xp[:, ph:ph + h] = x.permute(1, 2, 0, 3)
-        t = F.pad(w.reshape(c, kh, kw), (0, 1)).index_select(2, idx).view(c, kh, wd, wd)
-        y = x.new_zeros(c, h * b, wd)
-        for dy in range(kh):
-            y.baddbmm_(xp[:, dy:dy + h].reshape(c, h * b, wd), t[:, dy])
+        t = F.pad(w.reshape(c, kh, kw), (0, 1)).index_select(2, idx).view(c, kh * wd, wd)
+        chunk = _rows_chunk(b, c, hp, h, wd, kh, x.element_size(), limit)
+        y = x.new_empty(c, h * b, wd)
+        for c0 in range(0, c, chunk):
+            c1 = min(c, c0 + chunk)
+            torch.bmm(_unfold_rows(xp[c0:c1], h, kh), t[c0:c1], out=y[c0:c1])
         ctx.save_for_backward(xp, w)
+        ctx.chunk = chunk
         return y.view(c, h, b, wd).permute(2, 0, 1, 3).contiguous()
 
     @staticmethod
@@ -140,21 +155,25 @@ class _RowsFn(torch.autograd.Function):
         h, ph = hp - kh + 1, kh // 2
         idx = _row_index(wd, kw, xp.device)
         gyl = gy.permute(1, 2, 0, 3).reshape(c, h * b, wd)
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            t = F.pad(w.reshape(c, kh, kw), (0, 1)).index_select(2, idx).view(c, kh, wd, wd)
-            gxp = xp.new_zeros(c, hp * b, wd)
-            for dy in range(kh):
-                gxp[:, dy * b:(dy + h) * b].baddbmm_(gyl, t[:, dy].transpose(1, 2))
-            gx = gxp.view(c, hp, b, wd)[:, ph:ph + h].permute(2, 0, 1, 3).contiguous()
-        if ctx.needs_input_grad[1]:
-            gt = xp.new_empty(c, kh, wd, wd)
-            for dy in range(kh):
-                torch.bmm(xp[:, dy:dy + h].reshape(c, h * b, wd).transpose(1, 2), gyl, out=gt[:, dy])
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        t = F.pad(w.reshape(c, kh, kw), (0, 1)).index_select(2, idx).view(c, kh * wd, wd) if need_x else None
+        gxp = xp.new_zeros(c, hp, b, wd) if need_x else None
+        gt = xp.new_empty(c, kh * wd, wd) if need_w else None
+        for c0 in range(0, c, ctx.chunk):
+            c1 = min(c, c0 + ctx.chunk)
+            if need_x:
+                gu = torch.bmm(gyl[c0:c1], t[c0:c1].transpose(1, 2)).view(c1 - c0, h, b, kh, wd)
+                for dy in range(kh):
+                    gxp[c0:c1, dy:dy + h] += gu[:, :, :, dy]
+            if need_w:
+                torch.bmm(_unfold_rows(xp[c0:c1], h, kh).transpose(1, 2), gyl[c0:c1], out=gt[c0:c1])
+        gx = gxp[:, ph:ph + h].permute(2, 0, 1, 3).contiguous() if need_x else None
+        gw = None
+        if need_w:
             acc = torch.zeros(c, kh, kw + 1, dtype=_acc_dtype(w.dtype), device=w.device)
             acc.scatter_add_(2, idx.expand(c, kh, -1), gt.view(c, kh, wd * wd).to(acc.dtype))
             gw = acc[..., :kw].reshape(w.shape).to(w.dtype)
-        return gx, gw
+        return gx, gw, None
 
 
 def rows_transposed(h: int, w: int, kh: int, kw: int) -> bool:
@@ -162,12 +181,12 @@ def rows_transposed(h: int, w: int, kh: int, kw: int) -> bool:
     return kw * h < kh * w
 
 
-def _rows(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _rows(x: torch.Tensor, w: torch.Tensor, limit: int) -> torch.Tensor:
     h, wd = x.shape[-2:]
     kh, kw = w.shape[-2:]
     if rows_transposed(h, wd, kh, kw):
-        return _RowsFn.apply(x.transpose(2, 3), w.transpose(2, 3)).transpose(2, 3)
-    return _RowsFn.apply(x, w)
+        return _RowsFn.apply(x.transpose(2, 3), w.transpose(2, 3), limit).transpose(2, 3)
+    return _RowsFn.apply(x, w, limit)
 
 
 def _smooth(n: int) -> int:
@@ -212,7 +231,7 @@ def run_algorithm(name: str, x: torch.Tensor, w: torch.Tensor, limit: int) -> to
         b, c, h, wd = x.shape
         return _GemmFn.apply(x, w, _gemm_chunk(c, h * wd, x.element_size(), limit))
     if name == "rows":
-        return _rows(x, w)
+        return _rows(x, w, limit)
     if name == "fft":
         return _fft(x, w)
     raise ValueError(f"unknown dwconv algorithm {name!r}; expected one of {ALGORITHMS}")
@@ -232,7 +251,7 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
         if rows_transposed(h, w, kh, kw):
             h, w, kh, kw = w, h, kw, kh
         xp = b * c * (h + kh - 1) * w * esize
-        return 3 * xp + 2 * c * kh * w * w * esize + act
+        return 2 * xp + 2 * c * kh * w * w * esize + 2 * act + 2 * b * h * kh * w * esize
     if name == "fft":
         nh, nw = fft_size(h, w, kh, kw)
         spec = b * c * nh * (nw // 2 + 1) * 8
