@@ -5,6 +5,8 @@ import json
 import math
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -51,19 +53,30 @@ def paired_speedup(base: list[float], new: list[float]) -> float:
     return statistics.median(b / n for b, n in zip(base, new))
 
 
-def gemm_gflops(device: torch.device, n: int = 1024, repeats: int = 10) -> float:
-    """Measured fp32 matmul throughput (n x n @ n x n), best of `repeats`, in GFLOP/s."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    a @ b
-    sync(device)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+_GEMM_SCRIPT = """
+import math, sys, time, torch
+dev = torch.device(sys.argv[1]); n = int(sys.argv[2]); reps = int(sys.argv[3])
+a = torch.randn(n, n, device=dev); b = torch.randn(n, n, device=dev)
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+a @ b; sync(); best = math.inf
+for _ in range(reps):
+    t0 = time.perf_counter(); a @ b; sync(); best = min(best, time.perf_counter() - t0)
+print(2 * n ** 3 / best / 1e9)
+"""
+
+
+def gemm_gflops(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
+    """Measured fp32 matmul throughput (n x n @ n x n), best of `repeats`, in GFLOP/s.
+
+    Runs in a fresh interpreter: on the reference CPU a large matmul leaves BLAS threads behind
+    that slow every later PyTorch op of the process several-fold, which would spoil the timings."""
+    out = subprocess.run(
+        [sys.executable, "-c", _GEMM_SCRIPT, str(device), str(n), str(repeats)],
+        check=True, capture_output=True, text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def environment() -> dict:

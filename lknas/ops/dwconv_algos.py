@@ -27,6 +27,15 @@ __all__ = ["ALGORITHMS", "run_algorithm", "workspace_bytes", "macs", "fft_size"]
 ALGORITHMS = ("direct", "gemm", "rows", "fft")
 
 _INDEX_CACHE: dict[tuple, torch.Tensor] = {}
+_INDEX_CACHE_MAX_BYTES = 256 * 2**20  # index maps kept per (shape, device); cleared beyond this
+
+
+def _remember(key: tuple, idx: torch.Tensor) -> torch.Tensor:
+    total = sum(t.numel() * t.element_size() for t in _INDEX_CACHE.values())
+    if total + idx.numel() * idx.element_size() > _INDEX_CACHE_MAX_BYTES:
+        _INDEX_CACHE.clear()
+    _INDEX_CACHE[key] = idx
+    return idx
 
 
 def _toeplitz_index_1d(n: int, k: int) -> torch.Tensor:
@@ -46,8 +55,7 @@ def _map_index(h: int, w: int, kh: int, kw: int, device: torch.device) -> torch.
         dx = _toeplitz_index_1d(w, kw)  # (w_in, w_out)
         valid = (dy < kh).view(h, 1, h, 1) & (dx < kw).view(1, w, 1, w)
         flat = dy.view(h, 1, h, 1) * kw + dx.view(1, w, 1, w)
-        idx = torch.where(valid, flat, torch.full_like(flat, kh * kw)).reshape(-1).to(device)
-        _INDEX_CACHE[key] = idx
+        idx = _remember(key, torch.where(valid, flat, torch.full_like(flat, kh * kw)).reshape(-1).to(device))
     return idx
 
 
@@ -56,8 +64,7 @@ def _row_index(w: int, kw: int, device: torch.device) -> torch.Tensor:
     key = ("row", w, kw, device)
     idx = _INDEX_CACHE.get(key)
     if idx is None:
-        idx = _toeplitz_index_1d(w, kw).reshape(-1).to(device)
-        _INDEX_CACHE[key] = idx
+        idx = _remember(key, _toeplitz_index_1d(w, kw).reshape(-1).to(device))
     return idx
 
 
@@ -246,7 +253,7 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
     if name == "direct":
         return 0
     if name == "gemm":
-        return 2 * (h * w) ** 2 * esize + 2 * act
+        return 2 * (h * w) ** 2 * esize + (h * w) ** 2 * 8 + 2 * act  # T, dL/dT, index map, copies
     if name == "rows":
         if rows_transposed(h, w, kh, kw):
             h, w, kh, kw = w, h, kw, kh

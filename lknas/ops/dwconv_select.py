@@ -97,7 +97,7 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     elif name == "gemm":
         # batched GEMM at ~60 GFLOP/s incl. both gradients, + building T and reducing dL/dT
         hw2 = float((h * w) ** 2)
-        t = b * c * hw2 * 0.045e-6 + c * hw2 * 5e-6 + n * 5e-6
+        t = b * c * hw2 * 0.045e-6 + c * hw2 * 3e-6 + n * 5e-6
     elif name == "rows":
         tw, tkh = (h, kw) if rows_transposed(h, w, kh, kw) else (w, kh)  # Toeplitz side, unfolded rows
         small = max(1.0, 32.0 / tw) ** 1.5  # GEMMs with a short inner side run slowly
