@@ -28,14 +28,18 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, list[float]]:
-    """ms of each function per round, timed in alternation (A B A B ...) after one warm-up each,
-    so that load from other processes hits all of them alike."""
+    """ms of each function per round, timed in alternation (A B, B A, A B, ...) after one warm-up
+    each, so that load from other processes hits all of them alike."""
     for fn in fns.values():
         fn()
     sync(device)
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    order = list(fns)
+    for i in range(repeats):
+        # alternate the order (A B, B A, ...): on the shared CPU the first op of a round pays for
+        # waking the thread pool, which would otherwise favour whichever runs second
+        for name in order if i % 2 == 0 else order[::-1]:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             sync(device)
