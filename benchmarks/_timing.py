@@ -1,0 +1,106 @@
+"""Shared helpers of the benchmark scripts: interleaved median timing, GEMM throughput, output."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "cuda-" + torch.cuda.get_device_name(device).lower().replace(" ", "-")
+    return f"cpu{torch.get_num_threads()}t"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """ms of each function per round, timed in alternation (A B, B A, A B, ...) after one warm-up
+    each, so that load from other processes hits all of them alike."""
+    for fn in fns.values():
+        fn()
+    sync(device)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for i in range(repeats):
+        # alternate the order (A B, B A, ...): on the shared CPU the first op of a round pays for
+        # waking the thread pool, which would otherwise favour whichever runs second
+        for name in order if i % 2 == 0 else order[::-1]:
+            fn = fns[name]
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def interleaved_ms(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median ms of each function over interleaved rounds."""
+    return {k: statistics.median(v) for k, v in interleaved_samples(fns, device, repeats).items()}
+
+
+def paired_speedup(base: list[float], new: list[float]) -> float:
+    """Median over rounds of base/new, each ratio from two back-to-back runs (robust to load)."""
+    return statistics.median(b / n for b, n in zip(base, new))
+
+
+_GEMM_SCRIPT = """
+import math, sys, time, torch
+dev = torch.device(sys.argv[1]); n = int(sys.argv[2]); reps = int(sys.argv[3])
+a = torch.randn(n, n, device=dev); b = torch.randn(n, n, device=dev)
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+a @ b; sync(); best = math.inf
+for _ in range(reps):
+    t0 = time.perf_counter(); a @ b; sync(); best = min(best, time.perf_counter() - t0)
+print(2 * n ** 3 / best / 1e9)
+"""
+
+
+def gemm_gflops(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
+    """Measured fp32 matmul throughput (n x n @ n x n), best of `repeats`, in GFLOP/s.
+
+    Runs in a fresh interpreter: on the reference CPU a large matmul leaves BLAS threads behind
+    that slow every later PyTorch op of the process several-fold, which would spoil the timings."""
+    out = subprocess.run(
+        [sys.executable, "-c", _GEMM_SCRIPT, str(device), str(n), str(repeats)],
+        check=True, capture_output=True, text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def environment() -> dict:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write(stem: str, data: dict, table: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    jpath.write_text(json.dumps(data, indent=1) + "\n")
+    mpath.write_text(table)
+    return jpath, mpath
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")

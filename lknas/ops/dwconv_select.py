@@ -1,0 +1,266 @@
+"""Choosing a depthwise-convolution algorithm per (device, dtype, shape, grad): a cost-model rule,
+optional measured autotuning, and the in-process / on-disk choice cache.
+
+Settings (environment, read on each call so tests and scripts can change them):
+- `LKNAS_DWCONV`: auto (default) | direct | gemm | rows | fft | off. Forces one algorithm everywhere
+  (an algorithm over the workspace limit still runs when forced); `off` is plain `F.conv2d` with
+  the full kernel (no crop), the code path before the fast algorithms, kept for comparison.
+- `LKNAS_DWCONV_MAX_WORKSPACE_MB`: workspace limit, default 512.
+- `LKNAS_DWCONV_AUTOTUNE`: 1 to time the eligible algorithms on first use of a shape (off by
+  default: the rule is deterministic, so seeded runs pick the same algorithms everywhere).
+- `LKNAS_DWCONV_CACHE`: path of a JSON file that keeps the autotuned choices across processes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from lknas.ops.dwconv_algos import ALGORITHMS, fft_size, macs, rows_transposed, workspace_bytes
+
+__all__ = [
+    "Key",
+    "make_key",
+    "forced_algorithm",
+    "workspace_limit",
+    "autotune_enabled",
+    "eligible",
+    "estimate_ms",
+    "rule",
+    "choose",
+    "clear_cache",
+    "cache_info",
+]
+
+Key = tuple  # (device, dtype, B, C, H, W, kh, kw, grad)
+
+_LOCK = threading.Lock()
+_CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
+_TUNED: set[str] = set()  # keys whose choice was measured
+_DISK_LOADED: dict[str, float] = {}  # cache path -> mtime when loaded
+_STATS = {"rule": 0, "autotune": 0, "disk": 0, "hits": 0}
+
+
+def make_key(x: torch.Tensor, kh: int, kw: int, grad: bool) -> str:
+    b, c, h, w = x.shape
+    dev = x.device.type if x.device.index is None else f"{x.device.type}:{x.device.index}"
+    return f"{dev}|{str(x.dtype).replace('torch.', '')}|{b}x{c}x{h}x{w}|{kh}x{kw}|{'grad' if grad else 'nograd'}"
+
+
+def forced_algorithm(override: str | None) -> str | None:
+    """The algorithm forced by the Python switch (`override`) or else by LKNAS_DWCONV; None = auto."""
+    name = override if override is not None else os.environ.get("LKNAS_DWCONV", "auto").strip().lower()
+    if name in ("", "auto"):
+        return None
+    if name not in ALGORITHMS and name != "off":
+        raise ValueError(
+            f"LKNAS_DWCONV / set_algorithm: unknown algorithm {name!r}; use auto, off or one of {ALGORITHMS}"
+        )
+    return name
+
+
+def workspace_limit() -> int:
+    """Workspace limit in bytes (LKNAS_DWCONV_MAX_WORKSPACE_MB, default 512)."""
+    mb = float(os.environ.get("LKNAS_DWCONV_MAX_WORKSPACE_MB", "512"))
+    return int(mb * 2**20)
+
+
+def autotune_enabled(override: bool | None) -> bool:
+    if override is not None:
+        return override
+    return os.environ.get("LKNAS_DWCONV_AUTOTUNE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit: int) -> list[str]:
+    """Algorithms whose workspace fits `limit` bytes (direct always does)."""
+    return [a for a in ALGORITHMS if a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit]
+
+
+def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, grad: bool, cuda: bool = False) -> float:
+    """Rough forward+backward time in ms on the 2-core reference CPU (fp32), fitted by hand to
+    measurements of every algorithm on the benchmark shapes (benchmarks/dwconv.py --all).
+
+    Only the ranking matters; without `grad` every estimate is scaled alike. `cuda` is accepted
+    for the key but the CPU model is used (autotune where the ranking matters on a GPU)."""
+    n = float(b * c * h * w)
+    scale = 1.0 if grad else 0.4
+    if name == "direct":
+        # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
+        t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
+    elif name == "gemm":
+        # batched GEMM at ~60 GFLOP/s incl. both gradients, + building T and reducing dL/dT
+        hw2 = float((h * w) ** 2)
+        t = b * c * hw2 * 0.045e-6 + c * hw2 * 3e-6 + n * 5e-6
+    elif name == "rows":
+        tw, tkh = (h, kw) if rows_transposed(h, w, kh, kw) else (w, kh)  # Toeplitz side, unfolded rows
+        small = max(1.0, 32.0 / tw) ** 1.5  # GEMMs with a short inner side run slowly
+        t = macs(name, b, c, h, w, kh, kw) * 0.05e-6 * small + n * tkh * 2e-6 + c * 0.02
+    elif name == "fft":
+        nh, nw = fft_size(h, w, kh, kw)
+        t = b * c * (nh * nw * 10e-6 + 0.3e-3)
+    else:
+        raise ValueError(name)
+    return t * scale
+
+
+# An algorithm replaces `direct` only when its estimate is below this fraction of direct's:
+# the rule is rough, and near a tie the plain convolution is the safer choice.
+MARGIN = 0.7
+
+
+def rule(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, grad: bool, cuda: bool, limit: int) -> str:
+    """The cheapest eligible algorithm by `estimate_ms`, `direct` unless clearly beaten."""
+    cands = eligible(b, c, h, w, kh, kw, esize, limit)
+    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda) for a in cands}
+    best = min(est, key=est.get)
+    return best if est[best] < MARGIN * est["direct"] else "direct"
+
+
+def _time_ms(fn: Callable[[], None], device: torch.device, repeats: int = 2) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()  # warm-up (index maps, FFT plans, allocator)
+    sync()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def autotune(
+    run: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    kh: int,
+    kw: int,
+    grad: bool,
+    limit: int,
+    prune: float = 4.0,
+) -> tuple[str, dict[str, float]]:
+    """Time each eligible algorithm (fwd, and bwd when `grad`) on random tensors of x's shape.
+
+    Candidates whose rule estimate is over `prune` times the best estimate are not timed (so a
+    slow direct convolution of a big shape is not run just to lose)."""
+    b, c, h, w = x.shape
+    cuda = x.device.type == "cuda"
+    cands = eligible(b, c, h, w, kh, kw, x.element_size(), limit)
+    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda) for a in cands}
+    best_est = min(est.values())
+    cands = [a for a in cands if est[a] <= prune * best_est]
+    times: dict[str, float] = {}
+    with torch.enable_grad() if grad else torch.no_grad():
+        xt = torch.randn(b, c, h, w, dtype=x.dtype, device=x.device, requires_grad=grad)
+        wt = torch.randn(c, 1, kh, kw, dtype=x.dtype, device=x.device, requires_grad=grad)
+        for a in cands:
+            def step(a: str = a) -> None:
+                y = run(a, xt, wt)
+                if grad:
+                    y.backward(torch.ones_like(y))
+                    xt.grad = wt.grad = None
+            times[a] = _time_ms(step, x.device)
+    return min(times, key=times.get), times
+
+
+def _load_disk(path: str) -> None:
+    p = Path(path)
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        return
+    if _DISK_LOADED.get(path) == mtime:
+        return
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return
+    for k, v in data.get("choices", {}).items():
+        if v in ALGORITHMS and k not in _TUNED:
+            _CHOICES[k] = v
+            _TUNED.add(k)
+            _STATS["disk"] += 1
+    _DISK_LOADED[path] = mtime
+
+
+def _save_disk(path: str, key: str, algo: str) -> None:
+    """Merge one choice into the JSON file at `path`, written atomically (temp file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        data = {}
+    choices = data.get("choices", {})
+    choices[key] = algo
+    data = {"version": 1, "choices": choices}
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _DISK_LOADED[path] = p.stat().st_mtime
+
+
+def choose(
+    run: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    kh: int,
+    kw: int,
+    grad: bool,
+    tune: bool,
+) -> str:
+    """The algorithm for this call: cached choice, else autotuned (when `tune`) or the rule."""
+    limit = workspace_limit()
+    key = f"{make_key(x, kh, kw, grad)}|ws{limit >> 20}M"
+    cache_path = os.environ.get("LKNAS_DWCONV_CACHE") or None
+    with _LOCK:
+        if cache_path:
+            _load_disk(cache_path)
+        algo = _CHOICES.get(key)
+        if algo is not None and (key in _TUNED or not tune):
+            _STATS["hits"] += 1
+            return algo
+    b, c, h, w = x.shape
+    if tune:
+        algo, _ = autotune(run, x, kh, kw, grad, limit)
+        with _LOCK:
+            _CHOICES[key] = algo
+            _TUNED.add(key)
+            _STATS["autotune"] += 1
+            if cache_path:
+                _save_disk(cache_path, key, algo)
+        return algo
+    algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit)
+    with _LOCK:
+        _CHOICES[key] = algo
+        _STATS["rule"] += 1
+    return algo
+
+
+def clear_cache() -> None:
+    """Forget every cached choice (and which disk files were read)."""
+    with _LOCK:
+        _CHOICES.clear()
+        _TUNED.clear()
+        _DISK_LOADED.clear()
+        for k in _STATS:
+            _STATS[k] = 0
+
+
+def cache_info() -> dict:
+    """A copy of the cached choices and counters: {'choices', 'tuned', 'rule', 'autotune', 'disk', 'hits'}."""
+    with _LOCK:
+        return {"choices": dict(_CHOICES), "tuned": sorted(_TUNED), **_STATS}

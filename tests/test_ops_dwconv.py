@@ -1,0 +1,356 @@
+"""dwconv2d: every algorithm equals F.conv2d (output, input/kernel/bias gradients) over random
+shapes; selection (forced, rule, workspace limit, autotune), the choice cache, dtypes, layouts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lknas.ops.dwconv as dw
+from lknas.ops import dwconv_algos, dwconv_select
+from lknas.ops.dwconv import DepthwiseConv2d, dwconv2d
+
+ALGOS = ["direct", "gemm", "rows", "fft"]
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch):
+    for var in ("LKNAS_DWCONV", "LKNAS_DWCONV_AUTOTUNE", "LKNAS_DWCONV_CACHE", "LKNAS_DWCONV_MAX_WORKSPACE_MB"):
+        monkeypatch.delenv(var, raising=False)
+    dw.set_algorithm(None)
+    dw.set_autotune(None)
+    dw.clear_cache()
+    yield
+    dw.set_algorithm(None)
+    dw.set_autotune(None)
+    dw.clear_cache()
+
+
+def _reference(x, w, b):
+    kh, kw = w.shape[-2:]
+    return F.conv2d(x, w, b, padding=(kh // 2, kw // 2), groups=x.shape[1])
+
+
+def _close(got, ref, rel):
+    scale = max(ref.abs().max().item(), 1e-6)
+    err = (got.double() - ref.double()).abs().max().item()
+    assert err <= rel * scale, f"max abs diff {err:.3g} > {rel:g} x scale {scale:.3g}"
+
+
+def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", rel=1e-4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g).to(device)
+    wt = torch.randn(c, 1, kh, kw, generator=g).to(device)
+    bs = torch.randn(c, generator=g).to(device) if bias else None
+    gy = torch.randn(b, c, h, w, generator=g).to(device)
+    # reference in fp32 from the same (rounded) values
+    leaves = [t.to(dtype).requires_grad_() for t in (x, wt)] + ([bs.to(dtype).requires_grad_()] if bias else [])
+    ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
+    ref = _reference(ref_leaves[0], ref_leaves[1], ref_leaves[2] if bias else None)
+    ref_grads = torch.autograd.grad(ref, ref_leaves, gy.float())
+    with dw.use_algorithm(algo):
+        y = dwconv2d(leaves[0], leaves[1], leaves[2] if bias else None)
+    assert y.shape == (b, c, h, w) and y.dtype == dtype
+    grads = torch.autograd.grad(y, leaves, gy.to(dtype))
+    _close(y, ref, rel)
+    for got, want in zip(grads, ref_grads):
+        assert got.shape == want.shape
+        _close(got, want, rel)
+
+
+odd = st.integers(0, 12).map(lambda i: 2 * i + 1)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    b=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 11), w=st.integers(1, 11),
+    kh=odd, kw=odd, bias=st.booleans(),
+)
+def test_random_shapes_match_conv2d(algo, b, c, h, w, kh, kw, bias):
+    _check(algo, b, c, h, w, kh, kw, bias)
+
+
+EDGE = [
+    (1, 1, 5, 5, 3, 3),  # batch 1, channel 1
+    (1, 3, 4, 4, 31, 31),  # kernel much larger than the map (cropped)
+    (2, 2, 3, 7, 9, 1),  # k x 1 and rectangular map
+    (2, 2, 9, 9, 11, 3),  # k x n stripe
+    (2, 2, 9, 9, 3, 11),  # n x k stripe
+    (2, 3, 16, 16, 13, 13),  # map larger than the kernel
+    (1, 2, 1, 1, 5, 5),  # 1x1 map
+    (2, 2, 2, 6, 13, 5),  # stripe larger than one side only
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("shape", EDGE, ids=[str(s) for s in EDGE])
+@pytest.mark.parametrize("bias", [False, True])
+def test_edge_shapes_match_conv2d(algo, shape, bias):
+    _check(algo, *shape, bias)
+
+
+@pytest.mark.parametrize("algo", ["gemm", "rows"])
+def test_custom_backward_gradcheck(algo):
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 5, 3, dtype=torch.float64, requires_grad=True)
+    with dw.use_algorithm(algo):
+        assert torch.autograd.gradcheck(lambda a, b: dwconv2d(a, b), (x, w))
+
+
+@pytest.mark.parametrize("algo", ["gemm", "rows", "fft"])
+def test_only_needed_gradients(algo):
+    x = torch.randn(2, 3, 6, 6)
+    w = torch.randn(3, 1, 5, 5, requires_grad=True)
+    with dw.use_algorithm(algo):
+        (gw,) = torch.autograd.grad(dwconv2d(x, w).sum(), [w])
+        (gx,) = torch.autograd.grad(dwconv2d(x.requires_grad_(), w.detach()).sum(), [x])
+    ref_w, ref_x = torch.autograd.grad(_reference(x, w, None).sum(), [w, x])
+    _close(gw, ref_w, 1e-4)
+    _close(gx, ref_x, 1e-4)
+
+
+def test_crop_keeps_result_and_zero_grad_outside():
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    w = torch.randn(3, 1, 21, 21, requires_grad=True)
+    for algo in ALGOS:
+        with dw.use_algorithm(algo):
+            y = dwconv2d(x, w)
+        _close(y, _reference(x, w, None), 1e-4)
+        (gw,) = torch.autograd.grad(y.sum(), [w])
+        outer = gw.clone()
+        outer[..., 7:14, 7:14] = 0  # 2H-1 = 7 taps reach the map
+        assert torch.count_nonzero(outer) == 0
+        assert torch.count_nonzero(gw[..., 7:14, 7:14]) > 0
+        _close(gw, torch.autograd.grad(_reference(x, w, None).sum(), [w])[0], 1e-4)
+
+
+# ---------------------------------------------------------------- selection and switches
+
+def _spy(monkeypatch):
+    calls = []
+    real = dw.run_algorithm
+
+    def spy(name, *args):
+        calls.append(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(dw, "run_algorithm", spy)
+    return calls
+
+
+def test_env_var_forces_algorithm(monkeypatch):
+    calls = _spy(monkeypatch)
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)
+    for algo in ("gemm", "rows", "fft"):
+        monkeypatch.setenv("LKNAS_DWCONV", algo)
+        assert dw.select_algorithm(x, w) == algo
+        dwconv2d(x, w)
+        assert calls[-1] == algo
+    monkeypatch.setenv("LKNAS_DWCONV", "direct")
+    n = len(calls)
+    _close(dwconv2d(x, w), _reference(x, w, None), 1e-5)
+    assert len(calls) == n  # direct is F.conv2d, no algorithm call
+    monkeypatch.setenv("LKNAS_DWCONV", "bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        dwconv2d(x, w)
+
+
+def test_python_switch_wins_over_env_and_restores(monkeypatch):
+    monkeypatch.setenv("LKNAS_DWCONV", "fft")
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)
+    assert dw.get_algorithm() == "fft"
+    with dw.use_algorithm("gemm"):
+        assert dw.select_algorithm(x, w) == "gemm"
+        with dw.use_algorithm("direct"):
+            assert dw.get_algorithm() == "direct"
+        assert dw.get_algorithm() == "gemm"
+    assert dw.get_algorithm() == "fft"
+    dw.set_algorithm("rows")
+    assert dw.select_algorithm(x, w) == "rows"
+    dw.set_algorithm(None)
+    assert dw.select_algorithm(x, w) == "fft"
+    with pytest.raises(ValueError):
+        dw.set_algorithm("winograd")
+
+
+def test_rule_picks_fast_path_for_large_kernels_and_direct_for_small():
+    rule = dwconv_select.rule
+    lim = 512 * 2**20
+    assert rule(64, 32, 16, 16, 31, 31, 4, True, False, lim) != "direct"
+    assert rule(64, 64, 8, 8, 15, 15, 4, True, False, lim) == "gemm"
+    assert rule(32, 64, 64, 64, 31, 31, 4, True, False, lim) == "fft"
+    assert rule(64, 32, 16, 16, 3, 3, 4, True, False, lim) == "direct"
+
+
+def test_workspace_limit_excludes_algorithms(monkeypatch):
+    x = torch.randn(64, 64, 8, 8, requires_grad=True)
+    w = torch.randn(64, 1, 15, 15, requires_grad=True)
+    assert dw.select_algorithm(x, w) == "gemm"
+    need = dwconv_algos.workspace_bytes("gemm", 64, 64, 8, 8, 15, 15, 4)
+    monkeypatch.setenv("LKNAS_DWCONV_MAX_WORKSPACE_MB", str((need - 1) / 2**20))
+    assert "gemm" not in dwconv_select.eligible(64, 64, 8, 8, 15, 15, 4, need - 1)
+    assert dw.select_algorithm(x, w) != "gemm"
+    monkeypatch.setenv("LKNAS_DWCONV_MAX_WORKSPACE_MB", "0")
+    assert dw.select_algorithm(x, w) == "direct"
+    assert dwconv_select.eligible(64, 64, 8, 8, 15, 15, 4, 0) == ["direct"]
+
+
+def test_gemm_chunks_channels_under_a_small_limit(monkeypatch):
+    calls = []
+    real = torch.bmm
+
+    def counting_bmm(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    # one channel's T + dL/dT at 6x6 is 2 * 36^2 * 4 bytes; allow 2 channels per chunk
+    monkeypatch.setenv("LKNAS_DWCONV_MAX_WORKSPACE_MB", str(2.5 * 2 * 36**2 * 4 / 2**20))
+    monkeypatch.setattr(torch, "bmm", counting_bmm)
+    _check("gemm", 2, 5, 6, 6, 5, 5, True)
+    assert len(calls) == 3 * 3  # 3 chunks (2, 2, 1 channels) x (forward, dx, dw)
+
+
+def test_rule_choice_cached_in_process():
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)
+    dwconv2d(x, w)
+    dwconv2d(x, w)
+    info = dw.cache_info()
+    assert info["rule"] == 1 and info["hits"] == 1 and len(info["choices"]) == 1
+    dwconv2d(torch.randn(2, 3, 9, 8), w)
+    assert dw.cache_info()["rule"] == 2
+
+
+def test_grad_mode_is_part_of_the_key():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(3, 1, 7, 7, requires_grad=True)
+    dwconv2d(x, w)
+    with torch.no_grad():
+        dwconv2d(x, w)
+    keys = list(dw.cache_info()["choices"])
+    assert len(keys) == 2 and any("|grad|" in k for k in keys) and any("|nograd|" in k for k in keys)
+
+
+def test_autotune_times_and_caches_on_disk(monkeypatch, tmp_path):
+    path = tmp_path / "sub" / "dwconv.json"
+    monkeypatch.setenv("LKNAS_DWCONV_CACHE", str(path))
+    dw.set_autotune(True)
+    seen = []
+    real = dwconv_select.autotune
+
+    def spy(run, x, kh, kw, grad, limit, **kw_):
+        algo, times = real(run, x, kh, kw, grad, limit, **kw_)
+        seen.append((grad, times))
+        return algo, times
+
+    monkeypatch.setattr(dwconv_select, "autotune", spy)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(3, 1, 7, 7, requires_grad=True)
+    y = dwconv2d(x, w)
+    _close(y, _reference(x, w, None), 1e-4)
+    with torch.no_grad():
+        dwconv2d(x, w)
+    assert [g for g, _ in seen] == [True, False]
+    assert all(len(t) >= 2 and min(t.values()) > 0 for _, t in seen)
+    dwconv2d(x, w)
+    assert len(seen) == 2  # cached: not timed again
+    data = json.loads(path.read_text())
+    assert len(data["choices"]) == 2
+    assert set(data["choices"].values()) <= set(ALGOS)
+    assert [p.name for p in path.parent.iterdir()] == ["dwconv.json"]  # no temp files left
+    # a new process (simulated): choices come from disk, nothing is timed
+    dw.clear_cache()
+    monkeypatch.setattr(dwconv_select, "autotune", lambda *a, **k: pytest.fail("timed again"))
+    key = next(k for k in data["choices"] if "|grad|" in k)
+    assert dw.select_algorithm(x, w) == data["choices"][key]
+    assert dw.cache_info()["disk"] == 2
+
+
+def test_autotune_off_by_default(monkeypatch):
+    monkeypatch.setattr(dwconv_select, "autotune", lambda *a, **k: pytest.fail("autotuned"))
+    dwconv2d(torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7))
+
+
+def test_corrupt_disk_cache_is_ignored(monkeypatch, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text("{not json")
+    monkeypatch.setenv("LKNAS_DWCONV_CACHE", str(path))
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)
+    _close(dwconv2d(x, w), _reference(x, w, None), 1e-4)
+
+
+# ---------------------------------------------------------------- dtypes, layouts, modules
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_cpu(algo, dtype):
+    _check(algo, 2, 3, 8, 8, 7, 5, True, dtype=dtype, rel=3e-2)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_channels_last_input(algo):
+    x = torch.randn(2, 4, 7, 9).to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(4, 1, 5, 7, requires_grad=True)
+    with dw.use_algorithm(algo):
+        y = dwconv2d(x, w)
+    _close(y, _reference(x, w, None), 1e-4)
+    gx, gw = torch.autograd.grad(y.square().sum(), [x, w])
+    rx, rw = torch.autograd.grad(_reference(x, w, None).square().sum(), [x, w])
+    _close(gx, rx, 1e-4)
+    _close(gw, rw, 1e-4)
+
+
+def test_module_uses_fast_path_and_trace_sees_a_convolution(monkeypatch):
+    calls = _spy(monkeypatch)
+    conv = DepthwiseConv2d(4, 9, bias=True)
+    x = torch.randn(2, 4, 8, 8)
+    with dw.use_algorithm("gemm"):
+        y = conv(x)
+        assert calls == ["gemm"]
+        traced = torch.jit.trace(conv, x)
+    _close(y, _reference(x, conv.weight, conv.bias), 1e-4)
+    assert "aten::_convolution" in str(traced.inlined_graph)  # fvcore counts it
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_matches_conv2d(algo, dtype):
+    rel = 1e-4 if dtype == torch.float32 else 3e-2
+    if dtype == torch.float32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    for shape in [(2, 3, 16, 16, 31, 31), (2, 3, 9, 13, 11, 3), (1, 1, 4, 4, 13, 13)]:
+        _check(algo, *shape, True, dtype=dtype, device="cuda", rel=rel)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_cuda_selection_key():
+    x = torch.randn(2, 3, 8, 8, device="cuda")
+    w = torch.randn(3, 1, 7, 7, device="cuda")
+    dwconv2d(x, w)
+    assert next(iter(dw.cache_info()["choices"])).startswith("cuda")
+
+
+def test_off_is_plain_conv2d_with_the_full_kernel(monkeypatch):
+    seen = []
+    real = F.conv2d
+
+    def spy(x, w, *a, **k):
+        seen.append(tuple(w.shape[-2:]))
+        return real(x, w, *a, **k)
+
+    monkeypatch.setattr(dw.F, "conv2d", spy)
+    calls = _spy(monkeypatch)
+    x, w = torch.randn(2, 3, 4, 4), torch.randn(3, 1, 15, 15)
+    with dw.use_algorithm("off"):
+        dwconv2d(x, w)
+    with dw.use_algorithm("direct"):
+        dwconv2d(x, w)
+    assert seen == [(15, 15), (7, 7)] and calls == []
+    monkeypatch.setenv("LKNAS_DWCONV", "off")
+    assert dw.get_algorithm() == "off"
