@@ -226,7 +226,7 @@ def _number_list(raw: Any, path: str, issues, lo: float = 0.0, integer: bool = F
     return out
 
 
-def _per_stage(raw: Any, path: str, n: int, what: str, issues, odd: bool = False) -> list:
+def _per_stage(raw: Any, path: str, n: int | None, what: str, issues, odd: bool = False) -> list:
     """Explicit points: each a list of `n` per-stage values (or one value for every stage)."""
     if not isinstance(raw, list) or not raw:
         issues.append((path, f"a non-empty list of points (each {n} per-stage {what}s, or one for all stages) "
@@ -235,8 +235,8 @@ def _per_stage(raw: Any, path: str, n: int, what: str, issues, odd: bool = False
     out = []
     for i, entry in enumerate(raw):
         p = f"{path}[{i}]"
-        values = [entry] * n if not isinstance(entry, list) else entry
-        if len(values) != n:
+        values = [entry] * (n or 1) if not isinstance(entry, list) else entry
+        if n is not None and len(values) != n:
             issues.append((p, f"{len(values)} values for {n} stages; give one {what} per stage"))
             continue
         good = True
@@ -262,7 +262,7 @@ def _scale(raw: Any, base: ArchConfig | None, issues) -> dict[str, Any]:
     if not isinstance(raw, dict) or not raw:
         issues.append(("scale", f"a mapping of dimensions to points ({', '.join(DIMENSIONS)}); got {describe(raw)}"))
         return {}
-    n = len(base.stages) if base is not None else 0
+    n = len(base.stages) if base is not None else None  # unknown: entries are still checked
     out: dict[str, Any] = {}
     for dim, spec in raw.items():
         path = f"scale.{dim}"
@@ -290,7 +290,7 @@ def _scale(raw: Any, base: ArchConfig | None, issues) -> dict[str, Any]:
                 out[dim] = {"multipliers": _number_list(spec["multipliers"], f"{path}.multipliers", issues)}
             else:
                 issues.append((path, f"give {{multipliers: [...]}}{'' if dim == 'kernel' else ' or {match: kernel}'}"))
-        elif base is not None:
+        else:
             out[dim] = {"explicit": _per_stage(spec, path, n, "kernel size" if dim == "kernel" else dim, issues,
                                                odd=dim == "kernel")}
     return out
