@@ -161,7 +161,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from lknas.report import write_report
 
-    result = write_report(args.run, png=not args.no_png, erf=not args.no_erf)
+    result = write_report(args.run, png=not args.no_png, erf=not args.no_erf, compare=args.compare or ())
     print(f"wrote {result.html}")
     print(result.png_message)
     return 0
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory, e.g. results/peleK_space-20261122-101500")
     p.add_argument("--no-png", action="store_true", help="skip the static PNGs (figures/)")
     p.add_argument("--no-erf", action="store_true", help="skip the ERF heatmaps")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="other runs (spaces) to compare by error EDF")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("train-proxy", help="train one architecture on a proxy task and print its metrics as JSON")

@@ -191,8 +191,10 @@ def test_build_figures_for_a_search_and_a_scaling_run(search_run, scale_run):
         assert name in names, (name, skipped)
     erf = [f for f in figs if f.name == "erf"][0].fig
     assert 1 <= len(erf.data) <= 4 and all(np.asarray(t.z).max() > 0 for t in erf.data)
-    figs, skipped = build_figures(scale_run, erf=False)
+    figs, skipped = build_figures(scale_run, erf=False, compare=[search_run])
     names = [f.name for f in figs]
+    runs = [f for f in figs if f.name == "edf_runs"][0].fig
+    assert [t.name.split(" (")[0] for t in runs.data] == ["scale", "search"]
     assert "scaling_flops" in names and "scaling_latency" in names and "importance" not in names
     assert skipped["erf"].startswith("skipped")
 

@@ -86,8 +86,10 @@ def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int =
     return chosen
 
 
-def build_figures(run: str | os.PathLike, erf: bool = True) -> tuple[list[Figure], dict[str, str]]:
-    """Every figure the run's data supports, and for each left out, why."""
+def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | os.PathLike] | tuple = ()
+                  ) -> tuple[list[Figure], dict[str, str]]:
+    """Every figure the run's data supports, and for each left out, why. `compare`: other runs
+    (e.g. searches of other spaces) whose error EDFs are drawn beside this run's."""
     store, settings, df = _load(run)
     objectives = run_objectives(settings)
     scale = settings.get("kind") == "scale"
@@ -113,6 +115,13 @@ def build_figures(run: str | os.PathLike, erf: bool = True) -> tuple[list[Figure
     add("edf_kernel_type", "Error EDF per kernel type",
         "RegNet's design-space comparison: the fraction of trained models with top-1 error below e. A curve "
         "further left/up means more good models of that kind.", F.edf_figure(df, by="kernel_type"))
+    if compare:
+        frames = {store.root.name: df}
+        for other in compare:
+            frames[Path(other).name] = _load(other)[2]
+        add("edf_runs", "Error EDF per run (design spaces)",
+            "RegNet's comparison of design spaces: one curve per run; the space whose curve lies left/up yields "
+            "more good models.", F.edf_figure(frames, title="EDF of top-1 error per run (design space)"))
     if scale and "variant" in df.columns and df["variant"].nunique() > 1:
         add("edf_variant", "Error EDF per variant", "As above, one curve per variant of the study.",
             F.edf_figure(df, by="variant"))
@@ -135,9 +144,7 @@ def build_figures(run: str | os.PathLike, erf: bool = True) -> tuple[list[Figure
         try:
             from lknas.report.erf import compute_erfs, erf_figure
 
-            train = settings.get("train") or {}
-            res = int(train.get("resolution") or settings.get("train_overrides", {}).get("resolution") or 64)
-            dataset = (settings.get("datasets") or [None])[0] or train.get("dataset") or _space_dataset(store)
+            dataset, res = _data_of(store, settings)
             fig = erf_figure(compute_erfs(chosen, res, dataset)) if chosen else None
             reason = "no feasible architecture to measure"
         except Exception as err:  # an ERF is a nice-to-have: the report goes on
@@ -151,13 +158,19 @@ def build_figures(run: str | os.PathLike, erf: bool = True) -> tuple[list[Figure
     return figs, skipped
 
 
-def _space_dataset(store: RunStore) -> str | None:
-    try:
-        from lknas.space import load_space
+def _data_of(store: RunStore, settings: dict[str, Any]) -> tuple[str | None, int]:
+    """The data set and resolution the run trained on (a study's first data set)."""
+    train = dict(settings.get("train") or {})
+    if not train and store.space_file.is_file():
+        try:
+            from lknas.space import load_space
 
-        return load_space(store.space_file).train.dataset if store.space_file.is_file() else None
-    except Exception:
-        return None
+            train = load_space(store.space_file).train.to_dict()
+        except Exception:
+            pass
+    train.update(settings.get("train_overrides") or {})
+    dataset = (settings.get("datasets") or [None])[0] or train.get("dataset")
+    return dataset, int(train.get("resolution") or 64)
 
 
 _CSS = """
@@ -230,10 +243,12 @@ dominates in {html.escape(', '.join(o.name for o in objectives))}; each architec
 """
 
 
-def write_report(run: str | os.PathLike, png: bool = True, erf: bool = True) -> ReportResult:
-    """Write RUN/report.html and (when a Chromium is found) RUN/figures/*.png."""
+def write_report(run: str | os.PathLike, png: bool = True, erf: bool = True,
+                 compare: list[str | os.PathLike] | tuple = ()) -> ReportResult:
+    """Write RUN/report.html and (when a Chromium is found) RUN/figures/*.png; `compare`: other
+    runs to draw error EDFs against."""
     store, settings, df = _load(run)
-    figs, skipped = build_figures(run, erf=erf)
+    figs, skipped = build_figures(run, erf=erf, compare=compare)
     pngs, message = ([], "skipped (--no-png)")
     if png:
         pngs, message = export_pngs({f.name: f.fig for f in figs}, store.root / "figures")
