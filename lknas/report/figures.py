@@ -46,6 +46,12 @@ def with_kernel_type(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _log_axis(col: str, values: pd.Series) -> bool:
+    """Counts always on a log axis; anything else (latency) when it spans more than 20x."""
+    v = values.astype(float)
+    return col in LOG_AXES or bool(len(v) and v.min() > 0 and v.max() / v.min() > 20)
+
+
 def _feasible(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     if df.empty or any(c not in df.columns for c in ("status", *cols)):
         return df.iloc[0:0]
@@ -90,7 +96,7 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
         f"{len(ok)} feasible of {total} trials, {int(mask.sum())} on the front (outlined)",
         xaxis_title=AXIS_TITLES.get(x, x), yaxis_title=AXIS_TITLES.get(y, y), legend_title="kernel type",
     )
-    if x in LOG_AXES:
+    if _log_axis(x, ok[x]):
         fig.update_xaxes(type="log")
     return fig
 
@@ -153,7 +159,7 @@ def scaling_figure(df: pd.DataFrame, x: str = "flops_effective") -> go.Figure | 
     fig.update_layout(template=TEMPLATE, title=f"Scaling: accuracy vs {AXIS_TITLES.get(x, x)}, one line per "
                       f"{'variant' if by_variant else 'dimension'} from the base (mean ± std over seeds)",
                       legend_title="variant" if by_variant else "dimension")
-    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), type="log" if x in LOG_AXES else "linear")
+    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), type="log" if _log_axis(x, ok[x]) else "linear")
     fig.update_yaxes(title_text=AXIS_TITLES["accuracy"], col=1)
     return fig
 
