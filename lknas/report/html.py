@@ -72,8 +72,10 @@ def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int =
             rows = ok[ok["dimension"].isin(["base", "kernel"])]
             if rows["hash"].nunique() < 2:
                 rows = ok
-    else:
-        rows = front if not front.empty else ok
+    else:  # the Pareto set, then the most accurate of each kernel type, then the most accurate
+        ranked = ok.sort_values("accuracy", ascending=False) if "accuracy" in ok.columns else ok
+        per_type = ranked.groupby(ranked["summary"].astype(str).str.split(" ").str[0], sort=False).head(1)
+        rows = pd.concat([front, per_type, ranked])
     chosen: dict[str, Any] = {}
     for _, row in rows.iterrows():
         if len(chosen) >= limit:
@@ -150,7 +152,8 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
         except Exception as err:  # an ERF is a nice-to-have: the report goes on
             fig, reason = None, f"ERF failed: {type(err).__name__}: {err}"
         add("erf", "Effective receptive fields",
-            "ERF heatmaps of " + ("the study's base and kernel points" if scale else "the Pareto set") +
+            "ERF heatmaps of " + ("the study's base and kernel points" if scale else
+                                  "the Pareto set (then the most accurate trial of each kernel type)") +
             ", each network freshly initialized (seed 0) on the run's validation images; log scale; r20/r99: "
             "area ratios holding 20%/99% of the contribution (RepLKNet).", fig, reason)
     else:
