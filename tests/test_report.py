@@ -1,7 +1,6 @@
 """Figures and report.html built from small results sets the tests write themselves (no search runs)."""
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -23,7 +22,6 @@ from lknas.search.store import RunStore
 from lknas.space import Objective
 from lknas.study import edf, error_edfs
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = "pathfinder:easy,train=96,val=32"
 OBJECTIVES = (Objective("accuracy", "max"), Objective("latency", "min"))
 CHROMIUM = export_mod.find_chromium()

@@ -8,7 +8,7 @@ import pytest
 
 from lknas.arch import ArchConfig
 from lknas.study import ExperimentError, expand, load_experiment, parse_experiment
-from lknas.study.experiment import odd_size
+from lknas.study.points import odd_size
 from lknas.study.runner import make_jobs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,7 +27,8 @@ import pandas as pd
 from lknas.errors import LknasError
 from lknas.io import write_json_atomic
 from lknas.search.store import RunStore
-from lknas.study.experiment import Experiment, Point, expand, load_experiment
+from lknas.study.experiment import Experiment, load_experiment
+from lknas.study.points import Point, expand
 
 __all__ = ["run_scale", "ScaleOutcome", "Job", "make_jobs"]
 
