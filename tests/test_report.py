@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -218,6 +219,20 @@ def test_report_cli_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "not a search or scaling run" in capsys.readouterr().err
 
 
+PROBE = """<script>
+document.documentElement.setAttribute("data-lknas-probe", "1");
+function lknasRecord(text) {
+  var el = document.documentElement;
+  el.setAttribute("data-js-errors", (el.getAttribute("data-js-errors") || "") + text + "; ");
+}
+window.addEventListener("error", function (e) { lknasRecord("error: " + e.message); });
+window.addEventListener("unhandledrejection", function (e) { lknasRecord("rejection: " + e.reason); });
+var lknasConsoleError = console.error;
+console.error = function () { lknasRecord("console.error: " + Array.from(arguments).join(" "));
+                              lknasConsoleError.apply(console, arguments); };
+</script>"""
+
+
 def _not_blank(path: Path) -> None:
     from PIL import Image
 
@@ -238,16 +253,22 @@ def test_report_html_renders_in_headless_chromium_with_pngs(search_run, tmp_path
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2000", "--virtual-time-budget=15000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", html.as_uri()],
+    # a probe records uncaught errors and console.error calls on the page, in the dumped DOM
+    probe = run / "report_probe.html"
+    probe.write_text(html.read_text().replace("<head>", "<head>" + PROBE, 1))
+    dom = subprocess.run([CHROMIUM, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    errors = [line for line in console if "Uncaught" in line or "Error" in line]
-    assert not errors, errors
-    # every plot rendered: plotly adds its SVG (`main-svg`) inside each figure's div
-    assert dom.stdout.count('class="main-svg"') >= len(result.figures), dom.stdout[:500]
-    for f in result.figures:
-        assert f'id="fig-{f.name}"' in dom.stdout
+    html_tag = re.search(r"<html[^>]*>", dom.stdout).group(0)
+    assert 'data-lknas-probe="1"' in html_tag  # the probe ran
+    assert "data-js-errors" not in html_tag, html_tag
+    assert not [line for line in dom.stderr.splitlines() if "Uncaught" in line]
+    # every plot rendered: plotly draws its SVG (`main-svg`) with markers, lines, bars or a heatmap image
+    starts = sorted((dom.stdout.index(f'id="fig-{f.name}"'), f.name) for f in result.figures)
+    for (start, name), (end, _) in zip(starts, starts[1:] + [(len(dom.stdout), "")]):
+        part = dom.stdout[start:end]
+        assert 'class="main-svg"' in part, name
+        assert any(mark in part for mark in ('class="point"', 'class="js-line"', "<image")), name
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=180)
     assert shot.is_file()
