@@ -145,6 +145,10 @@ def test_scaling_figure_one_line_per_dimension_with_seed_error_bars(scale_run):
     base = df[(df["dimension"] == "base") & (df["dataset"] == "pathfinder")]["accuracy"]
     assert np.isclose(kernel.error_y.array[0], base.std())
     assert scaling_figure(_frame(scale_run).drop(columns=["dimension"])) is None
+    pareto = pareto_figure(df, x="flops_effective")  # one panel and one front per data set
+    assert [a.text for a in pareto.layout.annotations] == ["pathfinder", "shapes"]
+    assert len([t for t in pareto.data if t.name == "Pareto front"]) == 2
+    assert "kernel 7-7 · seed" in " ".join(str(c[3]) for t in pareto.data if t.mode == "markers" for c in t.customdata)
 
 
 def test_edf_is_the_fraction_of_models_below_each_error(search_run):

@@ -63,41 +63,54 @@ def _feasible(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
 
 
 def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", x_mode: str = "min",
-                  y_mode: str = "max", title: str | None = None) -> go.Figure | None:
+                  y_mode: str = "max", title: str | None = None, panels: str = "dataset") -> go.Figure | None:
     """Every feasible trial (status ok) as a point coloured by kernel type; the Pareto front of
-    (y, x) highlighted and joined; hover: trial, architecture summary, both values."""
+    (y, x) highlighted and joined; hover: trial, architecture summary (and a study's point), both
+    values. A study on several data sets gets one panel (and one front) per data set."""
     ok = with_kernel_type(_feasible(df, x, y))
     if ok.empty:
         return None
-    mask = np.array(pareto_mask(ok[[y, x]].astype(float).values.tolist(), [y_mode, x_mode]))
-    fig = go.Figure()
+    groups = list(dict.fromkeys(ok[panels])) if panels in ok.columns and ok[panels].nunique() > 1 else [None]
+    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[str(g) for g in groups] if groups[0] else None)
     types = sorted(ok["kernel_type"].unique())
-    for kt in types:
-        part = ok[ok["kernel_type"] == kt]
-        front = mask[(ok["kernel_type"] == kt).values]
-        for on_front, sub in ((False, part[~front]), (True, part[front])):
-            if sub.empty:
-                continue
-            fig.add_trace(go.Scatter(
-                x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt, showlegend=bool(not on_front or front.all()),
-                marker=dict(color=color_of(kt, types), size=13 if on_front else 8, opacity=1.0 if on_front else 0.55,
-                            line=dict(color="black", width=2 if on_front else 0)),
-                customdata=np.stack([sub["trial"].astype(int), sub.get("summary", pd.Series("", index=sub.index))
-                                     .fillna("").astype(str), np.full(len(sub), "on the Pareto front" if on_front else "")], axis=1),
-                hovertemplate=(f"trial %{{customdata[0]}} %{{customdata[2]}}<br>%{{customdata[1]}}<br>"
-                               f"{AXIS_TITLES.get(y, y)}: %{{y:.4g}}<br>{AXIS_TITLES.get(x, x)}: %{{x:.4g}}<extra></extra>"),
-            ))
-    front = ok[mask].sort_values(x)
-    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", hoverinfo="skip",
-                             line=dict(color="black", dash="dash", width=1.5, shape="hv" if y_mode == "max" else "linear")))
-    total = len(df)
+    n_front = 0
+    for col, group in enumerate(groups, start=1):
+        part_all = ok if group is None else ok[ok[panels] == group]
+        mask = np.array(pareto_mask(part_all[[y, x]].astype(float).values.tolist(), [y_mode, x_mode]))
+        n_front += int(mask.sum())
+        for kt in types:
+            sel = (part_all["kernel_type"] == kt).values
+            for on_front in (False, True):
+                sub = part_all[sel & (mask == on_front)]
+                if sub.empty:
+                    continue
+                label = sub["point"].astype(str) if "point" in sub.columns else pd.Series("", index=sub.index)
+                if "dimension" in sub.columns:
+                    seed = " · seed " + sub["seed"].astype(str) if "seed" in sub.columns else ""
+                    label = sub["dimension"].astype(str) + " " + label + seed
+                fig.add_trace(go.Scatter(
+                    x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt,
+                    showlegend=bool(col == 1 and (not on_front or not (sel & ~mask).any())),
+                    marker=dict(color=color_of(kt, types), size=13 if on_front else 8,
+                                opacity=1.0 if on_front else 0.55, line=dict(color="black", width=2 if on_front else 0)),
+                    customdata=np.stack([sub["trial"].astype(int), sub["summary"].fillna("").astype(str)
+                                         if "summary" in sub.columns else label,
+                                         np.full(len(sub), "on the Pareto front" if on_front else ""), label], axis=1),
+                    hovertemplate=(f"trial %{{customdata[0]}} %{{customdata[2]}}<br>%{{customdata[1]}}<br>%{{customdata[3]}}"
+                                   f"<br>{AXIS_TITLES.get(y, y)}: %{{y:.4g}}<br>{AXIS_TITLES.get(x, x)}: %{{x:.4g}}"
+                                   "<extra></extra>"),
+                ), row=1, col=col)
+        front = part_all[mask].sort_values(x)
+        fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", legendgroup="front",
+                                 showlegend=col == 1, hoverinfo="skip",
+                                 line=dict(color="black", dash="dash", width=1.5, shape="hv" if y_mode == "max" else "linear")),
+                      row=1, col=col)
     fig.update_layout(
         template=TEMPLATE, title=title or f"{AXIS_TITLES.get(y, y)} vs {AXIS_TITLES.get(x, x)}: "
-        f"{len(ok)} feasible of {total} trials, {int(mask.sum())} on the front (outlined)",
-        xaxis_title=AXIS_TITLES.get(x, x), yaxis_title=AXIS_TITLES.get(y, y), legend_title="kernel type",
+        f"{len(ok)} feasible of {len(df)} trials, {n_front} on the front (outlined)", legend_title="kernel type",
     )
-    if _log_axis(x, ok[x]):
-        fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), type="log" if _log_axis(x, ok[x]) else "linear")
+    fig.update_yaxes(title_text=AXIS_TITLES.get(y, y), col=1)
     return fig
 
 

@@ -186,7 +186,10 @@ nav a{margin-right:12px}.muted{color:#777}
 
 
 def _pareto_table(store: RunStore, df: pd.DataFrame, objectives: tuple[Objective, ...]) -> str:
-    front = store.pareto(objectives, df)
+    if "dataset" in df.columns and df["dataset"].nunique() > 1:  # a study: one front per data set
+        front = pd.concat([store.pareto(objectives, part) for _, part in df.groupby("dataset", sort=False)])
+    else:
+        front = store.pareto(objectives, df)
     if front.empty:
         return "<p class='muted'>The Pareto set is empty: no trial finished with status ok.</p>"
     cols = [metric_of(o) for o in objectives]
