@@ -136,7 +136,7 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
         add("importance", "Optuna parameter importances",
             "How much each sampled dimension explains each objective (Optuna's default importance evaluator)"
             + (f". Note: {reason}" if fig is not None and reason else "."), fig, reason)
-    fig, reason = hypervolume_figure(df, objectives)
+    fig, reason = hypervolume_figure(df, objectives) if not scale else (None, "a study runs a fixed grid: no search")
     add("hypervolume", "Hypervolume history",
         "The volume of objective space dominated by the feasible trials so far: it rises when a trial moves "
         "the Pareto front.", fig, reason)
