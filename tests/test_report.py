@@ -278,3 +278,18 @@ def test_report_html_renders_in_headless_chromium_with_pngs(search_run, tmp_path
     assert shot.is_file()
     _not_blank(shot)
     shutil.copy(shot, run / "figures" / "report_screenshot.png")
+
+
+def test_png_export_never_crashes(monkeypatch, tmp_path):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    figs = {"a": go.Figure(go.Scatter(x=[1, 2], y=[2, 1]))}
+    monkeypatch.setattr(export_mod, "find_chromium", lambda: "/usr/bin/chromium")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("browser did not start")
+
+    monkeypatch.setattr(pio, "write_images", broken)
+    paths, message = export_pngs(figs, tmp_path)
+    assert paths == [] and "PNG export failed" in message and "browser did not start" in message
