@@ -154,6 +154,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from lknas.study.runner import run_scale
+
+    outcome = run_scale(args.experiment, out=args.out, seeds=args.seeds, epochs=args.epochs, steps=args.steps,
+                        dataset=args.dataset, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
+    return 130 if outcome.interrupted else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lknas.report import write_report
+
+    result = write_report(args.run, png=not args.no_png, erf=not args.no_erf, compare=args.compare or ())
+    print(f"wrote {result.html}")
+    print(result.png_message)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from lknas.models.registry import model_name_for
     from lknas.search.export import export_archs
@@ -326,6 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=224, help="input size for FLOPs and latency (default 224)")
     p.add_argument("--threads", type=int, help="CPU threads for the latency")
     p.set_defaults(func=_cmd_deploy)
+
+    p = sub.add_parser("scale", help="scaling study: kernel, depth, width, resolution one at a time (Ray Tune)")
+    p.add_argument("--experiment", help="experiment YAML (e.g. experiments/kernel_types.yaml)")
+    p.add_argument("--out", help="run directory (default results/NAME-DATE-TIME); an existing study continues")
+    p.add_argument("--seeds", type=int, help="seeds per point (experiment: seeds)")
+    p.add_argument("--epochs", type=int, help="proxy epochs per trial (experiment: train.epochs)")
+    p.add_argument("--steps", type=int, help="proxy steps per trial (overrides --epochs)")
+    p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
+    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.set_defaults(func=_cmd_scale)
+
+    p = sub.add_parser("report", help="plots and report.html of a search or scaling run")
+    p.add_argument("run", help="run directory, e.g. results/peleK_space-20261122-101500")
+    p.add_argument("--no-png", action="store_true", help="skip the static PNGs (figures/)")
+    p.add_argument("--no-erf", action="store_true", help="skip the ERF heatmaps")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="other runs (spaces) to compare by error EDF")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("train-proxy", help="train one architecture on a proxy task and print its metrics as JSON")
     _add_train_flags(p)

@@ -1,0 +1,263 @@
+"""`run_scale`: a scaling study, each (point, dataset, seed) a Ray Tune trial.
+
+The experiment is validated and expanded into points (FLOPs matched where asked) and the data sets
+are built (and cached) before Ray starts. Trials reuse the search's pieces: the same measurements
+(`measure_trial` through the search trial's helpers), the same `SearchMonitor` callback and the
+same `RunStore`, so a study lands in the search's results format with extra columns `dimension`,
+`point`, `value`, `variant`, `dataset` and `seed`, and `python -m lknas report` works on it.
+
+Re-running with the same `--out` continues a study: the jobs are read back from `jobs.json` and
+only those missing from `trials.jsonl` run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lknas.errors import LknasError
+from lknas.io import write_json_atomic
+from lknas.search.store import RunStore
+from lknas.study.experiment import Experiment, load_experiment
+from lknas.study.points import Point, expand
+
+__all__ = ["run_scale", "ScaleOutcome", "Job", "make_jobs"]
+
+NUMBER_KEY = "lknas.trial"  # the search's key: SearchMonitor and clean_row know it
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trial: a point of the study on one data set with one seed."""
+
+    trial: int
+    variant: str
+    dimension: str
+    point: str
+    value: float
+    dataset: str
+    seed: int
+    resolution: int
+    arch_yaml: str
+
+    def identity(self) -> dict[str, Any]:
+        return {"trial": self.trial, "variant": self.variant, "dimension": self.dimension, "point": self.point,
+                "value": self.value, "dataset": self.dataset, "seed": self.seed, "resolution": self.resolution}
+
+
+@dataclass(frozen=True)
+class ScaleContext:
+    """What every trial of a study shares; pickled to the Ray workers."""
+
+    jobs: tuple[Job, ...]
+    train: dict[str, Any]
+    classes: dict[str, tuple[int, int]] = field(default_factory=dict)  # dataset -> (num_classes, in_chans)
+    threads: int = 1
+    device: str = "cpu"
+    erf: bool = True
+
+
+@dataclass
+class ScaleOutcome:
+    run_dir: Path
+    trials: pd.DataFrame
+    interrupted: bool = False
+
+
+def make_jobs(points: list[Point], datasets: tuple[str, ...], seeds: tuple[int, ...]) -> list[Job]:
+    jobs = []
+    for dataset in datasets:
+        for p in points:
+            for seed in seeds:
+                jobs.append(Job(len(jobs), p.variant, p.dimension, p.point, p.value, dataset, seed, p.resolution,
+                                p.arch.to_yaml()))
+    return jobs
+
+
+def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
+    """Ray Tune function trainable: train and measure one fixed architecture of a study."""
+    import warnings
+
+    import torch
+    from ray import tune
+
+    from lknas.arch import ArchConfig
+    from lknas.search.trial import TrialContext, _static, _train_and_report
+    from lknas.space.configs import TrainConfig
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+    job = ctx.jobs[int(config[NUMBER_KEY])]
+    torch.set_num_threads(max(1, ctx.threads))
+    base: dict[str, Any] = {**job.identity(), "status": "running"}
+    try:
+        arch = ArchConfig.from_yaml(job.arch_yaml)
+        cfg = TrainConfig(**{**ctx.train, "dataset": job.dataset, "seed": job.seed, "resolution": job.resolution})
+        num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
+        tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
+                            threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
+        base.update(hash=arch.hash(), summary=arch.summary(), arch_yaml=job.arch_yaml)
+        base.update(_static(arch, cfg, tctx, None))
+        _train_and_report(arch, cfg, tctx, base)
+    except Exception as err:  # a broken trial is recorded, the study goes on
+        tune.report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+                     "traceback": traceback.format_exc(limit=8)})
+
+
+def _default_out(exp: Experiment) -> Path:
+    return Path("results") / f"{exp.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_scale(
+    experiment: str | os.PathLike | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    dataset: str | None = None,
+    address: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    max_concurrent: int | None = None,
+    erf: bool = True,
+    quiet: bool = False,
+    stream=None,
+) -> ScaleOutcome:
+    """Run (or continue, with the same `out`) a scaling study. `seeds` (a count), `epochs`, `steps`,
+    `dataset` (one data set instead of the file's list) override the experiment file."""
+    stream = stream or sys.stdout
+    store = RunStore(out) if out else None
+    if store is not None and (store.root / "jobs.json").is_file():
+        settings = store.read_settings()
+        jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
+        print(f"continuing the study in {store.root}", file=stream)
+    else:
+        if experiment is None:
+            raise LknasError("give an experiment file (--experiment experiments/NAME.yaml)")
+        exp = load_experiment(experiment)  # a malformed file fails here, before anything is built
+        train = exp.train.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None})
+        datasets = (dataset,) if dataset else exp.datasets
+        seed_list = tuple(range(seeds)) if seeds else exp.seeds
+        run = dict(exp.run)
+        for key, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                           ("max_concurrent", max_concurrent)):
+            if value is not None:
+                run[key] = value
+        store = store or RunStore(_default_out(exp))
+        if store.trials_jsonl.exists():
+            raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
+        points = expand(exp)
+        jobs = make_jobs(points, datasets, seed_list)
+        settings = {
+            "kind": "scale", "experiment": str(exp.file), "name": exp.name, "description": exp.description,
+            "search": {"objectives": [o.to_dict() for o in exp.objectives], "trials": len(jobs),
+                       "sampler": "grid", **run},
+            "train": train.to_dict(), "datasets": list(datasets), "seeds": list(seed_list),
+            "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
+            "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
+        }
+        store.root.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(exp.file, store.root / "experiment.yaml")
+        store.write_settings(settings)
+        write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
+    return _run_jobs(store, settings, jobs, erf=erf, quiet=quiet, stream=stream)
+
+
+def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf: bool, quiet: bool,
+              stream) -> ScaleOutcome:
+    from lknas.data import build_data
+    from lknas.space.configs import Objective
+
+    objectives = tuple(Objective(**o) for o in settings["search"]["objectives"])
+    run = settings["search"]
+    train = settings["train"]
+    classes: dict[str, tuple[int, int]] = {}
+    for key in sorted({(j.dataset, j.resolution, j.seed) for j in jobs}):  # bad data fails before Ray; cached
+        bundle = build_data(key[0], resolution=key[1], batch_size=train["batch_size"], seed=key[2],
+                            subset=train.get("subset"))
+        classes[key[0]] = (bundle.num_classes, bundle.in_chans)
+    done = {int(r["trial"]) for r in store.rows() if "trial" in r}
+    todo = [j for j in jobs if j.trial not in done]
+    summary = lambda: _summary(store, settings, len(jobs))  # noqa: E731
+    if not todo:
+        store.refresh(objectives, summary())
+        print(f"{store.root}: all {len(jobs)} trials are done", file=stream)
+        return ScaleOutcome(store.root, store.frame())
+    cpus = float(run.get("cpus_per_trial") or 1)
+    gpus = float(run.get("gpus_per_trial") or 0)
+    ctx = ScaleContext(jobs=tuple(jobs), train=train, classes=classes, threads=max(1, int(cpus)),
+                       device="cuda" if gpus > 0 else "cpu", erf=erf)
+    from lknas.search.runner import _init_ray
+
+    _init_ray(settings.get("address"), quiet)
+    from lknas.search.monitor import SearchMonitor
+
+    monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
+    print(f"lknas scale: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
+          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds); "
+          f"results in {store.root}", file=stream, flush=True)
+    interrupted = False
+    try:
+        _fit(ctx, todo, store, monitor, cpus, gpus, run.get("max_concurrent"))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        monitor.close()
+    store.refresh(objectives, summary())
+    missing = len(jobs) - len(store.rows())
+    if interrupted or missing > 0:
+        interrupted = True
+        print(f"interrupted: {missing} trials missing; continue with\n  python -m lknas scale --out {store.root}",
+              file=stream)
+    print(f"results: {store.root} (trials.csv, pareto.csv, archs/); plots: python -m lknas report {store.root}",
+          file=stream)
+    return ScaleOutcome(store.root, store.frame(), interrupted)
+
+
+def _fit(ctx: ScaleContext, todo: list[Job], store: RunStore, monitor, cpus: float, gpus: float,
+         max_concurrent: int | None) -> None:
+    import ray
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    total_cpus = ray.cluster_resources().get("CPU", 1)
+    concurrency = int(max_concurrent or max(1, int(total_cpus // cpus)))
+    trainable = tune.with_resources(tune.with_parameters(run_point, ctx=ctx), {"cpu": cpus, "gpu": gpus})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={NUMBER_KEY: tune.grid_search([j.trial for j in todo])},
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True,
+                                    trial_dirname_creator=lambda t: f"trial-{t.config.get(NUMBER_KEY)}-{t.trial_id}"),
+        run_config=tune.RunConfig(name=f"{store.root.name}-{int(time.time())}",
+                                  storage_path=str((store.root / "ray").resolve()), callbacks=[monitor], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+
+
+def _summary(store: RunStore, settings: dict[str, Any], total: int) -> str:
+    df = store.frame()
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    lines = [f"lknas scaling study {store.root}",
+             f"experiment: {settings['name']} ({settings['experiment']})",
+             f"trials: {len(df)} of {total} finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    if not df.empty and "accuracy" in df.columns:
+        ok = df[df["status"] == "ok"]
+        if not ok.empty:
+            table = (ok.groupby(["dataset", "variant", "dimension", "point"], sort=False)
+                     .agg(accuracy=("accuracy", "mean"), std=("accuracy", "std"), flops=("flops_effective", "mean"),
+                          seeds=("seed", "count")).reset_index())
+            lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, row in df[df["status"].isin(["error", "diverged", "oom"])].iterrows() if not df.empty else []:
+        lines.append(f"  trial {row['trial']} {row['status']}: {row.get('error') or ''}")
+    return "\n".join(lines) + "\n"

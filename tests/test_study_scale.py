@@ -1,0 +1,65 @@
+"""One tiny end-to-end scaling study on a real local Ray: the search's results format plus
+`dimension`, `point` and `seed`, a report that works on it, and a re-run that only continues."""
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+
+import pytest
+
+from lknas.search import load_results
+
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_tiny_scale_study_lands_in_the_results_format(local_ray, tmp_path):
+    from lknas.report import write_report
+    from lknas.study import run_scale
+
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(textwrap.dedent("""\
+        name: tiny_study
+        base:
+          stem: {type: patch}
+          block: convnext
+          layer_scale: 1.0e-6
+          mlp_ratio: 2
+          kernel_type: dense
+          stages:
+            - {depth: 1, width: 8, kernel: 3}
+            - {depth: 1, width: 16, kernel: 3}
+        train: {dataset: "pathfinder:easy,train=64,val=32", resolution: 32, steps: 1, batch_size: 32,
+                warmup_epochs: 0}
+        seeds: 1
+        scale:
+          kernel: [[7, 5]]
+        """))
+    out = tmp_path / "run"
+    outcome = run_scale(exp, out=out, quiet=True, stream=io.StringIO())
+    df = load_results(out)
+    assert len(df) == 2 and set(df["status"]) == {"ok"} and not outcome.interrupted
+    assert sorted(zip(df["dimension"], df["point"], df["seed"])) == [("base", "base", 0), ("kernel", "7-5", 0)]
+    for col in ("accuracy", "latency_ms", "flops_effective", "params_effective", "erf", "hash", "arch_yaml", "variant",
+                "dataset"):
+        assert col in df.columns and df[col].notna().all(), col
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["kind"] == "scale" and settings["search"]["trials"] == 2
+    for name in ("trials.csv", "pareto.csv", "summary.txt", "jobs.json", "experiment.yaml"):
+        assert (out / name).is_file(), name
+    assert "kernel" in (out / "summary.txt").read_text()
+    result = write_report(out, png=False, erf=False)
+    assert {"scaling_flops", "pareto_latency"} <= {f.name for f in result.figures}
+    # the same --out again: nothing left to run
+    stream = io.StringIO()
+    run_scale(out=out, quiet=True, stream=stream)
+    assert "all 2 trials are done" in stream.getvalue() and len(load_results(out)) == 2
