@@ -354,3 +354,14 @@ def test_off_is_plain_conv2d_with_the_full_kernel(monkeypatch):
     assert seen == [(15, 15), (7, 7)] and calls == []
     monkeypatch.setenv("LKNAS_DWCONV", "off")
     assert dw.get_algorithm() == "off"
+
+
+def test_torch_export_keeps_a_dynamic_batch():
+    """torch.export must not see the per-shape algorithm choice (it would pin the batch size)."""
+    conv = DepthwiseConv2d(4, 31).eval()
+    x = torch.randn(2, 4, 8, 8)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(conv, (x,), dynamic_shapes=({0: batch},))
+    x5 = torch.randn(5, 4, 8, 8)
+    ref = F.conv2d(x5, conv.weight, padding=15, groups=4)
+    assert torch.allclose(program.module()(x5), ref, atol=1e-5)

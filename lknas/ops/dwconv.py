@@ -86,8 +86,10 @@ def _crop(weight: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _supported(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False  # fvcore and jit.trace must see the aten convolution
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        # fvcore and jit.trace must see the aten convolution; torch.export / torch.compile must not
+        # specialize on the shape (a dynamic batch) through the per-shape algorithm choice
+        return False
     if x.dim() != 4 or weight.dim() != 4:
         return False
     kh, kw = weight.shape[-2:]
