@@ -67,11 +67,26 @@ def test_erf_heatmap_is_normalized_and_saved(tmp_path):
 def test_measure_trial_has_every_objective_column():
     from lknas.measure import measure_trial
 
-    m = measure_trial(small_arch(), TrainConfig(epochs=1, batch_size=32, resolution=32), ToyData())
+    m = measure_trial(small_arch(), TrainConfig(epochs=1, batch_size=32, resolution=32), ToyData(), erf_map=True)
     for key in ("status", "accuracy", "val_loss", "params", "flops", "latency_ms", "throughput", "erf",
                 "erf_99", "train_time", "latency_threads"):
         assert key in m, key
     assert m["status"] == "ok" and m["flops"] > 0 and 0 < m["erf"] <= 1
+    heat = np.asarray(m["erf_map"])  # the trained network's heatmap, for the report
+    assert heat.shape == (m["erf_resolution"],) * 2 and heat.max() == pytest.approx(1.0) and heat.min() >= 0
+
+
+def test_compact_heatmap_block_averages_to_at_most_64_a_side():
+    from lknas.measure.erf import compact_heatmap
+
+    heat = np.zeros((256, 256))
+    heat[124:132, 124:132] = 1.0  # an 8 x 8 hot centre
+    small = compact_heatmap(heat)
+    assert small.shape == (64, 64) and small.dtype == np.float32
+    assert small.max() == pytest.approx(1.0) and small.sum() == pytest.approx(4.0)  # 64 cells / 16 per block
+    odd = compact_heatmap(np.ones((100, 70)))  # factor 2, padded with zeros at the far edges
+    assert odd.shape == (50, 35) and odd.max() == pytest.approx(1.0)
+    assert compact_heatmap(np.eye(32)).shape == (32, 32)  # small maps are kept as they are
 
 
 def test_erf_is_centred_on_the_image_when_the_last_map_is_even():

@@ -202,6 +202,30 @@ def test_build_figures_for_a_search_and_a_scaling_run(search_run, scale_run):
     assert skipped["erf"].startswith("skipped")
 
 
+def test_the_erf_figure_shows_the_trained_heatmaps_the_trials_saved(search_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(search_run, run)
+    store = RunStore(run)
+    ok = [r for r in store.rows() if r["status"] == "ok"]
+    store.erf_file(0).parent.mkdir()
+    for i, r in enumerate(ok):  # a distinct, recognizable map per trial
+        heat = np.zeros((16, 16), dtype=np.float32)
+        heat[8, 8], heat[0, i % 16] = 1.0, 0.5
+        np.save(store.erf_file(r["trial"]), heat)
+    figs, _ = build_figures(run)
+    fig = [f for f in figs if f.name == "erf"][0]
+    assert "trained" in fig.fig.layout.title.text and "trained network" in fig.caption
+    for trace in fig.fig.data:
+        trial = int(re.search(r"#(\d+)", trace.name).group(1))
+        i = [r["trial"] for r in ok].index(trial)
+        z = np.asarray(trace.z)[::-1]  # drawn upside down (row 0 at the bottom)
+        assert z.shape == (16, 16) and z[8, 8] == pytest.approx(1.0) and z[0, i % 16] > 0
+    # without saved maps (the fixture) the networks are measured freshly initialized, and say so
+    figs, _ = build_figures(search_run)
+    fig = [f for f in figs if f.name == "erf"][0]
+    assert "initialization" in fig.fig.layout.title.text and "freshly initialized" in fig.caption
+
+
 # ----------------------------------------------------------------------------- report and PNGs
 def test_report_without_chromium_says_how_to_get_pngs(scale_run, monkeypatch, tmp_path):
     run = tmp_path / "run"

@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from lknas.search import load_results, pareto_mask
+from lknas.search.store import RunStore
 from lknas.space import Objective, load_arch
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]
@@ -78,6 +79,10 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     assert len(study.directions) == 2
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert "trials: 3 of 3 finished: ok 3" in (out / "summary.txt").read_text()
+    # each trial's trained ERF heatmap, for the report's ERF figure
+    heats = [RunStore(out).erf_map(t) for t in df["trial"]]
+    assert all(h is not None and max(h.shape) <= 64 and h.max() == pytest.approx(1.0) for h in heats)
+    assert "erf_map" not in df.columns
 
 
 def test_single_objective_search(local_ray, tmp_path):

@@ -44,6 +44,22 @@ def test_a_torn_last_line_is_skipped_and_derived_files_are_written(tmp_path):
         assert (tmp_path / name).is_file()
 
 
+def test_a_trials_erf_map_goes_to_its_own_file_not_to_the_table(tmp_path):
+    import numpy as np
+
+    store = RunStore(tmp_path)
+    heat = [[0.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 0.0]]
+    row = {"trial": 3, "status": "ok", "accuracy": 60.0, "latency_ms": 2.0, "erf_map": heat}
+    store.append(row)
+    store.append({"trial": 4, "status": "ok", "accuracy": 50.0, "latency_ms": 1.0})
+    assert "erf_map" in row  # the caller's dict is left alone
+    assert np.array_equal(store.erf_map(3), np.asarray(heat, dtype=np.float32))
+    assert store.erf_file(3) == tmp_path / "erf" / "trial-0003.npy"
+    assert store.erf_map(4) is None
+    assert "erf_map" not in store.trials_jsonl.read_text()
+    assert "erf_map" not in store.frame().columns
+
+
 def test_failed_and_infeasible_trials_stay_off_the_front(tmp_path):
     store = RunStore(tmp_path)
     store.append({"trial": 0, "status": "ok", "accuracy": 60.0, "latency_ms": 2.0})

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "save_heatmap", "THRESHOLDS"]
+__all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "compact_heatmap", "save_heatmap",
+           "THRESHOLDS"]
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 
@@ -108,6 +109,22 @@ def effective_receptive_field(
     heat = acc.cpu().numpy()
     heat = heat / heat.max() if heat.max() > 0 else heat
     return ErfResult(heatmap=heat, ratios=area_ratios(heat), images=seen)
+
+
+def compact_heatmap(heatmap: np.ndarray, max_side: int = 64) -> np.ndarray:
+    """The heatmap block-averaged by the smallest integer factor that brings both sides to at most
+    `max_side` (a map of at most 64 x 64 travels with a trial's result), renormalized to [0, 1],
+    float32."""
+    data = np.asarray(heatmap, dtype=np.float64)
+    h, w = data.shape
+    f = max(1, -(-max(h, w) // max_side))
+    if f > 1:
+        hh, ww = -(-h // f) * f, -(-w // f) * f
+        padded = np.zeros((hh, ww))
+        padded[:h, :w] = data
+        data = padded.reshape(hh // f, f, ww // f, f).mean(axis=(1, 3))
+    top = data.max()
+    return (data / top if top > 0 else data).astype(np.float32)
 
 
 # a few anchors of matplotlib's 'viridis', linearly interpolated

@@ -13,7 +13,7 @@ import torch
 
 from lknas.arch import ArchConfig
 from lknas.measure.complexity import complexity
-from lknas.measure.erf import effective_receptive_field, erf_resolution
+from lknas.measure.erf import compact_heatmap, effective_receptive_field, erf_resolution
 from lknas.measure.latency import measure_latency
 from lknas.space.configs import TrainConfig
 
@@ -41,6 +41,7 @@ def measure_trial(
     latency_threads: int | None = None,
     erf: bool = True,
     erf_images: int = 16,
+    erf_map: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train `arch` with `train_proxy` and measure it. Returns a flat dict: `status`, `accuracy`
@@ -48,7 +49,8 @@ def measure_trial(
     (and `params_nonzero` / `flops_sparse` for sparse archs, measured on the trained weights),
     `latency_ms`, `throughput`, `latency_device`, `latency_threads`, `erf` and `erf_20..99` (measured
     at `erf_resolution`, where the last feature map has at least 8 cells a side),
-    `measure_time`, and `error` when the run did not finish normally."""
+    `measure_time`, and `error` when the run did not finish normally. `erf_map=True` adds the
+    trained network's ERF heatmap (`erf_map`: at most 64 x 64, a list of rows) for the report."""
     from lknas.train import train_proxy
     from lknas.train.proxy import _device, _load_data
 
@@ -71,8 +73,10 @@ def measure_trial(
                    latency_threads=lat["threads"])
     if erf:
         size = erf_resolution(model, train_cfg.resolution)
-        out.update(effective_receptive_field(model, bundle.val, max_images=erf_images, device=dev,
-                                             resolution=size).metrics())
+        measured = effective_receptive_field(model, bundle.val, max_images=erf_images, device=dev, resolution=size)
+        out.update(measured.metrics())
+        if erf_map:
+            out["erf_map"] = compact_heatmap(measured.heatmap).round(5).tolist()
         out["erf_resolution"] = size
     out["measure_time"] = time.perf_counter() - start
     return out

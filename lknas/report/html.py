@@ -42,6 +42,10 @@ class ReportResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+ERF_TITLE_TRAINED = ("Effective receptive fields of the trained proxies (|d centre output / d input|, "
+                     "log scale)")
+
+
 def run_objectives(settings: dict[str, Any]) -> tuple[Objective, ...]:
     objs = settings.get("search", {}).get("objectives")
     return tuple(Objective(**o) for o in objs) if objs else DEFAULT_OBJECTIVES
@@ -58,7 +62,7 @@ def _load(run: str | os.PathLike) -> tuple[RunStore, dict[str, Any], pd.DataFram
 
 
 def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int = 4) -> dict[str, Any]:
-    """Up to `limit` architectures worth comparing: a study's base and kernel points (or each
+    """Up to `limit` trials worth comparing, {label: row}: a study's base and kernel points (or each
     variant's base), a search's Pareto set (best first objective first)."""
     from lknas.arch import ArchConfig
 
@@ -80,12 +84,34 @@ def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int =
     for _, row in rows.iterrows():
         if len(chosen) >= limit:
             break
-        if not isinstance(row.get("arch_yaml"), str) or row["hash"] in {a.hash() for a in chosen.values()}:
+        if not isinstance(row.get("arch_yaml"), str) or row["hash"] in {r["hash"] for r in chosen.values()}:
             continue
         arch = ArchConfig.from_yaml(row["arch_yaml"])
         prefix = f"{row['variant']}: " if scale and "variant" in row and row.get("variant") not in (None, "base") else ""
-        chosen[f"{prefix}#{int(row['trial'])} {arch.summary().split(' d=')[0]}"] = arch
+        chosen[f"{prefix}#{int(row['trial'])} {arch.summary().split(' d=')[0]}"] = row
     return chosen
+
+
+def _erf_results(store: RunStore, settings: dict[str, Any], chosen: dict[str, Any]) -> tuple[dict, bool]:
+    """({label: ErfResult}, trained): the trained networks' heatmaps that the trials saved, or, when
+    any is missing (a run without them), every architecture measured freshly initialized."""
+    from lknas.arch import ArchConfig
+    from lknas.measure.erf import ErfResult, area_ratios
+    from lknas.report.erf import compute_erfs
+
+    saved = {label: store.erf_map(int(row["trial"])) for label, row in chosen.items()}
+    if saved and all(m is not None for m in saved.values()):
+        out = {}
+        for label, heat in saved.items():
+            row = chosen[label]
+            ratios = area_ratios(heat)  # the trial's own ratios (measured at full size) where it has them
+            ratios.update({t: float(row[f"erf_{round(t * 100)}"]) for t in ratios
+                           if pd.notna(row.get(f"erf_{round(t * 100)}"))})
+            out[label] = ErfResult(heatmap=heat, ratios=ratios, images=0)
+        return out, True
+    dataset, res = _data_of(store, settings)
+    archs = {label: ArchConfig.from_yaml(row["arch_yaml"]) for label, row in chosen.items()}
+    return compute_erfs(archs, res, dataset), False
 
 
 def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | os.PathLike] | tuple = ()
@@ -143,18 +169,23 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
     if erf:
         front = store.pareto(objectives, df)
         chosen = _erf_choice(df, front, scale)
+        trained = False
         try:
-            from lknas.report.erf import compute_erfs, erf_figure
+            from lknas.report.erf import erf_figure
 
-            dataset, res = _data_of(store, settings)
-            fig = erf_figure(compute_erfs(chosen, res, dataset)) if chosen else None
+            fig = None
+            if chosen:
+                results, trained = _erf_results(store, settings, chosen)
+                fig = erf_figure(results, title=ERF_TITLE_TRAINED if trained else None)
             reason = "no feasible architecture to measure"
         except Exception as err:  # an ERF is a nice-to-have: the report goes on
             fig, reason = None, f"ERF failed: {type(err).__name__}: {err}"
+        how = ("each the trial's trained network, measured when it finished" if trained else
+               "each network freshly initialized (seed 0; this run saved no trained heatmaps)")
         add("erf", "Effective receptive fields",
             "ERF heatmaps of " + ("the study's base and kernel points" if scale else
                                   "the Pareto set (then the most accurate trial of each kernel type)") +
-            ", each network freshly initialized (seed 0) on the run's validation images; log scale; r20/r99: "
+            f", {how}, on the run's validation images; log scale; r20/r99: "
             "area ratios holding 20%/99% of the contribution (RepLKNet).", fig, reason)
     else:
         skipped["erf"] = "skipped (--no-erf)"

@@ -3,7 +3,8 @@
 `trials.jsonl` is the source of truth: one JSON line per finished trial, appended and fsynced, so
 a killed search loses at most the trial being written (a torn last line is ignored on reading).
 Everything else is derived from it and rewritten atomically after each trial: `trials.csv`,
-`trials.parquet`, `pareto.csv`, `archs/*.yaml` (the Pareto set) and `summary.txt`.
+`trials.parquet`, `pareto.csv`, `archs/*.yaml` (the Pareto set) and `summary.txt`. A trial's ERF
+heatmap (the trained network's, when the trial measured it) goes to `erf/trial-NNNN.npy`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lknas.arch import ArchConfig
@@ -76,10 +78,27 @@ class RunStore:
                              f"e.g. results/peleK_space-20261122-101500")
         return json.loads(self.settings_file.read_text())
 
+    def erf_file(self, trial: int) -> Path:
+        return self.root / "erf" / f"trial-{int(trial):04d}.npy"
+
+    def erf_map(self, trial: int) -> np.ndarray | None:
+        """The trained network's ERF heatmap of `trial`, if the trial measured one."""
+        path = self.erf_file(trial)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
     # ----------------------------------------------------------------- trials
     def append(self, row: dict[str, Any]) -> None:
-        """Add one finished trial durably."""
+        """Add one finished trial durably (its `erf_map`, if any, to `erf/`, not to the table)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        row = dict(row)
+        heatmap = row.pop("erf_map", None)
+        if heatmap is not None and row.get("trial") is not None:
+            with atomic_path(self.erf_file(row["trial"])) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.asarray(heatmap, dtype=np.float32), allow_pickle=False)
         line = json.dumps(row, default=_json_default) + "\n"
         with open(self.trials_jsonl, "a") as fh:
             fh.write(line)

@@ -164,7 +164,8 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
             tune.report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
                          "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"]})
 
-    metrics = measure_trial(arch, cfg, bundle, report=report, device=ctx.device, latency=False, erf=ctx.erf)
+    metrics = measure_trial(arch, cfg, bundle, report=report, device=ctx.device, latency=False, erf=ctx.erf,
+                            erf_map=ctx.erf)
     metrics = effective_counts(metrics)
     final = {**base, **metrics, "epoch": metrics.get("epochs", 0)}
     if final["status"] == "stopped":
