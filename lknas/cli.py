@@ -237,6 +237,14 @@ def _add_train_flags(p: argparse.ArgumentParser, epochs_default: int | None = No
     p.add_argument("--seed", type=int, help="seed of data, init and order")
 
 
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    """Where the trials run (search and scale): resources per trial, concurrency, the Ray cluster."""
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
+    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+
+
 def format_complexity(name: str, result: dict) -> str:
     """Human-readable lines for `lknas count`."""
     lines = [f"{name} @ {result['resolution']}x{result['resolution']}"]
@@ -293,10 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="proxy batch size")
     p.add_argument("--seed", type=int, help="sampler seed (space: search.seed)")
     p.add_argument("--out", help="run directory (default results/SPACE-DATE-TIME)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
-    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    _add_ray_flags(p)
     p.add_argument("--ray-storage", help="Ray Tune's experiment storage (default results/RUN/ray); on a multi-node "
                    "cluster a shared path (NFS) or a cloud URI (s3://...)")
     p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
@@ -352,10 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="proxy epochs per trial (experiment: train.epochs)")
     p.add_argument("--steps", type=int, help="proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
-    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_scale)
 

@@ -11,13 +11,7 @@ import torch.nn as nn
 from lknas.data import build_data
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("LKNAS_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_cache")
 
 
 def block(cin, cout, stride=1, dilation=1):

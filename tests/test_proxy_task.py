@@ -33,7 +33,6 @@ Other settings tried (seed 0; one stage, width 24, replk stem unless said):
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, StageSpec, StemSpec
 from lknas.data import build_data
@@ -50,13 +49,7 @@ MARGIN = 25.0  # points; the measured margins are 35.3..40.1 (table above)
 CHANCE = 50.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("LKNAS_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_fresh_cache")
 
 
 def pathfinder_net(kernel: int) -> ArchConfig:

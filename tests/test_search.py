@@ -42,15 +42,6 @@ def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float 
     return path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def study_of(run: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny_space", storage=f"sqlite:///{run / 'study.db'}")
 

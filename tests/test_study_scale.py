@@ -13,15 +13,6 @@ from lknas.search import load_results
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_tiny_scale_study_lands_in_the_results_format(local_ray, tmp_path):
     from lknas.report import write_report
     from lknas.study import run_scale
