@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.models import build_model
 from lknas.space.configs import TrainConfig
@@ -102,6 +103,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device | str = "
         loss_sum += float(loss_fn(logits.float(), y)) * y.numel()
         correct += int((logits.argmax(1) == y).sum())
         total += y.numel()
+        quiet.yield_point()
     model.train(was_training)
     if total == 0:
         return float("nan"), float("nan")
@@ -202,6 +204,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                 raise _Diverged(f"loss became {loss_value} at step {step} (epoch {epoch}); "
                                 f"lower train.lr (now {cfg.lr:g}) or add warm-up")
             backward_and_step(loss, optimizer, scaler, sparsity)
+            quiet.yield_point()  # a latency timing on this node goes first
             step += 1
             scheduler.step_update(step)
             loss_sum += loss_value * y.numel()
