@@ -32,6 +32,8 @@ def save_checkpoint(path: str | os.PathLike, kind: str, arch: ArchConfig, model:
     """Write a `kind` ('train' | 'deploy') checkpoint of `model` atomically."""
     data = {"format": FORMAT, "version": VERSION, "kind": kind, "arch_yaml": arch.to_yaml(),
             "num_classes": num_classes, "in_chans": in_chans, "model": model.state_dict(), **extra}
+    if kind == "deploy":
+        data["stripe_forms"] = dict(getattr(model, "stripe_forms", None) or {})
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
     return Path(path)
@@ -65,8 +67,8 @@ def build_from_checkpoint(data: dict[str, Any]) -> tuple[ArchConfig, nn.Module]:
 
     arch = ArchConfig.from_yaml(data["arch_yaml"])
     model = build_model(arch, num_classes=data["num_classes"], in_chans=data["in_chans"])
-    if data["kind"] == "deploy":
-        model = reparameterize(model, inplace=True)
+    if data["kind"] == "deploy":  # the saved forms (older checkpoints: SLaK's decomposed stripes)
+        model = reparameterize(model, inplace=True, stripe_forms=data.get("stripe_forms") or {})
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as err:

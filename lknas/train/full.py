@@ -196,7 +196,7 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
                   f"{ema_text}  val_loss {val_loss:.4f}  {row['epoch_time']:.1f}s", file=sys.stderr, flush=True)
 
     accuracy, val_loss = evaluate(model, data.val, dev)
-    deploy = reparameterize(model)
+    deploy = reparameterize(model, resolution=recipe.resolution, in_chans=in_chans)  # the form count/latency use
     deploy_accuracy, _ = evaluate(deploy, data.val, dev)
     one_sample = 100.0 / max(1, getattr(data, "val_size", 0) or 1)
     summary = {
