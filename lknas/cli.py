@@ -258,6 +258,14 @@ def format_complexity(name: str, result: dict) -> str:
     lines.append(f"  FLOPs         {result['flops'] / 1e9:10.3f} G   (MACs of the deploy form)")
     if "flops_sparse" in result:
         lines.append(f"  FLOPs sparse  {result['flops_sparse'] / 1e9:10.3f} G   (non-zero weights only)")
+    if result.get("kernels_applied") and result["kernels_applied"] != result.get("kernels"):
+        kernels = "-".join(map(str, result["kernels"]))
+        applied = "-".join(map(str, result["kernels_applied"]))
+        lines.append(f"  applied       kernels {applied} of {kernels}: larger ones reach only padding at "
+                     f"{result['resolution']}px")
+        lines.append(f"  FLOPs applied {result['flops_applied'] / 1e9:10.3f} G   (the kernels as applied"
+                     + (f"; sparse {result['flops_sparse_applied'] / 1e9:.3f} G)" if "flops_sparse_applied" in result
+                        else ")"))
     return "\n".join(lines)
 
 
