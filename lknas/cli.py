@@ -147,7 +147,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
-        ray_storage=args.ray_storage,
+        ray_storage=args.ray_storage, confirm=args.confirm,
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
@@ -237,6 +237,16 @@ def _add_train_flags(p: argparse.ArgumentParser, epochs_default: int | None = No
     p.add_argument("--seed", type=int, help="seed of data, init and order")
 
 
+def _confirm_flag(text: str) -> int | str:
+    from lknas.space.configs import parse_confirm
+    from lknas.space.fields import Invalid
+
+    try:
+        return parse_confirm(text)
+    except Invalid as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     """Where the trials run (search and scale): resources per trial, concurrency, the Ray cluster."""
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
@@ -315,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--from", dest="from_", metavar="FILE_OR_RUN",
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
+    p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
+                   help="re-train the Pareto set with N extra seeds after the search (0..10; default auto: 2 or 1 "
+                        "when that costs at most 30%% of the search)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_search)
 

@@ -24,7 +24,7 @@ DATA = "pathfinder:easy,train=96,val=32"
 
 
 def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float = 2e-3, trials: int = 3,
-                sampler: str = "random", objectives: str = "[accuracy, latency]") -> Path:
+                sampler: str = "random", objectives: str = "[accuracy, latency]", confirm: str = "0") -> Path:
     path.write_text(textwrap.dedent(f"""\
         name: tiny_space
         stem: {{type: patch}}
@@ -37,7 +37,7 @@ def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float 
           - {{depth: 1, width: 16, kernel: {{choice: [3, 5]}}}}
         constraints: {constraints}
         train: {{dataset: "{DATA}", resolution: 32, steps: 2, batch_size: 32, lr: {lr}, warmup_epochs: 0}}
-        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0}}
+        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0, confirm: {confirm}}}
         """))
     return path
 

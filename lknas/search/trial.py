@@ -30,7 +30,9 @@ __all__ = ["TrialContext", "DefineByRun", "run_trial", "INTERNAL_KEYS"]
 NUMBER_KEY = "lknas.trial"
 INFEASIBLE_KEY = "lknas.infeasible"
 COUNTS_KEY = "lknas.counts"  # params/FLOPs counted on the driver, at the constraints' resolution
-INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY)
+CONFIRMS_KEY = "lknas.confirms"  # a confirm re-training: the search trial it repeats
+SEED_KEY = "lknas.seed"  # its training seed
+INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY, CONFIRMS_KEY, SEED_KEY)
 
 
 @dataclass(frozen=True)
@@ -117,24 +119,30 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     number = int(config.pop(NUMBER_KEY, -1))
     infeasible = config.pop(INFEASIBLE_KEY, "")
     counts = config.pop(COUNTS_KEY, None)
+    confirms, seed = config.pop(CONFIRMS_KEY, None), config.pop(SEED_KEY, None)
     params = {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
     torch.set_num_threads(max(1, ctx.threads))
     base: dict[str, Any] = {"trial": number, "status": "running"}
+    if confirms is not None:
+        base.update(phase="confirm", confirms=int(confirms))
     try:
         with quiet.working():
-            _run_sampled(params, number, infeasible, counts, ctx, base)
+            _run_sampled(params, number, infeasible, counts, ctx, base, seed)
     except Exception as err:  # a broken trial is recorded, the search goes on
         report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(limit=8)})
 
 
 def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: dict | None, ctx: TrialContext,
-                 base: dict[str, Any]) -> None:
+                 base: dict[str, Any], seed: int | None = None) -> None:
     space = _space(ctx)
     fixed = optuna.trial.FixedTrial(params)
     arch = space.suggest(fixed)
     cfg = _train_cfg(space, fixed, ctx)
+    if seed is not None:
+        cfg = cfg.replace(seed=int(seed))
     base.update(trial_identity(arch, params, number))
+    base["seed"] = cfg.seed
     base.update(_static(arch, cfg, ctx, counts))
     if infeasible:
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})

@@ -77,6 +77,7 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     time_budget: float | None = None
+    confirm: int | str = "auto"  # extra seeds for the Pareto set after the search (see lknas.search.confirm)
 
     @property
     def directions(self) -> list[str]:
@@ -146,7 +147,8 @@ _SEARCH_FIELDS: dict[str, Field] = {
     "time_budget": float_field("time_budget", 0, lo_open=True, nullable=True, searchable=False),
 }
 _SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "seed", "max_concurrent",
-                "cpus_per_trial", "gpus_per_trial", "time_budget")
+                "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm")
+MAX_CONFIRM_SEEDS = 10
 
 
 def section(raw: Any, path: str, issues: Issues) -> dict[str, Any]:
@@ -216,11 +218,27 @@ def parse_objectives(raw: Any, issues: Issues) -> tuple[Objective, ...]:
     return tuple(out) or DEFAULT_OBJECTIVES
 
 
+def parse_confirm(value: Any) -> int | str:
+    """'auto' or a number of extra seeds 0..MAX_CONFIRM_SEEDS; raises Invalid otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CONFIRM_SEEDS:
+        return value
+    raise Invalid(f"confirm must be auto or a number of extra seeds 0..{MAX_CONFIRM_SEEDS}; got {describe(value)}")
+
+
 def parse_search(raw: Any, issues: Issues) -> SearchConfig:
     data = section(raw, "search", issues)
-    values = _fields(data, _SEARCH_FIELDS, _SEARCH_KEYS, "search", issues, skip=("objectives",))
+    values = _fields(data, _SEARCH_FIELDS, _SEARCH_KEYS, "search", issues, skip=("objectives", "confirm"))
     if "objectives" in data:
         values["objectives"] = parse_objectives(data["objectives"], issues)
+    if "confirm" in data:
+        try:
+            values["confirm"] = parse_confirm(data["confirm"])
+        except Invalid as err:
+            issues.append(("search.confirm", err.message))
     return SearchConfig(**values)
 
 
