@@ -23,6 +23,7 @@ MAX_UPDATE_INTERVAL = 1_000_000  # sparsity: steps between prune-and-regrow upda
 
 # ----------------------------------------------------------------------------- domains and files
 MAX_CHOICES = 1000  # values of one choice list
+MAX_GRID = 100_000  # combinations the grid sampler may enumerate
 MAX_FILE_BYTES = 256 * 1024  # a space file (the bundled ones are 2-4 kB; PyYAML reads ~200 kB/s)
 MAX_NESTING = 32  # levels of nested mappings and lists in a space file
 MAX_NODES = 1_000_000  # values in a space file, YAML aliases expanded
