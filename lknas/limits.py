@@ -4,9 +4,13 @@ Space files, data-set names and run settings are validated against these bounds 
 starts, so that a typo (`depth: 1000000000`, `train=10000000000`) is a clear error and never a
 hang, a full disk or an exhausted memory. The bounds are generous: each is well above what the
 papers' largest models use (ConvNeXt-XL: depth 27, width 2048; RepLKNet-31L: kernel 31), and
-`docs/space-format.md` lists them.
+`docs/space-format.md` lists them. `LKNAS_MAX_MODEL_GB` sets the memory budget a space's largest
+model must fit (see `lknas.space.budget`).
 """
 from __future__ import annotations
+
+import math
+import os
 
 # ----------------------------------------------------------------------------- architecture
 MAX_STAGES = 8  # stages of a network (the papers use 4)
@@ -51,3 +55,29 @@ MAX_COUNT = 10**15  # params / FLOPs constraints
 MAX_DATA_SIZE = 1_000_000  # images of one synthetic split (train= / val=)
 MAX_DATA_BYTES = 8 * 2**30  # a synthetic split held in memory as uint8
 MAX_WORKERS = 256
+
+# ----------------------------------------------------------------------------- memory budget
+MODEL_GB_ENV = "LKNAS_MAX_MODEL_GB"
+DEFAULT_MAX_MODEL_GB = 64.0
+
+
+class BudgetSettingError(ValueError):
+    """`LKNAS_MAX_MODEL_GB` is set to something that is not a size."""
+
+
+def max_model_bytes() -> float:
+    """The training-memory budget of one model in bytes: `$LKNAS_MAX_MODEL_GB` GB (default 64;
+    `off` or `inf` for no budget). BudgetSettingError if the variable holds something else."""
+    raw = os.environ.get(MODEL_GB_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MODEL_GB * 1e9
+    if raw.lower() in ("off", "inf", "none"):
+        return math.inf
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = math.nan
+    if not (gb > 0 and math.isfinite(gb)):
+        raise BudgetSettingError(f"{MODEL_GB_ENV}={raw!r} is not a size; give a number of GB > 0 "
+                                 f"(e.g. {MODEL_GB_ENV}=128) or 'off'")
+    return gb * 1e9

@@ -18,6 +18,7 @@ from lknas.limits import (
     MAX_DEPTH, MAX_DW_RATIO, MAX_KERNEL, MAX_LAYER_SCALE, MAX_M, MAX_MLP_RATIO, MAX_PROBLEMS, MAX_R_C, MAX_STAGES,
     MAX_UPDATE_INTERVAL, MAX_WIDTH, MAX_WIDTH_MULTIPLIER,
 )
+from lknas.space.budget import check_budget
 from lknas.space.checks import check_relations, check_search
 from lknas.space.configs import (
     CONSTRAINT_FIELDS, SEARCH_FIELDS, TRAIN_FIELDS, parse_constraints, parse_search, parse_train, section,
@@ -135,6 +136,8 @@ def parse_space(data: Any, file: str = "<dict>") -> "SearchSpace":
     if t.stages:
         check_relations(t, issues)
         check_search(t, search, issues)
+        if not issues:  # the estimate needs a valid space
+            check_budget(t, train.resolution, train.batch_size, train.num_classes, issues)
     if issues:
         raise SpaceError(_capped([Problem(file, path, msg) for path, msg in dict.fromkeys(issues)], file))
     return SearchSpace(file=file, name=name, description=description, template=t, train=train,

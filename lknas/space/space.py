@@ -11,6 +11,7 @@ from optuna.trial import BaseTrial
 from lknas.arch import ArchConfig
 from lknas.errors import Problem, SpaceError
 from lknas.space.configs import Constraints, SearchConfig, TrainConfig
+from lknas.space.budget import check_budget
 from lknas.space.checks import check_search, grid_problem
 from lknas.space.domains import Choice, Domain
 from lknas.space.resolve import Dimension, Template, dimensions, resolve
@@ -105,13 +106,15 @@ class SearchSpace:
 
     def check_run(self, search: SearchConfig, train: TrainConfig) -> None:
         """Check settings that may differ from the file's (command-line overrides) before a run
-        starts: the sampler must suit the space (grid size, cmaes objectives).
+        starts: the sampler must suit the space (grid size, cmaes objectives) and the largest
+        model must fit the memory budget at `train`'s resolution and batch size.
 
         Raises:
             SpaceError: listing every problem found.
         """
         issues: list[tuple[str, str]] = []
         check_search(self.template, search, issues)
+        check_budget(self.template, train.resolution, train.batch_size, train.num_classes, issues)
         if issues:
             raise SpaceError([Problem(self.file, path, msg) for path, msg in issues])
 

@@ -97,14 +97,23 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
                device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """Train `arch` on `data` (a `lknas.data.DataBundle`) with `recipe`, writing into `out`.
     `resume=True` continues from `out/checkpoint-last.pt`. Returns the final summary (also written
-    to `out/summary.json`)."""
+    to `out/summary.json`).
+
+    Raises:
+        LknasError: the model's estimated training memory exceeds `$LKNAS_MAX_MODEL_GB`, the
+            checkpoint belongs to another architecture, or the loss diverged.
+    """
     from lknas.models import build_model, reparameterize
 
+    from lknas.space.budget import check_arch_budget
+
+    num_classes, in_chans = data.num_classes, data.in_chans
+    check_arch_budget(arch, getattr(data, "resolution", recipe.resolution), recipe.batch_size,
+                      num_classes=num_classes, in_chans=in_chans)  # before anything is built or written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
     torch.manual_seed(recipe.seed)
-    num_classes, in_chans = data.num_classes, data.in_chans
     model = build_model(arch, num_classes=num_classes, in_chans=in_chans,
                         drop_path_rate=recipe.drop_path).to(dev)
     per_epoch = len(data.train)

@@ -23,6 +23,7 @@ from torch import nn
 
 from lknas.arch import ArchConfig
 from lknas.models import build_model
+from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
 from lknas.train.recipe import backward_and_step, make_loss, make_optimizer, make_scheduler
 
@@ -150,6 +151,8 @@ def train_proxy(
     torch.manual_seed(cfg.seed)
     bundle = _load_data(data, cfg, dev)
     num_classes = cfg.num_classes or bundle.num_classes
+    check_arch_budget(arch, getattr(bundle, "resolution", cfg.resolution), cfg.batch_size, num_classes=num_classes,
+                      in_chans=bundle.in_chans)  # LknasError before the model is built
 
     result = ProxyResult(status="ok")
     start = time.perf_counter()
