@@ -226,7 +226,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                   f"val_acc {accuracy:.2f}%  val_loss {val_loss:.4f}  {metrics['time']:.1f}s",
                   file=sys.stderr, flush=True)
         if not math.isfinite(val_loss):
-            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}")
+            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}; "
+                            f"lower train.lr (now {cfg.lr:g}) or add warm-up")
         if report is not None and report(dict(metrics)):
             result.status = "stopped"
             return
