@@ -145,6 +145,8 @@ def run_search(
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
         settings = _settings(space_obj, overrides)
+        # the overrides too: grid size, cmaes objectives, the largest model's memory at --batch-size
+        space_obj.check_run(_search_config(settings), space_obj.train.replace(**settings["train_overrides"]))
         store = RunStore(out or default_run_dir(space_obj))
         if store.trials_jsonl.exists():
             raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "

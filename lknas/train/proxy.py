@@ -24,6 +24,7 @@ from torch import nn
 from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.models import build_model
+from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
 from lknas.train.recipe import backward_and_step, make_loss, make_optimizer, make_scheduler
 
@@ -152,6 +153,8 @@ def train_proxy(
     torch.manual_seed(cfg.seed)
     bundle = _load_data(data, cfg, dev)
     num_classes = cfg.num_classes or bundle.num_classes
+    check_arch_budget(arch, getattr(bundle, "resolution", cfg.resolution), cfg.batch_size, num_classes=num_classes,
+                      in_chans=bundle.in_chans)  # LknasError before the model is built
 
     result = ProxyResult(status="ok")
     start = time.perf_counter()
@@ -226,7 +229,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                   f"val_acc {accuracy:.2f}%  val_loss {val_loss:.4f}  {metrics['time']:.1f}s",
                   file=sys.stderr, flush=True)
         if not math.isfinite(val_loss):
-            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}")
+            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}; "
+                            f"lower train.lr (now {cfg.lr:g}) or add warm-up")
         if report is not None and report(dict(metrics)):
             result.status = "stopped"
             return
