@@ -163,6 +163,28 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from lknas.study.fidelity import run_fidelity
+
+    if not args.space and not (args.out and _is_run(args.out)):
+        raise LknasError("give --space SPACE.yaml (a new measurement) or --out RUN of one to continue")
+    stats = run_fidelity(args.space, out=args.out, archs=args.archs, seeds=args.seeds, sample_seed=args.sample_seed,
+                         factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
+                         target_epochs=args.target_epochs, target_steps=args.target_steps,
+                         target_resolution=args.target_resolution, target_dataset=args.target_data,
+                         address=args.address, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
+    print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "
+          f"figures: python -m lknas report {stats['run_dir']}")
+    return 130 if stats.get("interrupted") else 0
+
+
+def _is_run(path: str) -> bool:
+    from pathlib import Path
+
+    return (Path(path) / "jobs.json").is_file()
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from lknas.report import write_report
 
@@ -381,6 +403,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_scale)
+
+    p = sub.add_parser("fidelity", help="rank agreement of the proxy budget with a larger one, and its seed noise")
+    p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
+    p.add_argument("--archs", type=int, default=12, help="architectures sampled from the space (default 12)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per architecture and budget (default 2)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample (default 0)")
+    p.add_argument("--epochs", type=int, help="proxy budget in epochs (default: the space's train section)")
+    p.add_argument("--steps", type=int, help="proxy budget in steps (overrides --epochs)")
+    p.add_argument("--data", dest="dataset", help="proxy data set (default: the space's)")
+    p.add_argument("--factor", type=float, default=4.0, help="target budget = factor x the proxy's (default 4)")
+    p.add_argument("--target-epochs", type=int, help="target budget in epochs (instead of --factor)")
+    p.add_argument("--target-steps", type=int, help="target budget in steps (instead of --factor)")
+    p.add_argument("--target-resolution", type=int, help="target input size (default: the proxy's)")
+    p.add_argument("--target-data", help="target data set, e.g. with more images (default: the proxy's)")
+    p.add_argument("--out", help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
+    _add_ray_flags(p)
+    p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.set_defaults(func=_cmd_fidelity)
 
     p = sub.add_parser("report", help="plots and report.html of a search or scaling run")
     p.add_argument("run", help="run directory, e.g. results/peleK_space-20261122-101500")

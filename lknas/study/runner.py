@@ -48,10 +48,15 @@ class Job:
     seed: int
     resolution: int
     arch_yaml: str
+    budget: str = ""  # a fidelity run's 'proxy' or 'target'
+    train: dict[str, Any] = field(default_factory=dict)  # this job's overrides of the run's train settings
 
     def identity(self) -> dict[str, Any]:
-        return {"trial": self.trial, "variant": self.variant, "dimension": self.dimension, "point": self.point,
-                "value": self.value, "dataset": self.dataset, "seed": self.seed, "resolution": self.resolution}
+        out = {"trial": self.trial, "variant": self.variant, "dimension": self.dimension, "point": self.point,
+               "value": self.value, "dataset": self.dataset, "seed": self.seed, "resolution": self.resolution}
+        if self.budget:
+            out["budget"] = self.budget
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
     from lknas.space.configs import TrainConfig
 
     arch = ArchConfig.from_yaml(job.arch_yaml)
-    cfg = TrainConfig(**{**ctx.train, "dataset": job.dataset, "seed": job.seed, "resolution": job.resolution})
+    cfg = TrainConfig(**{**ctx.train, **job.train, "dataset": job.dataset, "seed": job.seed,
+                         "resolution": job.resolution})
     num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
     tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
                         threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
@@ -209,9 +215,10 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     from lknas.search.monitor import SearchMonitor
 
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
-    print(f"lknas scale: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
-          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds); "
-          f"results in {store.root}", file=stream, flush=True)
+    command = settings.get("kind", "scale")
+    print(f"lknas {command}: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
+          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds"
+          + (" x 2 budgets" if command == "fidelity" else "") + f"); results in {store.root}", file=stream, flush=True)
     interrupted = False
     try:
         _fit(ctx, todo, store, monitor, cpus, gpus, run.get("max_concurrent"))
@@ -223,7 +230,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     missing = len(jobs) - len(store.rows())
     if interrupted or missing > 0:
         interrupted = True
-        print(f"interrupted: {missing} trials missing; continue with\n  python -m lknas scale --out {store.root}",
+        print(f"interrupted: {missing} trials missing; continue with\n  python -m lknas {command} --out {store.root}",
               file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/); plots: python -m lknas report {store.root}",
           file=stream)
@@ -255,13 +262,16 @@ def _fit(ctx: ScaleContext, todo: list[Job], store: RunStore, monitor, cpus: flo
 def _summary(store: RunStore, settings: dict[str, Any], total: int) -> str:
     df = store.frame()
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    lines = [f"lknas scaling study {store.root}",
-             f"experiment: {settings['name']} ({settings['experiment']})",
+    kind = "fidelity measurement" if settings.get("kind") == "fidelity" else "scaling study"
+    source = settings.get("experiment") or settings.get("space", "")
+    lines = [f"lknas {kind} {store.root}",
+             f"{'space' if settings.get('kind') == 'fidelity' else 'experiment'}: {settings['name']} ({source})",
              f"trials: {len(df)} of {total} finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
     if not df.empty and "accuracy" in df.columns:
         ok = df[df["status"] == "ok"]
         if not ok.empty:
-            table = (ok.groupby(["dataset", "variant", "dimension", "point"], sort=False)
+            keys = ["budget"] if "budget" in ok.columns else []
+            table = (ok.groupby(keys + ["dataset", "variant", "dimension", "point"], sort=False)
                      .agg(accuracy=("accuracy", "mean"), std=("accuracy", "std"), flops=("flops_effective", "mean"),
                           seeds=("seed", "count")).reset_index())
             lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
