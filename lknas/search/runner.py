@@ -7,6 +7,7 @@ run's `study.db` (SQLite). Everything a user needs lands in `results/RUN/` (see 
 Resume (`resume=RUN`): finished trials are read from the run's `trials.jsonl`; the same Optuna
 study is loaded, so the sampler continues with their results; trials left RUNNING by a killed
 process are marked FAIL; only the missing trials are run, so the final count is what was asked.
+A search holds its run directory's lock (`runlock`) throughout.
 """
 from __future__ import annotations
 
@@ -127,27 +128,37 @@ def run_search(
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
     sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
-    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`)."""
+    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`).
+    The run directory is held (`RunStore.hold`) from before anything is written until the search
+    returns: a second search on it fails with RunBusyError (a LknasError) before Ray starts."""
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
         store = RunStore(resume)
-        settings = store.read_settings()
-        space_obj = load_space(store.space_file)
-        if overrides.get("trials"):
-            settings["search"]["trials"] = overrides["trials"]
+        store.read_settings()  # not a run: fail before anything is locked or written
     else:
         if space is None:
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
-        settings = _settings(space_obj, overrides)
         store = RunStore(out or default_run_dir(space_obj))
-        if store.trials_jsonl.exists():
-            raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
-                             f"or choose another --out")
-        store.root.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(space_obj.file, store.space_file)
-        store.write_settings(settings)
+    with store.hold("search"):
+        if resume is not None:
+            settings = store.read_settings()
+            space_obj = load_space(store.space_file)
+            if overrides.get("trials"):
+                settings["search"]["trials"] = overrides["trials"]
+        else:
+            if store.trials_jsonl.exists() or store.settings_file.exists():
+                raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
+                                 f"or choose another --out")
+            settings = _settings(space_obj, overrides)
+            shutil.copyfile(space_obj.file, store.space_file)
+            store.write_settings(settings)
+        return _search(store, space_obj, settings, resume, quiet, stream, overrides)
+
+
+def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
+            overrides: dict[str, Any]) -> SearchOutcome:
     search = _search_config(settings)
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
@@ -179,12 +190,12 @@ def run_search(
     grid = space_obj.grid() if search.sampler == "grid" else None
     sampler = make_sampler(search.sampler, search.seed + len(done), len(search.objectives), search.trials, grid)
     study_name = settings["space_name"]
-    storage = _open_study(store, study_name)
     device = "cuda" if search.gpus_per_trial > 0 else "cpu"
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
                        threads=max(1, int(search.cpus_per_trial)), device=device,
                        latency_threads=max(1, int(search.cpus_per_trial)))
+    storage = _open_study(store, study_name)
 
     _init_ray(settings.get("address"), quiet)
     from lknas.search.monitor import SearchMonitor

@@ -1,7 +1,8 @@
 """The results of a search run, on disk: `results/RUN/`.
 
 `trials.jsonl` is the source of truth: one JSON line per finished trial, appended and fsynced, so
-a killed search loses at most the trial being written. The log is read defensively:
+a killed search loses at most the trial being written. The run directory has one writer at a time
+(`hold`, see `runlock`); the log is a log of records, read defensively:
 
 - A record is a JSON object with an integer `trial` and a string `status`. Any other line (a torn
   write, `null`, `[1, 2]`, a hand edit) is skipped on reading, with one `RunLogWarning` per read
@@ -18,9 +19,11 @@ heatmap (the trained network's, when the trial measured it) goes to `erf/trial-N
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.io import atomic_path, write_json_atomic, write_text_atomic
 from lknas.search.objectives import metric_of, objective_values
+from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
 __all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "parse_record", "PARAM_PREFIX", "FEASIBLE"]
@@ -81,6 +85,16 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+
+    @contextlib.contextmanager
+    def hold(self, command: str) -> Iterator[RunLock]:
+        """Be the run's one writer inside the block (`runlock.hold_run` on RUN/.lock).
+
+        Raises:
+            RunBusyError: another process writes this run (the message names its pid and host).
+        """
+        with hold_run(self.root, command) as lock:
+            yield lock
 
     # ----------------------------------------------------------------- paths
     @property
