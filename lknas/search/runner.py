@@ -5,9 +5,10 @@ asks an Optuna sampler through a define-by-run space built from the DSL, with th
 run's `study.db` (SQLite). Everything a user needs lands in `results/RUN/` (see `store`).
 
 Resume (`resume=RUN`): finished trials are read from the run's `trials.jsonl`; the same Optuna
-study is loaded, so the sampler continues with their results; trials left RUNNING by a killed
-process are marked FAIL; only the missing trials are run, so the final count is what was asked.
-A search holds its run directory's lock (`runlock`) throughout.
+study is loaded, reconciled with that log first (`resume.open_study`: rebuilt from it when missing,
+corrupt or behind, so trial numbers are never reused), so the sampler continues with their results;
+trials left RUNNING by a killed process are marked FAIL; only the missing trials are run, so the
+final count is what was asked. A search holds its run directory's lock (`runlock`) throughout.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pandas as pd
 
 from lknas.errors import LknasError
 from lknas.search.objectives import metric_of
+from lknas.search.resume import open_study, resume_settings
 from lknas.search.samplers import make_sampler
 from lknas.search.store import RunStore
 from lknas.search.trial import NUMBER_KEY, TrialContext
@@ -104,18 +106,6 @@ def _init_ray(address: str | None, quiet: bool) -> None:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
-def _open_study(store: RunStore, study_name: str) -> optuna.storages.RDBStorage:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{store.study_db.resolve()}",
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return storage
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # killed mid-trial
-    return storage
-
-
 def run_search(
     space: str | os.PathLike | None = None,
     *,
@@ -129,6 +119,7 @@ def run_search(
     sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
     resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`).
+    At resume only the flags of `resume.CHANGEABLE_AT_RESUME` may change; they are saved to run.json.
     The run directory is held (`RunStore.hold`) from before anything is written until the search
     returns: a second search on it fails with RunBusyError (a LknasError) before Ray starts."""
     stream = stream or sys.stdout
@@ -143,10 +134,11 @@ def run_search(
         store = RunStore(out or default_run_dir(space_obj))
     with store.hold("search"):
         if resume is not None:
-            settings = store.read_settings()
+            store.repair_tail()
             space_obj = load_space(store.space_file)
-            if overrides.get("trials"):
-                settings["search"]["trials"] = overrides["trials"]
+            settings, changed = resume_settings(store, space_obj, overrides)
+            for note in changed:
+                print(f"resume: {note}; saved to run.json", file=stream)
         else:
             if store.trials_jsonl.exists() or store.settings_file.exists():
                 raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
@@ -195,7 +187,9 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
                        threads=max(1, int(search.cpus_per_trial)), device=device,
                        latency_threads=max(1, int(search.cpus_per_trial)))
-    storage = _open_study(store, study_name)
+    storage, repaired = open_study(store, study_name, ctx, search.objectives)  # reconciled with trials.jsonl
+    for note in repaired:
+        print(f"resume: {note}", file=stream)
 
     _init_ray(settings.get("address"), quiet)
     from lknas.search.monitor import SearchMonitor
