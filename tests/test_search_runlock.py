@@ -51,6 +51,27 @@ def test_a_lock_left_by_kill_9_is_taken_over(tmp_path):
         assert lock.held and lock.previous["pid"] == holder.pid
 
 
+def test_a_lock_kept_by_a_forked_child_of_a_dead_holder_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""\
+        import os, time
+        from lknas.search.runlock import RunLock
+        RunLock.acquire({str(tmp_path)!r}, "search")
+        child = os.fork()  # a fork without exec keeps the descriptor, and with it the lock
+        if child == 0:
+            os.close(1), os.close(2)  # let the caller read to the end
+            time.sleep(600)
+            os._exit(0)
+        print(os.getpid(), child, flush=True)
+        os._exit(0)
+        """)], cwd=REPO, capture_output=True, text=True, timeout=120).stdout.split()
+    holder, child = int(out[0]), int(out[1])
+    try:
+        with pytest.raises(RunBusyError, match=f"pid {holder} .*that pid has ended, so a process it forked still holds"):
+            RunLock.acquire(tmp_path, "search")
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def _space(path: Path) -> Path:
     path.write_text(textwrap.dedent("""\
         name: tiny_space

@@ -104,6 +104,16 @@ def hold_run(root: str | os.PathLike, command: str) -> Iterator[RunLock]:
         lock.release()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def _read(fd: int) -> dict[str, Any]:
     """The holder text, {} when empty or unreadable (e.g. caught mid-write)."""
     try:
@@ -117,5 +127,7 @@ def _read(fd: int) -> dict[str, Any]:
 def _busy_message(root: Path, holder: dict[str, Any]) -> str:
     who = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, a {holder.get('command', 'run')} "
            f"started {holder.get('since', '?')}") if holder else "a process that has not said who it is yet"
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+        who += "; that pid has ended, so a process it forked still holds the lock: stop that one"
     return (f"{root} is in use by another process ({who}); one run directory takes one writer at a time: "
             f"wait for it to finish, or stop it and then continue the run, or choose another --out")
