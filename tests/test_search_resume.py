@@ -140,7 +140,8 @@ def test_flags_given_at_resume_are_saved_for_the_next_resume(run):
                                                      "epochs": None})
     assert notes == ["--trials 9 (was 5)", "--max-concurrent 2 (was None)"]
     saved = json.loads(store.settings_file.read_text())
-    assert saved["search"]["trials"] == 9 and saved["search"]["max_concurrent"] == 2 == settings["search"]["max_concurrent"]
+    assert saved["search"]["trials"] == 9 and saved["search"]["max_concurrent"] == 2
+    assert settings["search"] == saved["search"]
     settings, notes = resume_settings(store, space, {})
     assert settings["search"]["trials"] == 9 and notes == []
 

@@ -236,7 +236,8 @@ def _frozen(row: dict[str, Any] | None, number: int, space: SearchSpace, ctx: Tr
             objectives: tuple[Objective, ...]) -> optuna.trial.FrozenTrial:
     """One log record as a finished Optuna trial (a FAIL placeholder for a number without one)."""
     if row is None:
-        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"lknas.rebuilt": "no record: did not finish"})
+        return optuna.trial.create_trial(state=TrialState.FAIL,
+                                         user_attrs={"lknas.rebuilt": "no record: did not finish"})
     state = optuna_state(row["status"])
     values = objective_values(row, objectives) if state == TrialState.COMPLETE else None
     if state == TrialState.COMPLETE and values is None:
