@@ -115,12 +115,8 @@ def run_fidelity(
         LknasError: bad arguments, a space without enough feasible architectures.
     """
     stream = stream or sys.stdout
-    store = RunStore(out) if out else None
-    if store is not None and (store.root / "jobs.json").is_file():
-        settings = store.read_settings()
-        jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
-        print(f"continuing the fidelity run in {store.root}", file=stream)
-    else:
+    new = out is None or not (Path(out) / "jobs.json").is_file()
+    if new:
         if space is None:
             raise LknasError("give a space (--space SPACE.yaml), or --out of a fidelity run to continue")
         if archs < 3:
@@ -135,45 +131,56 @@ def run_fidelity(
                                  if v is not None})
         target = _target_train(proxy, factor, target_epochs, target_steps)
         sampled = sample_archs(space_obj, archs, sample_seed)
-        store = store or RunStore(Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
-        if store.trials_jsonl.exists():
-            raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
-        jobs = _make_jobs(sampled, proxy, target, target_resolution or proxy.resolution,
-                          target_dataset or proxy.dataset, seeds)
-        run = {k: v for k, v in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
-                                 ("max_concurrent", max_concurrent)) if v is not None}
-        base = proxy.to_dict()
-        settings = {
-            "kind": "fidelity", "space": str(space_obj.file), "name": f"fidelity-{space_obj.name}",
-            "space_name": space_obj.name, "search": {"objectives": [{"name": "accuracy", "mode": "max"},
-                                                                    {"name": "latency", "mode": "min"}],
-                                                     "trials": len(jobs), "sampler": "random", **run},
-            "train": base, "budgets": {PROXY: {k: base[k] for k in ("epochs", "steps")}, TARGET: target},
-            "datasets": sorted({j.dataset for j in jobs}), "seeds": list(range(seeds)), "archs": archs,
-            "sample_seed": sample_seed, "factor": factor, "points": archs, "address": address,
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        store.root.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(space_obj.file, store.root / "space.yaml")
-        store.write_settings(settings)
-        write_json_atomic(store.root / "jobs.json", [dataclasses.asdict(j) for j in jobs])
-        print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
-              f"({_budget_text(base)}) and the target budget ({_budget_text(target)})", file=stream)
-    outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
-    df = store.frame()
-    try:
-        stats = fidelity_stats(df)
-    except ValueError as err:
-        stats = {"error": str(err)}
-    write_json_atomic(store.root / "fidelity.json", stats)
-    text = format_fidelity(stats, settings)
-    summary = store.root / "summary.txt"
-    write_text_atomic(summary, (summary.read_text() if summary.is_file() else "") + "\n" + text)
+    store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    with store.hold("fidelity"):  # one writer per run directory
+        if not new:
+            store.repair_tail()
+            settings = store.read_settings()
+            jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
+            print(f"continuing the fidelity run in {store.root}", file=stream)
+        else:
+            if store.trials_jsonl.exists():
+                raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
+            jobs = _make_jobs(sampled, proxy, target, target_resolution or proxy.resolution,
+                              target_dataset or proxy.dataset, seeds)
+            settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
+                                 cpus_per_trial, gpus_per_trial, max_concurrent)
+            shutil.copyfile(space_obj.file, store.root / "space.yaml")
+            store.write_settings(settings)
+            write_json_atomic(store.root / "jobs.json", [dataclasses.asdict(j) for j in jobs])
+            print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
+                  f"({_budget_text(settings['train'])}) and the target budget ({_budget_text(target)})", file=stream)
+        outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
+        try:
+            stats = fidelity_stats(store.frame())
+        except ValueError as err:
+            stats = {"error": str(err)}
+        write_json_atomic(store.root / "fidelity.json", stats)
+        text = format_fidelity(stats, settings)
+        summary = store.root / "summary.txt"
+        write_text_atomic(summary, (summary.read_text() if summary.is_file() else "") + "\n" + text)
     print(text, file=stream)
     if outcome.interrupted:
         print(f"continue with: python -m lknas fidelity --out {store.root}", file=stream)
     stats["run_dir"], stats["interrupted"] = str(store.root), outcome.interrupted
     return stats
+
+
+def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jobs: list[Job], archs: int,
+              seeds: int, sample_seed: int, factor: float, address, cpus_per_trial, gpus_per_trial,
+              max_concurrent) -> dict[str, Any]:
+    run = {k: v for k, v in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                             ("max_concurrent", max_concurrent)) if v is not None}
+    base = proxy.to_dict()
+    return {
+        "kind": "fidelity", "space": str(space.file), "name": f"fidelity-{space.name}", "space_name": space.name,
+        "search": {"objectives": [{"name": "accuracy", "mode": "max"}, {"name": "latency", "mode": "min"}],
+                   "trials": len(jobs), "sampler": "random", **run},
+        "train": base, "budgets": {PROXY: {k: base[k] for k in ("epochs", "steps")}, TARGET: target},
+        "datasets": sorted({j.dataset for j in jobs}), "seeds": list(range(seeds)), "archs": archs,
+        "sample_seed": sample_seed, "factor": factor, "points": archs, "address": address,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,

@@ -7,7 +7,8 @@ same `RunStore`, so a study lands in the search's results format with extra colu
 `point`, `value`, `variant`, `dataset` and `seed`, and `python -m lknas report` works on it.
 
 Re-running with the same `--out` continues a study: the jobs are read back from `jobs.json` and
-only those missing from `trials.jsonl` run.
+only those missing from `trials.jsonl` run. A study holds its run directory's lock (`RunStore.hold`)
+while it runs, so a second study or search on the same directory is refused.
 """
 from __future__ import annotations
 
@@ -148,41 +149,52 @@ def run_scale(
     """Run (or continue, with the same `out`) a scaling study. `seeds` (a count), `epochs`, `steps`,
     `dataset` (one data set instead of the file's list) override the experiment file."""
     stream = stream or sys.stdout
-    store = RunStore(out) if out else None
-    if store is not None and (store.root / "jobs.json").is_file():
-        settings = store.read_settings()
-        jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
-        print(f"continuing the study in {store.root}", file=stream)
-    else:
+    exp = None
+    if out is None or not (Path(out) / "jobs.json").is_file():
         if experiment is None:
             raise LknasError("give an experiment file (--experiment experiments/NAME.yaml)")
         exp = load_experiment(experiment)  # a malformed file fails here, before anything is built
-        train = exp.train.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None})
-        datasets = (dataset,) if dataset else exp.datasets
-        seed_list = tuple(range(seeds)) if seeds else exp.seeds
-        run = dict(exp.run)
-        for key, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
-                           ("max_concurrent", max_concurrent)):
-            if value is not None:
-                run[key] = value
-        store = store or RunStore(_default_out(exp))
-        if store.trials_jsonl.exists():
-            raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
-        points = expand(exp)
-        jobs = make_jobs(points, datasets, seed_list)
-        settings = {
-            "kind": "scale", "experiment": str(exp.file), "name": exp.name, "description": exp.description,
-            "search": {"objectives": [o.to_dict() for o in exp.objectives], "trials": len(jobs),
-                       "sampler": "grid", **run},
-            "train": train.to_dict(), "datasets": list(datasets), "seeds": list(seed_list),
-            "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
-            "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
-        }
-        store.root.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(exp.file, store.root / "experiment.yaml")
-        store.write_settings(settings)
-        write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
-    return _run_jobs(store, settings, jobs, erf=erf, quiet=quiet, stream=stream)
+    store = RunStore(out or _default_out(exp))
+    with store.hold("scale"):  # one writer per run directory, released however the study ends
+        if exp is None:
+            store.repair_tail()
+            settings = store.read_settings()
+            jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
+            print(f"continuing the study in {store.root}", file=stream)
+        else:
+            settings, jobs = _new_study(store, exp, seeds=seeds, epochs=epochs, steps=steps, dataset=dataset,
+                                        address=address, cpus_per_trial=cpus_per_trial,
+                                        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent)
+        return _run_jobs(store, settings, jobs, erf=erf, quiet=quiet, stream=stream)
+
+
+def _new_study(store: RunStore, exp: Experiment, *, seeds, epochs, steps, dataset, address, cpus_per_trial,
+               gpus_per_trial, max_concurrent) -> tuple[dict[str, Any], list[Job]]:
+    """Expand the experiment into jobs and write the study's settings (run.json, jobs.json)."""
+    train = exp.train.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None})
+    datasets = (dataset,) if dataset else exp.datasets
+    seed_list = tuple(range(seeds)) if seeds else exp.seeds
+    run = dict(exp.run)
+    for key, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                       ("max_concurrent", max_concurrent)):
+        if value is not None:
+            run[key] = value
+    if store.trials_jsonl.exists():
+        raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
+    points = expand(exp)
+    jobs = make_jobs(points, datasets, seed_list)
+    settings = {
+        "kind": "scale", "experiment": str(exp.file), "name": exp.name, "description": exp.description,
+        "search": {"objectives": [o.to_dict() for o in exp.objectives], "trials": len(jobs),
+                   "sampler": "grid", **run},
+        "train": train.to_dict(), "datasets": list(datasets), "seeds": list(seed_list),
+        "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
+        "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
+    }
+    shutil.copyfile(exp.file, store.root / "experiment.yaml")
+    store.write_settings(settings)
+    write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
+    return settings, jobs
 
 
 def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf: bool, quiet: bool,
