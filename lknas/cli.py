@@ -21,6 +21,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     print(f"{space.file}: OK")
     print(space.summary())
+    for warning in space.warnings():
+        print(f"warning: {warning}")
     return 0
 
 

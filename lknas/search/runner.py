@@ -132,6 +132,8 @@ def run_search(
         if space is None:
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
+        for warning in space_obj.warnings():
+            print(f"warning: {warning}", file=stream)
         settings = _settings(space_obj, overrides)
         # the overrides too: grid size, cmaes objectives, the largest model's memory at --batch-size
         space_obj.check_run(_search_config(settings), space_obj.train.replace(**settings["train_overrides"]))

@@ -118,6 +118,13 @@ class SearchSpace:
         if issues:
             raise SpaceError([Problem(self.file, path, msg) for path, msg in issues])
 
+    def warnings(self) -> list[Problem]:
+        """Choices that do nothing at the proxy resolution, constraints that never bind (see
+        `lknas.space.advice`); a valid space may have some, and a run goes on."""
+        from lknas.space.advice import space_warnings
+
+        return space_warnings(self)
+
     def summary(self) -> str:
         """Several lines: name, dimension counts, rough size, one line per dimension."""
         finite, continuous = self.size()
