@@ -133,6 +133,28 @@ def test_pareto_figure_shows_every_feasible_trial_and_highlights_the_front(searc
     assert pareto_figure(df.iloc[0:0]) is None
 
 
+def test_pareto_figure_error_bars_from_the_confirm_seeds(search_run):
+    df = _frame(search_run)
+    front = RunStore(search_run).pareto(OBJECTIVES, df)
+    member = front.iloc[0]
+    extra = []
+    for i, delta in enumerate((-2.0, 2.0)):  # two confirm seeds around the member: std 2 over 3 seeds
+        row = member.to_dict()
+        row.update(trial=1000 + i, accuracy=member["accuracy"] + delta, phase="confirm", confirms=member["trial"])
+        extra.append(row)
+    import pandas as pd
+
+    fig = pareto_figure(pd.concat([df, pd.DataFrame(extra)], ignore_index=True), x="latency_ms")
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert sum(len(t.x) for t in markers) == len(df[df["status"] == "ok"])  # confirm rows are no points
+    bars = {int(c[0]): e for t in markers if t.error_y and t.error_y.array is not None
+            for c, e in zip(t.customdata, t.error_y.array)}
+    assert bars[int(member["trial"])] == pytest.approx(2.0)
+    assert all(v == 0 for t, v in bars.items() if t != int(member["trial"]))
+    hover = [c[3] for t in markers for c in t.customdata if int(c[0]) == int(member["trial"])][0]
+    assert "over 3 seeds" in hover
+
+
 def test_scaling_figure_one_line_per_dimension_with_seed_error_bars(scale_run):
     df = _frame(scale_run)
     fig = scaling_figure(df, x="flops_effective")

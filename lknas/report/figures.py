@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lknas.search.noise import CONFIRM_PHASE, noise_columns, search_rows
 from lknas.search.store import FEASIBLE, PARAM_PREFIX, pareto_mask
 from lknas.study.edf import error_edfs, kernel_type_of
 
@@ -66,8 +67,11 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                   y_mode: str = "max", title: str | None = None, panels: str = "dataset") -> go.Figure | None:
     """Every feasible trial (status ok) as a point coloured by kernel type; the Pareto front of
     (y, x) highlighted and joined; hover: trial, architecture summary (and a study's point), both
-    values. A study on several data sets gets one panel (and one front) per data set."""
-    ok = with_kernel_type(_feasible(df, x, y))
+    values. A study on several data sets gets one panel (and one front) per data set. Where the
+    front was confirmed with extra seeds (`lknas.search.confirm`), its accuracy error bars span
+    +- one standard deviation over the seeds, and the hover tells a lead within noise."""
+    confirm_rows = df[df["phase"] == CONFIRM_PHASE] if "phase" in df.columns else df.iloc[0:0]
+    ok = with_kernel_type(_feasible(search_rows(df), x, y))
     if ok.empty:
         return None
     groups = list(dict.fromkeys(ok[panels])) if panels in ok.columns and ok[panels].nunique() > 1 else [None]
@@ -88,8 +92,16 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                 if "dimension" in sub.columns:
                     seed = " · seed " + sub["seed"].astype(str) if "seed" in sub.columns else ""
                     label = sub["dimension"].astype(str) + " " + label + seed
+                error_y = None
+                if on_front and y == "accuracy" and not confirm_rows.empty:
+                    noise = noise_columns(sub, pd.concat([sub, confirm_rows]), ())
+                    if (noise["seeds"] > 1).any():
+                        error_y = dict(type="data", array=noise["accuracy_std"].fillna(0), thickness=1.5, width=4)
+                        label = label + [f" · {m:.1f} +- {s:.1f} over {n} seeds" if n > 1 else ""
+                                         for m, s, n in zip(noise["accuracy_mean"], noise["accuracy_std"],
+                                                            noise["seeds"])]
                 fig.add_trace(go.Scatter(
-                    x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt,
+                    x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt, error_y=error_y,
                     showlegend=bool(col == 1 and (not on_front or not (sel & ~mask).any())),
                     marker=dict(color=color_of(kt, types), size=13 if on_front else 8,
                                 opacity=1.0 if on_front else 0.55, line=dict(color="black", width=2 if on_front else 0)),
