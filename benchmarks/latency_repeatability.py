@@ -1,0 +1,166 @@
+"""Is a latency measured inside a search the architecture's, or the noise of the trial beside it?
+
+Runs a default-size search (16 trials, 2 at a time, each training the full proxy budget while the
+other is measured) on a space derived from a bundled one by fixing every dimension except a few,
+so that the random sampler draws each of its few architectures several times. Then:
+
+- repeatability: for each architecture drawn 2+ times, the coefficient of variation (sd / mean)
+  of the latencies its different trials measured; target <= 10%;
+- ranking: Spearman's rho between each trial's in-search latency and a quiet re-measurement of
+  its architecture afterwards (nothing else running, same protocol); target >= 0.9.
+
+The search runs twice, with the quiet-timing lock (`LKNAS_QUIET=1`, the default) and without it
+(`LKNAS_QUIET=0`, the behaviour before the lock) as the control, in the same process run.
+
+    python benchmarks/latency_repeatability.py            # both modes, ~25 minutes on 2 cores
+    python benchmarks/latency_repeatability.py --modes on --trials 8 --epochs 2
+
+Writes results/benchmarks/latency_repeatability.json and .md. Run it on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# the dimensions left free (everything else fixed at its first value): 3 kernel designs x 2 widths
+FREE = {"kernel_type": None, "stages[0].width": None}
+
+
+def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int) -> Path:
+    """The base space with only FREE dimensions searched, random sampler, no confirm phase."""
+    from lknas.space import resolve_space_path
+
+    raw = yaml.safe_load(resolve_space_path(base).read_text())
+
+    def first(value):
+        if isinstance(value, dict) and "choice" in value:
+            return value["choice"][0]
+        if isinstance(value, dict) and "int" in value:
+            return value["int"][0]
+        return value
+
+    for key in list(raw):
+        if key not in ("stages", "search", "train", "constraints", "name", "description", "sparsity") \
+                and key not in FREE:
+            raw[key] = first(raw[key])
+    for i, stage in enumerate(raw["stages"]):
+        for key in list(stage):
+            if f"stages[{i}].{key}" not in FREE:
+                stage[key] = first(stage[key])
+    if isinstance(raw.get("sparsity"), dict):
+        raw["sparsity"] = {k: first(v) for k, v in raw["sparsity"].items()}
+    raw.pop("constraints", None)
+    raw["search"] = {"sampler": "random", "objectives": [{"name": "accuracy", "mode": "max"},
+                                                         {"name": "latency", "mode": "min"}],
+                     "trials": trials, "seed": 0, "confirm": 0}
+    if epochs:
+        raw.setdefault("train", {})["epochs"] = epochs
+    raw["name"] = f"{raw.get('name', 'space')}_latency"
+    path = tmp / "space.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _quiet_latency(arch_yaml: str, resolution: int, num_classes: int, in_chans: int) -> float:
+    from lknas.arch import ArchConfig
+    from lknas.measure import measure_latency
+
+    return measure_latency(ArchConfig.from_yaml(arch_yaml), resolution, threads=1, num_classes=num_classes,
+                           in_chans=in_chans)["latency_ms"]
+
+
+def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
+    from lknas.search import load_results, run_search
+    from lknas.study.rank_stats import spearman
+
+    os.environ["LKNAS_QUIET"] = "1" if mode == "on" else "0"
+    out = tmp / f"run-{mode}"
+    start = time.perf_counter()
+    run_search(space, out=out, quiet=True, max_concurrent=concurrency, cpus_per_trial=1)
+    wall = time.perf_counter() - start
+    df = load_results(out)
+    ok = df[df["status"] == "ok"]
+    from lknas.data import build_data
+    from lknas.space import load_space
+
+    train = load_space(space).train
+    data = build_data(train.dataset, resolution=train.resolution, batch_size=train.batch_size, seed=train.seed)
+    os.environ["LKNAS_QUIET"] = "1"
+    quiet = {h: _quiet_latency(y, train.resolution, data.num_classes, data.in_chans)
+             for h, y in ok.groupby("hash")["arch_yaml"].first().items()}
+    per_arch = []
+    for h, rows in ok.groupby("hash"):
+        lat = rows["latency_ms"].astype(float).tolist()
+        per_arch.append({"hash": h, "summary": rows["summary"].iloc[0], "trials": len(lat),
+                         "latency_ms": [round(v, 4) for v in lat], "quiet_ms": round(quiet[h], 4),
+                         "cv": statistics.stdev(lat) / statistics.mean(lat) if len(lat) > 1 else None})
+    repeated = [a["cv"] for a in per_arch if a["cv"] is not None]
+    rho = spearman(ok["latency_ms"].astype(float).tolist(), [quiet[h] for h in ok["hash"]])
+    return {"mode": mode, "trials": len(df), "ok": len(ok), "wall_s": wall, "archs": per_arch,
+            "max_cv": max(repeated) if repeated else None,
+            "median_cv": statistics.median(repeated) if repeated else None,
+            "spearman_vs_quiet": rho,
+            "waited_s": float(ok["latency_wait"].astype(float).sum()) if "latency_wait" in ok.columns else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="peleK_space.yaml")
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, help="proxy epochs (default: the space's)")
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--modes", default="on,off", help="on (quiet lock), off (LKNAS_QUIET=0): the control")
+    ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        space = _derived_space(args.space, Path(tmp), args.epochs, args.trials)
+        for mode in args.modes.split(","):
+            results.append(_run(mode.strip(), space, Path(tmp), args.concurrency))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "archs"}), flush=True)
+    report = {"space": args.space, "free_dimensions": list(FREE), "trials": args.trials,
+              "concurrency": args.concurrency, "targets": {"max_cv": 0.10, "spearman_vs_quiet": 0.9},
+              "results": results,
+              "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                          "cpus": os.cpu_count()},
+              "command": "python benchmarks/latency_repeatability.py " + " ".join(sys.argv[1:])}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency_repeatability.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["| timing | trials ok | archs drawn 2+ times | median CV | max CV (target <= 10%) | "
+             "Spearman vs quiet (target >= 0.9) | time waited for the node | search wall |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        n_rep = sum(a["cv"] is not None for a in r["archs"])
+        cv = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        lines.append(f"| {'quiet lock' if r['mode'] == 'on' else 'plain (LKNAS_QUIET=0)'} | {r['ok']} | {n_rep} | "
+                     f"{cv(r['median_cv'])} | {cv(r['max_cv'])} | {r['spearman_vs_quiet']:.3f} | "
+                     f"{r['waited_s'] or 0:.1f} s | {r['wall_s']:.0f} s |")
+    detail = ["", "| timing | architecture | trials | in-search latencies (ms) | quiet (ms) | CV |",
+              "|---|---|---|---|---|---|"]
+    for r in results:
+        for a in r["archs"]:
+            spread = "-" if a["cv"] is None else f"{100 * a['cv']:.1f}%"
+            values = ", ".join(f"{v:.2f}" for v in a["latency_ms"])
+            detail.append(f"| {r['mode']} | {a['summary']} | {a['trials']} | {values} | {a['quiet_ms']:.2f} | {spread} |")
+    text = (f"# Latency inside a search: repeatability and ranking\n\n`{report['command']}`\n\n"
+            + "\n".join(lines + detail) + "\n")
+    (out / "latency_repeatability.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
