@@ -97,6 +97,9 @@ def load_space(path_or_name: str | Path, directory: Path | None = None) -> Searc
         text = path.read_text()
     except OSError as err:
         raise SpaceError([Problem(file, "", f"cannot read the file: {err.strerror or err}")]) from None
+    except UnicodeDecodeError as err:
+        raise SpaceError([Problem(file, "", f"not a text (UTF-8) file ({err.reason} at byte {err.start}); a space "
+                                            f"file is YAML text")]) from None
     data = read_yaml(text, file)
     if data is None:
         raise SpaceError([Problem(file, "", "the file is empty; a space needs at least a 'stages' list")])
