@@ -20,7 +20,7 @@ from lknas.report.export import export_pngs
 from lknas.report.search_figures import hypervolume_figure, importance_figure, load_study
 from lknas.search.objectives import metric_of
 from lknas.search.store import RunStore, arch_file_name
-from lknas.space.configs import DEFAULT_OBJECTIVES, Objective
+from lknas.space.configs import Objective
 
 __all__ = ["Figure", "ReportResult", "build_figures", "write_report", "run_objectives"]
 
@@ -47,8 +47,9 @@ ERF_TITLE_TRAINED = ("Effective receptive fields of the trained proxies (|d cent
 
 
 def run_objectives(settings: dict[str, Any]) -> tuple[Objective, ...]:
-    objs = settings.get("search", {}).get("objectives")
-    return tuple(Objective(**o) for o in objs) if objs else DEFAULT_OBJECTIVES
+    from lknas.search.store import run_objectives as objectives_of
+
+    return objectives_of(settings)
 
 
 def _load(run: str | os.PathLike) -> tuple[RunStore, dict[str, Any], pd.DataFrame]:

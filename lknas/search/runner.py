@@ -25,9 +25,10 @@ import optuna
 import pandas as pd
 
 from lknas.errors import LknasError
+from lknas.io import make_run_dir
 from lknas.search.objectives import metric_of
 from lknas.search.samplers import make_sampler
-from lknas.search.store import RunStore
+from lknas.search.store import RunStore, check_study_db
 from lknas.search.trial import NUMBER_KEY, TrialContext
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
@@ -57,6 +58,8 @@ def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
         mode = mode or OBJECTIVE_MODES[name]
         if mode not in ("max", "min"):
             raise LknasError(f"--objectives: mode of {name!r} must be max or min, got {mode!r}")
+        if any(o.name == name for o in out):
+            raise LknasError(f"--objectives: {name!r} is given twice; list each objective once, e.g. accuracy,latency")
         out.append(Objective(name, mode))
     if not out:
         raise LknasError("--objectives: give at least one, e.g. accuracy,latency")
@@ -79,10 +82,26 @@ def _settings(space: SearchSpace, overrides: dict[str, Any]) -> dict[str, Any]:
             "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": space.name}
 
 
-def _search_config(settings: dict[str, Any]) -> SearchConfig:
-    data = dict(settings["search"])
-    data["objectives"] = tuple(Objective(**o) for o in data["objectives"])
-    return SearchConfig(**data)
+def _search_config(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchConfig:
+    """The SearchConfig of `settings`, checked as the space file's own `search` and `train`
+    sections are (trials >= 1, cpus_per_trial > 0, steps >= 1, ...); LknasError naming `where`."""
+    from lknas.space.configs import parse_search, parse_train
+
+    issues: list[tuple[str, str]] = []
+    search = parse_search(settings.get("search"), issues)
+    overrides = settings.get("train_overrides")
+    if not isinstance(overrides, dict) or not set(overrides) <= set(_TRAIN_OVERRIDES):
+        issues.append(("train_overrides", f"a mapping of {', '.join(_TRAIN_OVERRIDES)}; got {overrides!r}"))
+    else:
+        parse_train({**space.train.to_dict(), **overrides}, issues)
+    for key in ("address", "ray_storage"):
+        if not isinstance(settings.get(key), (str, type(None))):
+            issues.append((key, f"a string or null; got {settings.get(key)!r}"))
+    if not isinstance(settings.get("space_name"), str):
+        issues.append(("space_name", f"the space's name; got {settings.get('space_name')!r}"))
+    if issues:
+        raise LknasError(f"{where}: " + "; ".join(f"{path}: {message}" for path, message in issues))
+    return search
 
 
 def _init_ray(address: str | None, quiet: bool) -> None:
@@ -141,14 +160,15 @@ def run_search(
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
         settings = _settings(space_obj, overrides)
+        _search_config(settings, space_obj, "settings")  # a meaningless override fails before any file is written
         store = RunStore(out or default_run_dir(space_obj))
         if store.trials_jsonl.exists():
             raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
                              f"or choose another --out")
-        store.root.mkdir(parents=True, exist_ok=True)
+        make_run_dir(store.root, results=(store.trials_jsonl.name,))  # taken back if the CLI then fails
         shutil.copyfile(space_obj.file, store.space_file)
         store.write_settings(settings)
-    search = _search_config(settings)
+    search = _search_config(settings, space_obj, str(store.settings_file))
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
         from lknas.search.seeds import seed_points
@@ -179,6 +199,7 @@ def run_search(
     grid = space_obj.grid() if search.sampler == "grid" else None
     sampler = make_sampler(search.sampler, search.seed + len(done), len(search.objectives), search.trials, grid)
     study_name = settings["space_name"]
+    check_study_db(store.study_db)
     storage = _open_study(store, study_name)
     device = "cuda" if search.gpus_per_trial > 0 else "cpu"
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
