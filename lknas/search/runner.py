@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import os
 import shutil
 import sys
@@ -104,22 +103,11 @@ def _search_config(settings: dict[str, Any], space: SearchSpace, where: str) -> 
     return search
 
 
-def _init_ray(address: str | None, quiet: bool) -> None:
-    import ray
+def _init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> None:
+    """Start or join Ray; fails fast (LknasError) on an unreachable address or a trial no node holds."""
+    from lknas.search.cluster import init_ray
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
-                                  log_to_driver=not quiet, configure_logging=True)
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except ConnectionError as err:
-            raise LknasError(f"--address {address}: no Ray cluster answers there ({err}); start one with "
-                             f"`ray start --head` or leave --address out for a local Ray") from None
-    else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+    init_ray(address, quiet, cpus_per_trial, gpus_per_trial)
 
 
 def _open_study(store: RunStore, study_name: str) -> optuna.storages.RDBStorage:
@@ -207,7 +195,7 @@ def run_search(
                        threads=max(1, int(search.cpus_per_trial)), device=device,
                        latency_threads=max(1, int(search.cpus_per_trial)))
 
-    _init_ray(settings.get("address"), quiet)
+    _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
     from lknas.search.monitor import SearchMonitor
 
     monitor = SearchMonitor(store, search.objectives, search.trials, len(done), quiet=quiet, stream=stream,

@@ -232,7 +232,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
                        device="cuda" if gpus > 0 else "cpu", erf=erf)
     from lknas.search.runner import _init_ray
 
-    _init_ray(settings.get("address"), quiet)
+    _init_ray(settings.get("address"), quiet, cpus, gpus)
     from lknas.search.monitor import SearchMonitor
 
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
