@@ -276,6 +276,8 @@ def catalogue(tmp: Path, silent_port: int) -> list[Case]:
     # values the parser cannot judge
     C("count: resolution below the stride", "meaningless value", "count", str(four), "--resolution", "16")
     C("latency: resolution below the stride", "meaningless value", "latency", "--arch", str(four), "--resolution", "16")
+    C("erf: --erf-resolution below the stride", "meaningless value", "erf", "--arch", str(four), "--data", TINY_DATA,
+      "--resolution", "32", "--batch-size", "8", "--erf-resolution", "16")
     C("latency --device cuda without CUDA", "device", "latency", "--arch", str(tiny), "--device", "cuda",
       "--resolution", "32")
     C("latency --device cuda:9", "device", "latency", "--arch", str(tiny), "--device", "cuda:9", "--resolution", "32")

@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="no model EMA")
     _num(p, "--resolution", A.RESOLUTION, "input size (default 224)", default=224)
     _num(p, "--subset", A.COUNT, "use at most this many training images")
-    _num(p, "--workers", A.NON_NEGATIVE, "data loader workers (default 4)", default=4)
+    _num(p, "--workers", A.WORKERS, "data loader workers (default 4)", default=4)
     _num(p, "--seed", A.SEED, "seed (default 0)", default=0)
     p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--out", type=A.out_dir, help="output directory (default results/train/ARCH-HASH)")
@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="experiment YAML (e.g. experiments/kernel_types.yaml)")
     p.add_argument("--out", type=A.out_dir,
                    help="run directory (default results/NAME-DATE-TIME); an existing study continues")
-    _num(p, "--seeds", A.COUNT, "seeds per point (experiment: seeds)")
+    _num(p, "--seeds", A.SEEDS, "seeds per point (experiment: seeds)")
     _num(p, "--epochs", A.COUNT, "proxy epochs per trial (experiment: train.epochs)")
     _num(p, "--steps", A.COUNT, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
@@ -426,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="architecture YAML")
     _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
          default=224)
-    _num(p, "--batch-size", A.COUNT, "latency batch (default 1)", default=1)
-    _num(p, "--throughput-batch", A.NON_NEGATIVE, "throughput batch, 0 to skip (default 32)", default=32)
+    _num(p, "--batch-size", A.BATCH, "latency batch (default 1)", default=1)
+    _num(p, "--throughput-batch", A.THROUGHPUT_BATCH, "throughput batch, 0 to skip (default 32)", default=32)
     p.add_argument("--device", type=A.device, default="cpu", help="cpu (default), cuda or cuda:N")
     _num(p, "--threads", A.THREADS, "CPU threads (default: torch's current setting)")
     _num(p, "--repeats", A.REPEATS, "timed runs; the median is reported (default 20)", default=20)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "Number", "COUNT", "NON_NEGATIVE", "SEED", "RESOLUTION", "THREADS", "REPEATS", "NUM_CLASSES",
+    "Number", "COUNT", "NON_NEGATIVE", "SEED", "SEEDS", "WORKERS", "BATCH", "THROUGHPUT_BATCH", "RESOLUTION", "THREADS", "REPEATS", "NUM_CLASSES",
     "POSITIVE", "NON_NEGATIVE_FLOAT", "DROP_RATE", "CPUS", "GPUS", "DEVICES", "device", "out_file",
     "out_dir", "with_range",
 ]
@@ -95,8 +95,12 @@ def _looks_numeric(text: str) -> bool:
 
 # The ranges. Seeds stay below 2**31 so that seed + finished trials still fits the samplers' 32 bits.
 COUNT = Number(int, 1)                      # epochs, steps, batch sizes, trials, subset, images, seeds
-NON_NEGATIVE = Number(int, 0)               # 0 means "none": throughput batch, workers, erf epochs, trial id
+NON_NEGATIVE = Number(int, 0)               # 0 means "none": erf epochs (at initialization); a trial id
 SEED = Number(int, 0, 2**31 - 1)
+SEEDS = Number(int, 1, 1000)                # seeds per point of a study: each is a trial per point
+WORKERS = Number(int, 0, 256)               # data loader processes
+BATCH = Number(int, 1, 4096)                # a measurement batch (allocated at once, no data to bound it)
+THROUGHPUT_BATCH = Number(int, 0, 4096)     # 0 skips the throughput
 RESOLUTION = Number(int, 16, 2048)          # input size; the architecture may need more (its total stride)
 THREADS = Number(int, 1, 1024)
 REPEATS = Number(int, 1, 100_000)

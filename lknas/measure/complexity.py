@@ -28,17 +28,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def check_input_size(model: nn.Module, resolution: int) -> None:
+def check_input_size(model: nn.Module, resolution: int, flag: str = "--resolution") -> None:
     """LknasError unless a `resolution` x `resolution` input leaves the last stage at least one cell:
     an lknas net needs an input of at least its total stride (32 for four stages after a 4x stem)."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise LknasError(f"resolution must be a positive integer, got {resolution!r}")
+        raise LknasError(f"{flag} must be a positive integer, got {resolution!r}")
     info = getattr(model, "feature_info", None)
     stride = info[-1]["reduction"] if info else 1
     if resolution < stride:
-        raise LknasError(f"--resolution {resolution} is smaller than the architecture's total stride {stride} "
+        raise LknasError(f"{flag} {resolution} is smaller than the architecture's total stride {stride} "
                          f"(stem and downsampling), which would leave no pixel for the last stage; "
-                         f"use --resolution {stride} or more")
+                         f"use {flag} {stride} or more")
 
 
 def count_flops(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[int, dict[str, int]]:
