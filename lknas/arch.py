@@ -25,6 +25,25 @@ HEAD_NORMS = ("ln", "bn", "none")
 SPARSITY_GROWTH = ("random", "gradient")
 SPARSITY_INIT = ("uniform", "erk", "snip")
 SPARSITY_TARGETS = ("large_kernels", "all")
+# how much each stem and downsample layer shrinks the map (input -> stage 1 is stride 4)
+STEM_REDUCTION = {"patch": 4, "replk": 4, "unirep": 4}
+DOWNSAMPLE_REDUCTION = {"patch": 2, "conv3": 2, "replk": 2, "none": 1}
+
+
+def stage_map_sizes(resolution: int, stem: str, downsamples: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """Side of each stage's feature map for a square input (stride-s layers round up, as a
+    padded stride-s conv or a patchify of a divisible input does)."""
+    sizes, side = [], -(-resolution // STEM_REDUCTION[stem])
+    for down in downsamples:
+        side = -(-side // DOWNSAMPLE_REDUCTION[down])
+        sizes.append(side)
+    return tuple(sizes)
+
+
+def applied_kernel(k: int, side: int) -> int:
+    """The part of a k x k 'same' kernel that can meet a side x side map: taps farther than
+    side - 1 from the centre only ever meet zero padding (`lknas.ops.dwconv2d` crops them)."""
+    return min(k, 2 * side - 1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,16 @@ class ArchConfig:
     @property
     def kernel_types(self) -> tuple[str, ...]:
         return tuple(s.kernel.type for s in self.stages)
+
+    def map_sizes(self, resolution: int) -> tuple[int, ...]:
+        """Side of each stage's feature map at a square input of `resolution`."""
+        return stage_map_sizes(resolution, self.stem.type, [s.downsample for s in self.stages])
+
+    def applied_kernel_sizes(self, resolution: int) -> tuple[int, ...]:
+        """The largest kernel of each stage as the network applies it at `resolution` (cropped
+        to 2 x map - 1): two architectures that differ only beyond it compute the same function."""
+        return tuple(applied_kernel(s.kernel.max_size, side)
+                     for s, side in zip(self.stages, self.map_sizes(resolution)))
 
     def summary(self) -> str:
         """One line for logs, tables and plot hovers."""

@@ -163,13 +163,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
         ignored = [f"--{k.rstrip('_').replace('_', '-')}" for k in _NEW_SEARCH_ONLY if getattr(args, k) is not None]
         if ignored:
             raise LknasError(f"--resume {args.resume} continues with the run's own settings; {', '.join(ignored)} "
-                             f"cannot change them (only --trials, to ask for more): drop them, or start a new search")
+                             f"cannot change them (only --trials, to ask for more, and --confirm): drop them, or "
+                             f"start a new search")
     overrides = dict(
         trials=args.trials, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
-        ray_storage=args.ray_storage,
+        ray_storage=args.ray_storage, confirm=args.confirm,
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
@@ -270,6 +271,16 @@ def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.COUNT, epo
     _num(p, "--seed", A.SEED, "seed of data, init and order")
 
 
+def _confirm_flag(text: str) -> int | str:
+    from lknas.space.configs import parse_confirm
+    from lknas.space.fields import Invalid
+
+    try:
+        return parse_confirm(text)
+    except Invalid as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     """Where the trials run (search and scale): resources per trial, concurrency, the Ray cluster."""
     _num(p, "--cpus-per-trial", A.CPUS, "CPUs per trial, at most a node's (default 1)")
@@ -292,6 +303,14 @@ def format_complexity(name: str, result: dict) -> str:
     lines.append(f"  FLOPs         {result['flops'] / 1e9:10.3f} G   (MACs of the deploy form)")
     if "flops_sparse" in result:
         lines.append(f"  FLOPs sparse  {result['flops_sparse'] / 1e9:10.3f} G   (non-zero weights only)")
+    if result.get("kernels_applied") and result["kernels_applied"] != result.get("kernels"):
+        kernels = "-".join(map(str, result["kernels"]))
+        applied = "-".join(map(str, result["kernels_applied"]))
+        lines.append(f"  applied       kernels {applied} of {kernels}: larger ones reach only padding at "
+                     f"{result['resolution']}px")
+        lines.append(f"  FLOPs applied {result['flops_applied'] / 1e9:10.3f} G   (the kernels as applied"
+                     + (f"; sparse {result['flops_sparse_applied'] / 1e9:.3f} G)" if "flops_sparse_applied" in result
+                        else ")"))
     return "\n".join(lines)
 
 
@@ -333,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("search", "multi-objective architecture search (Ray Tune + Optuna)")
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
     p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (with its settings; "
-                   "only --trials may change)")
+                   "only --trials and --confirm may change)")
     _num(p, "--trials", A.COUNT, "number of trials (space: search.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (space: search.sampler)")
     p.add_argument("--objectives", help="each once, e.g. accuracy,latency or accuracy:max,flops:min; any of "
@@ -352,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     _num(p, "--time-budget", A.POSITIVE, "stop starting trials after this many seconds")
     p.add_argument("--from", dest="from_", metavar="FILE_OR_RUN",
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
+    p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
+                   help="re-train the Pareto set with N extra seeds after the search (0..10; default auto: 2 or 1 "
+                        "when that costs at most 30%% of the search)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_search)
 

@@ -68,6 +68,29 @@ def test_bad_arguments():
         small("shapes", subset=0)
 
 
+@pytest.mark.parametrize(
+    "name, kwargs, needle",
+    [
+        ("pathfinder:train=10000000", {}, "train size must be an integer from 1 to 1000000"),
+        ("shapes:val=" + "9" * 5000, {}, "val size must be an integer from 1 to 1000000, got '9999"),
+        ("shapes:train=1000000", {"resolution": 256}, "over 8 GiB"),
+        ("pathfinder:distractors=1000", {}, "distractors must be an integer in 0..20"),
+        ("shapes", {"train_size": 10**7}, "train size must be an integer from 1 to 1000000"),
+        ("shapes", {"batch_size": 10**6}, "batch_size must be an integer from 1 to 4096"),
+        ("shapes", {"subset": 10**12}, "subset must be an integer from 1 to 100000000"),
+        ("shapes", {"workers": 10**4}, "workers must be an integer from 0 to 256"),
+        ("cifar10:/nowhere", {"resolution": 10**5}, "resolution must be an integer from 8 to 1024"),
+    ],
+)
+def test_every_size_is_capped_before_anything_is_generated(name, kwargs, needle, monkeypatch):
+    from lknas.data import shapes
+
+    monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("generated data"))
+    with pytest.raises(DataError) as e:
+        build_data(name, **kwargs)
+    assert needle in str(e.value) and len(str(e.value)) < 400
+
+
 def test_parse_spec():
     s = parse_spec("Pathfinder:hard, distractors=4")
     assert (s.kind, s.path, s.options) == ("pathfinder", None, {"": "hard", "distractors": "4"})

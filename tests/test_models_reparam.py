@@ -7,7 +7,7 @@ from torch import nn
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, StageSpec, StemSpec
 from lknas.models import build_model, is_deployed, reparameterize
 from lknas.models.net import LKStage
-from lknas.ops import DeployDWConv, PartialChannels, PeripheralLK
+from lknas.ops import DeployDWConv, DeployStripeConv, PartialChannels, PeripheralLK
 
 BLOCKS = ["replk", "convnext", "unirep"]
 # (name, kernel spec without partial); k = 9 or 11, maps 5x5 (smaller) and 16x16 (larger)
@@ -65,9 +65,12 @@ def _assert_deployed_structure(deploy, partial):
         if partial < 1:
             assert isinstance(lk, PartialChannels)
             lk = lk.mixer
-        assert type(lk) is DeployDWConv
         assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in lk.modules())
-        assert len(list(lk.parameters())) == 2
+        if type(lk) is DeployStripeConv:  # SLaK's form: k x n (with bias) + n x k [+ a small conv]
+            assert len(list(lk.parameters())) == 3 + (lk.small is not None)
+        else:
+            assert type(lk) is DeployDWConv
+            assert len(list(lk.parameters())) == 2
     assert not any(isinstance(m, PeripheralLK) for m in deploy.modules())
     assert not any("pos_embed" in n for n, _ in deploy.named_parameters())
     assert is_deployed(deploy)
@@ -175,8 +178,9 @@ def test_decomposed_stripe_deploy(block, partial):
 
     kernel = KernelSpec(size=(11,), type="stripe", stripe_n=5, reparam=5)
     model = randomize_(build_model(_net_arch(block, kernel, partial), num_classes=5)).eval()
-    dense = reparameterize(model)
-    deploy = reparameterize(model, decompose_stripes=True)
+    forms = {name: "dense" for name, m in model.named_modules() if type(m).__name__ == "StripeLK"}
+    dense = reparameterize(model, stripe_forms=forms)
+    deploy = reparameterize(model)  # no resolution: SLaK's decomposed form
     assert is_deployed(deploy)
     lks = _lk_modules(deploy)
     for lk in lks:

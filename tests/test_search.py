@@ -24,7 +24,8 @@ DATA = "pathfinder:easy,train=96,val=32"
 
 
 def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float = 2e-3, trials: int = 3,
-                sampler: str = "random", objectives: str = "[accuracy, latency]") -> Path:
+                sampler: str = "random", objectives: str = "[accuracy, latency]", weight_decay: float = 0.05,
+                steps: int = 2, confirm: str = "0") -> Path:
     path.write_text(textwrap.dedent(f"""\
         name: tiny_space
         stem: {{type: patch}}
@@ -36,8 +37,9 @@ def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float 
           - {{depth: 1, width: {{choice: [8, 16]}}, kernel: {{choice: [3, 7, 9]}}}}
           - {{depth: 1, width: 16, kernel: {{choice: [3, 5]}}}}
         constraints: {constraints}
-        train: {{dataset: "{DATA}", resolution: 32, steps: 2, batch_size: 32, lr: {lr}, warmup_epochs: 0}}
-        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0}}
+        train: {{dataset: "{DATA}", resolution: 32, steps: {steps}, batch_size: 32, lr: {lr},
+                weight_decay: {weight_decay}, warmup_epochs: 0}}
+        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0, confirm: {confirm}}}
         """))
     return path
 
@@ -107,7 +109,9 @@ def test_a_diverging_trial_is_recorded_and_the_search_goes_on(local_ray, tmp_pat
     from lknas.search import run_search
 
     out = tmp_path / "run"
-    run_search(write_space(tmp_path / "s.yaml", lr=1e8, trials=2), out=out, quiet=True)
+    # the largest lr and weight decay the schema allows: AdamW's decay flips and grows the weights
+    # 99-fold a step, so the loss is nan within 8 steps (lr 1e8 is now refused at validation)
+    run_search(write_space(tmp_path / "s.yaml", lr=10, weight_decay=10, steps=8, trials=2), out=out, quiet=True)
     df = load_results(out)
     assert len(df) == 2 and set(df["status"]) == {"diverged"}
     assert df["error"].str.contains("lower train.lr").all()

@@ -100,3 +100,21 @@ def test_objectives_flag():
     assert parse_objectives_flag("flops:max") == (Objective("flops", "max"),)
     with pytest.raises(LknasError, match="unknown objective 'speed'"):
         parse_objectives_flag("accuracy,speed")
+
+
+def test_a_grid_over_the_limit_is_refused_before_the_run_directory_or_ray(tmp_path):
+    from lknas.errors import SpaceError
+    from lknas.search.runner import run_search
+
+    with pytest.raises(SpaceError, match="559,872,000 combinations"):
+        run_search("peleK_space.yaml", sampler="grid", out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_grid_sampler_counts_before_optuna_lists_the_grid():
+    from lknas.search.samplers import make_sampler
+
+    grid = {f"d{i}": list(range(10)) for i in range(6)}  # 10^6 combinations, 60 values
+    with pytest.raises(LknasError, match="1,000,000 combinations"):
+        make_sampler("grid", 0, 1, 10, grid)
+    assert make_sampler("grid", 0, 1, 10, {"d0": [1, 2], "d1": [3, 4]})

@@ -119,3 +119,51 @@ def test_suggest_uses_matching_distributions():
     assert dists["k"].choices == ("[13, 3]", 31)
     assert dists["d"] == optuna.distributions.IntDistribution(2, 8, step=2)
     assert dists["lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+
+
+def test_choice_lists_are_capped():
+    with pytest.raises(DomainSyntaxError) as err:
+        parse_domain({"choice": list(range(200_000))})
+    assert [p for p, _ in err.value.problems] == ["choice"]
+    assert "200,000 values; at most 1,000" in err.value.problems[0][1]
+
+
+class Probe:
+    """A value that counts how often it is compared for equality."""
+
+    eq_calls = 0
+
+    def __init__(self, i):
+        self.i = i
+
+    def __hash__(self):
+        return hash(self.i)
+
+    def __eq__(self, other):
+        Probe.eq_calls += 1
+        return isinstance(other, Probe) and self.i == other.i
+
+
+def test_duplicate_check_compares_each_value_about_once():
+    """Quadratic pairwise comparison took minutes on long lists; hashing takes one pass."""
+    Probe.eq_calls = 0
+    assert len(parse_domain({"choice": [Probe(i) for i in range(1000)]}).options) == 1000
+    assert Probe.eq_calls < 100
+
+
+def test_duplicates_are_exact_values_of_the_same_type():
+    with pytest.raises(DomainSyntaxError) as err:
+        parse_domain({"choice": [1, 1.0, True, [13, 3], "1", [13, 3], 1]})
+    assert [p for p, _ in err.value.problems] == ["choice[5]", "choice[6]"]
+    assert "also choice[3]" in err.value.problems[0][1]
+
+
+@pytest.mark.parametrize("raw, path", [
+    ({"float": [0.0, float("inf")]}, "float[1]"),
+    ({"float": [float("nan"), 1.0]}, "float[0]"),
+    ({"float": [float("-inf"), 1.0]}, "float[0]"),
+])
+def test_range_bounds_must_be_finite(raw, path):
+    with pytest.raises(DomainSyntaxError) as err:
+        parse_domain(raw)
+    assert [p for p, _ in err.value.problems] == [path]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from lknas.errors import SpaceError
+from lknas.space.schema import STAGE_FIELDS, schema_fields
 from lknas.space import (
     Constraints, FloatRange, Objective, SearchConfig, TrainConfig, bundled_spaces, load_space, parse_space,
     resolve_space_path,
@@ -120,13 +121,13 @@ def test_stage_shape_errors():
         (space(stage(block="replk", grn=True)), "stages[0].grn", "convnext and unirep"),
         (space(stage(block="convnext", se=True)), "stages[0].se", "unirep"),
         (space(stage(block="unirep", dw_ratio=1.5)), "stages[0].dw_ratio", "replk"),
-        (space(stage(layer_scale=-1)), "stages[0].layer_scale", ">= 0"),
-        (space(stage(mlp_ratio=0)), "stages[0].mlp_ratio", "> 0"),
+        (space(stage(layer_scale=-1)), "stages[0].layer_scale", "[0, 1]"),
+        (space(stage(mlp_ratio=0)), "stages[0].mlp_ratio", "(0, 16]"),
         (space(stage(downsample="pool")), "stages[0].downsample", "none, patch, conv3, replk"),
         (space(stage(block="convnxt")), "stages[0].block", "did you mean 'convnext'"),
         (space(stage(), r_c=2), "r_c", "r_c only applies to peripheral kernels"),
         (space(stage(), depth=3), "depth", "unknown key"),
-        (space(stage(), width_multiplier=0), "width_multiplier", "> 0"),
+        (space(stage(), width_multiplier=0), "width_multiplier", "(0, 8]"),
         (space(stage(width=2), width_multiplier=0.3), "width_multiplier", "no channel"),
         (space(drop_path=1.0), "drop_path", "[0, 1)"),
         (space(stem={"type": "conv"}), "stem.type", "patch, replk, unirep"),
@@ -136,7 +137,7 @@ def test_stage_shape_errors():
         (space(sparsity={"init": "random"}), "sparsity.init", "uniform, erk, snip"),
         (space(sparsity="yes"), "sparsity", "mapping"),
         (space(train={"resolution": 8}), "train.resolution", "16"),
-        (space(train={"lr": 0}), "train.lr", "> 0"),
+        (space(train={"lr": 0}), "train.lr", "(0, 10]"),
         (space(train={"lr": {"float": [0, 1e-2], "log": True}}), "train.lr.float[0]", "low > 0"),
         (space(train={"batch_size": {"choice": [32, 64]}}), "train.batch_size", "cannot be searched"),
         (space(train="fast"), "train", "mapping"),
@@ -293,3 +294,91 @@ def test_bundled_spaces_validate(name):
     sp = load_space(name)
     arch = sp.sample(0) if not sp.is_fixed else sp.fixed()
     assert len(arch.stages) == len(sp.template.stages)
+
+
+# ----------------------------------------------------------------------------- bounds
+FIELDS = schema_fields()
+SECTION_OF = {"stem": "stem", "head": "head", "sparsity": "sparsity", "train": "train", "search": "search",
+              "constraints": "constraints"}
+
+
+def with_value(path: str, value) -> dict:
+    """A minimal space with `value` at key path `path` (a stage key goes on the first stage)."""
+    section, _, key = path.partition(".")
+    if key:
+        return space(**{section: {key: value}})
+    if path in STAGE_FIELDS:
+        return space(stage(**{path: value}))
+    return space(**{path: value})
+
+
+def where(path: str) -> str:
+    return f"stages[0].{path}" if path in STAGE_FIELDS else path
+
+
+def test_every_numeric_key_has_an_upper_bound():
+    unbounded = [p for p, f in FIELDS.items() if f.kind in ("int", "float", "kernel", "count") and f.high is None]
+    assert not unbounded
+
+
+@pytest.mark.parametrize("path", [p for p, f in FIELDS.items() if f.high is not None])
+def test_a_value_past_the_upper_bound_is_a_problem_naming_the_range(path):
+    field = FIELDS[path]
+    too_big = int(field.high) + 2 if field.kind in ("int", "kernel", "count") else field.high + 1
+    found = problems(with_value(path, too_big))
+    assert where(path) in found, found
+    message = found[where(path)]
+    assert str(int(field.high)) in message.replace(",", "") or "1e15" in message, message
+
+
+def test_the_issues_depth_of_a_billion_is_refused_before_anything_runs():
+    found = problems(space(stage(depth=1_000_000_000)))
+    assert found == {"stages[0].depth": "depth must be an integer >= 1 and <= 64; got 1000000000"}
+
+
+@pytest.mark.parametrize("value, path", [
+    pytest.param(10**5000, "stages[0].depth", id="5000-digit-depth"),  # str() of it raises: messages must not
+    (float("inf"), "stages[0].mlp_ratio"),
+    (float("nan"), "stages[0].mlp_ratio"),
+    ({"float": [1.0, float("inf")]}, "stages[0].mlp_ratio.float[1]"),
+    ({"float": [float("nan"), 2.0]}, "stages[0].mlp_ratio.float[0]"),
+    ({"float": [float("-inf"), 1e-2], "log": True}, "train.lr.float[0]"),
+    pytest.param({"int": [1, 10**400]}, "stages[0].depth.int[1]", id="400-digit-bound"),
+])
+def test_huge_and_non_finite_numbers_are_problems_not_tracebacks(value, path):
+    if path.startswith("train."):
+        data = space(train={"lr": value})
+    else:
+        data = space(stage(**{path.split(".")[1]: value}))
+    found = problems(data)
+    assert path in found, found
+    assert len(found[path]) < 300
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "1e400", 10**20, "9" * 500])
+def test_constraint_counts_are_finite_and_bounded(value):
+    found = problems(space(constraints={"max_params": value}))
+    assert "1e15" in found["constraints.max_params"]
+
+
+def test_a_network_has_a_bounded_number_of_stages():
+    found = problems(space(*[stage()] * 9))
+    assert "at most 8 stages" in found["stages"]
+
+
+def test_many_problems_are_capped_with_a_count():
+    data = {"stages": [stage()], **{f"key{i}": 1 for i in range(150)}}
+    with pytest.raises(SpaceError) as err:
+        parse_space(data)
+    assert len(err.value.problems) == 101 and "and 50 more problems" in err.value.problems[-1].message
+
+
+def test_grid_over_the_limit_is_refused_with_its_count_before_enumerating():
+    sp = load_space("peleK_space.yaml")
+    total, continuous = sp.size()
+    assert total == 559_872_000 and continuous == 0
+    data = dict(sp.raw, search={**sp.raw["search"], "sampler": "grid"})
+    found = problems(data)
+    assert "559,872,000 combinations" in found["search.sampler"] and "100,000" in found["search.sampler"]
+    with pytest.raises(SpaceError, match="559,872,000"):
+        sp.grid()

@@ -420,7 +420,7 @@ def test_deploy_form_keeps_the_zeros():
     # 3x3 branch folded into its centre) keeps them outside the centre
     model = tiny_model("stripe", init="uniform")
     sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10)
-    deploy = reparameterize(model, decompose_stripes=True)
+    deploy = reparameterize(model, stripe_forms={"stages.0.blocks.0.lk": "decomposed"})
     train_lk, dep = model.stages[0].blocks[0].lk, deploy.stages[0].blocks[0].lk
     assert isinstance(train_lk, StripeLK) and isinstance(dep, DeployStripeConv)
     mask_w = sparsity.masks["stages.0.blocks.0.lk.lk_w.conv.weight"]

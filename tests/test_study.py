@@ -113,3 +113,17 @@ def test_a_malformed_experiment_fails_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "base.stages[0].kernel: kernel size 4 is even" in err and "scale.kernel[0]" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"name: caf\xe9\n", "not UTF-8"),
+    (b"a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + b"".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n".encode() for i in range(1, 8)), "1,000,000 values"),
+])
+def test_experiment_files_get_the_space_files_reading_limits(tmp_path, content, needle):
+    from lknas.errors import LknasError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    with pytest.raises(LknasError, match=needle):
+        load_experiment(bad)

@@ -20,6 +20,9 @@ Names (the part after the first colon holds options or a path):
 
 Options are comma separated: `pathfinder:difficulty=medium,distractors=4,train=20000`. The
 keywords `train_size` / `val_size` of `build_data` override `train=` / `val=` (synthetic sets only).
+Every size is capped (`lknas.limits`): `train=` / `val=` at 1,000,000 images and 8 GiB in memory
+per split, `resolution` at 1024 (256 for synthetic sets), `batch_size` at 4096, `subset` at 10^8,
+`workers` at 256; a larger value is a DataError saying the range, before anything is generated.
 
 Synthetic sets are generated vectorized from the seed (train and val from separate streams, so the
 val set does not depend on the train size; a smaller train size or `subset` is a prefix of a larger
@@ -50,11 +53,15 @@ from lknas.data import cache as _cache
 from lknas.data import folders, pathfinder, shapes
 from lknas.data.base import KINDS, DataBundle, DataError, DataSpec, parse_spec
 from lknas.data.loaders import SampleLoader, TensorLoader
+from lknas.limits import (
+    MAX_BATCH_SIZE, MAX_DATA_BYTES, MAX_DATA_SIZE, MAX_RESOLUTION, MAX_SUBSET, MAX_WORKERS,
+)
 
 DEFAULT_TRAIN_SIZE = 5000
 DEFAULT_VAL_SIZE = 1000
 SYNTHETIC = {"pathfinder": pathfinder, "shapes": shapes}
-MIN_RESOLUTION, MAX_RESOLUTION = 32, 256
+MIN_SYNTHETIC_RESOLUTION, MAX_SYNTHETIC_RESOLUTION = 32, 256
+MAX_INT = 2**63 - 1  # seeds
 
 __all__ = [
     "DEFAULT_TRAIN_SIZE",
@@ -70,15 +77,17 @@ __all__ = [
 ]
 
 
-def _positive_int(what: str, value: Any, minimum: int = 1) -> int:
+def _positive_int(what: str, value: Any, minimum: int = 1, maximum: int = MAX_INT) -> int:
+    """`value` (an int or a decimal string) as an int in minimum..maximum; DataError otherwise."""
+    expect = f"{what} must be an integer from {minimum} to {maximum}"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
-        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    try:
-        v = int(value)
-    except ValueError:
-        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}") from None
-    if v < minimum:
-        raise DataError(f"{what} must be an integer >= {minimum}, got {value!r}")
+        raise DataError(f"{expect}, got {shown}")
+    if isinstance(value, str) and (len(value.strip()) > 20 or not value.strip().lstrip("+-").replace("_", "").isdigit()):
+        raise DataError(f"{expect}, got {shown}")
+    v = int(value)
+    if not minimum <= v <= maximum:
+        raise DataError(f"{expect}, got {shown}")
     return v
 
 
@@ -102,16 +111,17 @@ def build_data(
     name options); `cache=False` skips the on-disk cache.
     """
     spec = parse_spec(name)
-    resolution = _positive_int("resolution", resolution, 8)
-    batch_size = _positive_int("batch_size", batch_size)
+    resolution = _positive_int("resolution", resolution, 8, MAX_RESOLUTION)
+    batch_size = _positive_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
     seed = _positive_int("seed", seed, 0)
-    workers = _positive_int("workers", workers, 0)
+    workers = _positive_int("workers", workers, 0, MAX_WORKERS)
     if subset is not None:
-        subset = _positive_int("subset", subset)
+        subset = _positive_int("subset", subset, 1, MAX_SUBSET)
     if spec.kind in SYNTHETIC:
-        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        if not MIN_SYNTHETIC_RESOLUTION <= resolution <= MAX_SYNTHETIC_RESOLUTION:
             raise DataError(
-                f"{spec.kind}: resolution must be in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution}"
+                f"{spec.kind}: resolution must be in {MIN_SYNTHETIC_RESOLUTION}..{MAX_SYNTHETIC_RESOLUTION}, "
+                f"got {resolution}"
             )
         bundle = _build_synthetic(spec, resolution, batch_size, seed, subset, augment, device,
                                   train_size, val_size, cache)
@@ -151,9 +161,16 @@ def _build_synthetic(spec, resolution, batch_size, seed, subset, augment, device
     module = SYNTHETIC[spec.kind]
     params = module.resolve_options(spec.options)
     sizes = {}
+    per_image = module.CHANNELS * resolution * resolution  # bytes held in memory (uint8)
     for split, given, default in (("train", train_size, DEFAULT_TRAIN_SIZE), ("val", val_size, DEFAULT_VAL_SIZE)):
         value = given if given is not None else spec.options.get(split, default)
-        sizes[split] = _positive_int(f"{spec.kind}: {split} size", value)
+        sizes[split] = _positive_int(f"{spec.kind}: {split} size", value, 1, MAX_DATA_SIZE)
+        if sizes[split] * per_image > MAX_DATA_BYTES:
+            raise DataError(
+                f"{spec.kind}: {split}={sizes[split]:,} images at {resolution}x{resolution} would take "
+                f"{sizes[split] * per_image / 2**30:.1f} GiB in memory, over {MAX_DATA_BYTES / 2**30:g} GiB; "
+                f"use at most {MAX_DATA_BYTES // per_image:,} images at this resolution"
+            )
     n_train = min(sizes["train"], subset) if subset is not None else sizes["train"]
     arrays = {}
     for split_id, (split, n) in enumerate((("train", n_train), ("val", sizes["val"]))):

@@ -10,10 +10,12 @@ split. Images are read with PIL as RGB and normalized with the ImageNet mean/std
 cifar-100-python.tar.gz); `PATH` may also be the folder holding `cifar-10-batches-py` /
 `cifar-100-python`. Each batch is a pickled dict with `data` (N x 3072 uint8, channel-major 32x32)
 and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100). Normalization uses the usual CIFAR mean/std.
+The batches and their metadata are unpickled by `lknas.data.safe_pickle.load_plain`, which reads
+numpy arrays and plain containers only: a file that names anything else (it could run code) is
+refused with a DataError naming it.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lknas.data.base import DataError
+from lknas.data.safe_pickle import UnsafePickleError, load_plain
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -141,8 +144,9 @@ def _cifar_root(kind: str, path: str) -> Path:
 def _read_batch(kind: str, file: Path) -> tuple[np.ndarray, np.ndarray]:
     label_key = "labels" if kind == "cifar10" else "fine_labels"
     try:
-        with open(file, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        d = load_plain(file, kind, encoding="bytes")
+    except UnsafePickleError:
+        raise
     except Exception as e:
         raise DataError(f"{kind}: cannot unpickle {file} ({e}); {CIFAR_LAYOUT[kind]}") from e
     if not isinstance(d, dict):
@@ -172,14 +176,15 @@ def _class_names(kind: str, root: Path) -> list[str]:
     n = 10 if kind == "cifar10" else 100
     meta, key = (root / "batches.meta", "label_names") if kind == "cifar10" else (root / "meta", "fine_label_names")
     try:
-        with open(meta, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        d = load_plain(meta, kind, encoding="bytes")
         names = d.get(key.encode(), d.get(key))
         names = [x.decode() if isinstance(x, bytes) else str(x) for x in names]
         if len(names) == n:
             return names
+    except UnsafePickleError:
+        raise  # a data folder holding a crafted file is not silently used
     except Exception:
-        pass
+        pass  # missing or unusual metadata: numbered classes
     return [str(i) for i in range(n)]
 
 

@@ -1,10 +1,19 @@
-"""Params and FLOPs as the large-kernel papers count them.
+"""Params and FLOPs as the large-kernel papers count them, and as the network applies them.
 
-FLOPs are fvcore's count (multiply-accumulates) of the *deploy* form at a square input; params are
-the trainable weights of the training form (what the papers' tables quote) and of the deploy form.
+FLOPs are fvcore's count (multiply-accumulates) of the *deploy* form at a square input (the one
+deploy form that is also timed and deployed, see `lknas.models.reparameterize`); params are the
+trainable weights of the training form (what the papers' tables quote) and of the deploy form.
+
+`flops` counts every kernel at its declared size, as the papers do. A kernel larger than
+2 x map - 1 reaches only zero padding beyond that, and `lknas.ops.dwconv2d` crops it away:
+`flops_applied` counts the kernels the network actually applies (`kernels_applied`, per stage).
+The two differ only when a kernel outgrows its map (e.g. a 51 x 51 kernel on a 16 x 16 map), and
+the search ranks by what is applied, so choices that compute the same function cost the same.
+
 For architectures with dynamic sparsity the non-zero params and the FLOPs of the non-zero weights
-are reported too: measured from the weights where they are already sparse (a trained model), else
-the expected count at the target density (a freshly built one).
+are reported too (`flops_sparse`, `flops_sparse_applied`): measured from the weights where they
+are already sparse (a trained model), else the expected count at the target density (a freshly
+built one).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from torch import nn
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.models import build_model, reparameterize
+from lknas.ops.dwconv import use_algorithm
 from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
 
 logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
@@ -67,24 +77,39 @@ def complexity(
     """Count params and FLOPs of `model` (an nn.Module built by lknas, or anything `build_model`
     accepts) at `resolution` x `resolution`.
 
-    Returns a dict with `params`, `params_deploy`, `flops`, `resolution`, and for sparse
-    architectures also `params_nonzero`, `flops_sparse`, `density` and `sparsity_targets`.
+    Returns a dict with `params`, `params_deploy`, `flops`, `flops_applied`, `resolution`
+    (`kernels_applied` and `kernels` per stage for lknas models, `stripe_forms` where the model
+    has stripe kernels), and for sparse architectures
+    also `params_nonzero`, `flops_sparse`, `flops_sparse_applied`, `density` and
+    `sparsity_targets`.
     """
     if not isinstance(model, nn.Module):
         model = build_model(model, in_chans=in_chans)
     check_input_size(model, resolution)
     was_training = model.training
-    deploy = reparameterize(model, decompose_stripes=True)
+    deploy = reparameterize(model, resolution=resolution, in_chans=in_chans)  # the one deploy form
     model.train(was_training)
 
-    flops, by_module = count_flops(deploy, resolution, in_chans)
+    arch: ArchConfig | None = getattr(model, "arch", None)
+    applied, by_applied = count_flops(deploy, resolution, in_chans)  # dwconv2d crops under tracing
+    cropped = arch is None or arch.applied_kernel_sizes(resolution) != arch.kernel_sizes
+    if cropped:
+        with use_algorithm("off"):  # plain F.conv2d with the whole kernel, as the papers count
+            flops, by_module = count_flops(deploy, resolution, in_chans)
+    else:
+        flops, by_module = applied, by_applied
     result: dict[str, Any] = {
         "params": count_params(model),
         "params_deploy": count_params(deploy),
         "flops": flops,
+        "flops_applied": applied,
         "resolution": resolution,
     }
-    arch: ArchConfig | None = getattr(model, "arch", None)
+    if deploy.stripe_forms:
+        result["stripe_forms"] = dict(deploy.stripe_forms)
+    if arch is not None:
+        result["kernels"] = list(arch.kernel_sizes)
+        result["kernels_applied"] = list(arch.applied_kernel_sizes(resolution))
     if arch is not None and arch.sparsity is not None:
         spec = arch.sparsity
         result.update(density=spec.density, sparsity_targets=spec.targets)
@@ -95,11 +120,13 @@ def complexity(
         measured = total > 0 and _is_masked(nonzero / total, spec.density)
         expected = nonzero if measured else sum(int(round(spec.density * p.numel())) for p in masked)
         result["params_nonzero"] = result["params"] - total + expected
-        flops_sparse = float(flops)
+        flops_sparse, applied_sparse = float(flops), float(applied)
         for name, module in deploy_sparse_modules(deploy, spec.targets):
             density = _nonzero_fraction(module.weight) if measured else spec.density
             flops_sparse -= by_module.get(name, 0) * (1.0 - density)
+            applied_sparse -= by_applied.get(name, 0) * (1.0 - density)
         result["flops_sparse"] = int(round(flops_sparse))
+        result["flops_sparse_applied"] = int(round(applied_sparse))
     return result
 
 

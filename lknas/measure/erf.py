@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lknas import quiet
+
 __all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "compact_heatmap", "save_heatmap",
            "THRESHOLDS"]
 
@@ -104,6 +106,7 @@ def effective_receptive_field(
             contribution = grad.abs().sum(dim=(0, 1)).double()
             acc = contribution if acc is None else acc + contribution
             seen += x.shape[0]
+            quiet.yield_point()
             if seen >= max_images:
                 break
     finally:

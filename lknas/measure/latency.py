@@ -1,7 +1,9 @@
 """Latency of the deploy form: eval mode, reparameterized, warm-up, median of repeated runs.
 
-The device, thread count and batch sizes are part of the result, since a latency means nothing
-without them. CPU runs use a fixed thread count (restored afterwards); CUDA runs synchronize.
+The device, thread count, batch sizes and method are part of the result, since a latency means
+nothing without them. CPU runs use a fixed thread count (restored afterwards); CUDA runs
+synchronize. The timing holds the node to itself (`lknas.quiet.exclusive`): trials on the same
+machine pause their work meanwhile, so a latency is not the noise of another trial's training.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 
@@ -58,9 +61,12 @@ def measure_latency(
     """Median forward latency (ms) at `batch_size` and throughput (images/s) at `throughput_batch`.
 
     `model` is a training-form lknas model or an ArchConfig (built with `num_classes`); with
-    `deploy` it is reparameterized first (a copy; the original is untouched). Returns
-    `latency_ms`, `throughput` (None without a throughput batch), `device`, `threads`, `batch`,
-    `throughput_batch`, `resolution`, `repeats`.
+    `deploy` it is reparameterized first (a copy; the original is untouched), into the one deploy
+    form that `complexity` counts at the same resolution. Returns `latency_ms`, `throughput`
+    (None without a throughput batch), `device`, `threads`, `batch`, `throughput_batch`,
+    `resolution`, `repeats`, `method` ('quiet-lock': no lknas work ran on the node meanwhile;
+    'plain' with LKNAS_QUIET=0), `waited_s` (time spent waiting for the node) and `stripe_forms`
+    (the deploy form of each stripe kernel timed).
 
     Raises:
         LknasError: a count below its minimum (batch_size, repeats, threads >= 1), CUDA asked for
@@ -82,13 +88,14 @@ def measure_latency(
     from lknas.measure.complexity import check_input_size
 
     check_input_size(model, resolution)
-    net = reparameterize(model) if deploy else model
+    net = reparameterize(model, resolution=resolution, in_chans=in_chans) if deploy else model
     net = net.to(dev).eval()
     previous_threads = torch.get_num_threads()
     n_threads = threads or previous_threads
     torch.set_num_threads(n_threads)
+    waited = quiet.stats()["waited_s"]
     try:
-        with torch.inference_mode():
+        with quiet.exclusive(), torch.inference_mode():
             x = torch.randn(batch_size, in_chans, resolution, resolution, device=dev)
             latency = _median_ms(net, x, dev, warmup, repeats)
             throughput = None
@@ -107,4 +114,7 @@ def measure_latency(
         "throughput_batch": throughput_batch,
         "resolution": resolution,
         "repeats": repeats,
+        "method": quiet.METHOD if quiet.enabled() else "plain",
+        "stripe_forms": dict(getattr(net, "stripe_forms", None) or {}),
+        "waited_s": quiet.stats()["waited_s"] - waited,
     }

@@ -26,7 +26,8 @@ def measure_static(arch: ArchConfig, resolution: int, num_classes: int = 2, in_c
 
     model = build_model(arch, num_classes=num_classes, in_chans=in_chans)
     counts = complexity(model, resolution=resolution, in_chans=in_chans)
-    keys = ("params", "params_deploy", "flops", "params_nonzero", "flops_sparse")
+    keys = ("params", "params_deploy", "flops", "flops_applied", "params_nonzero", "flops_sparse",
+            "flops_sparse_applied")
     return {k: counts[k] for k in keys if k in counts}
 
 
@@ -65,7 +66,8 @@ def measure_trial(
         out.update(measure_static(arch, train_cfg.resolution, bundle.num_classes, bundle.in_chans))
         return out
     counts = complexity(model, resolution=train_cfg.resolution, in_chans=bundle.in_chans)
-    out.update({k: counts[k] for k in ("params", "flops", "params_nonzero", "flops_sparse") if k in counts})
+    out.update({k: counts[k] for k in ("params", "flops", "flops_applied", "params_nonzero", "flops_sparse",
+                                       "flops_sparse_applied") if k in counts})
     if latency:
         lat = measure_latency(model.cpu() if dev.type == "cpu" else model, train_cfg.resolution, device=dev,
                               threads=latency_threads, in_chans=bundle.in_chans)

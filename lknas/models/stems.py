@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from lknas.arch import DOWNSAMPLE_REDUCTION, STEM_REDUCTION
 from lknas.ops.layers import ConvBN, LayerNorm2d
 
 __all__ = ["make_stem", "make_downsample", "STEM_REDUCTION", "DOWNSAMPLE_REDUCTION"]
 
-STEM_REDUCTION = {"patch": 4, "replk": 4, "unirep": 4}
-DOWNSAMPLE_REDUCTION = {"patch": 2, "conv3": 2, "replk": 2, "none": 1}
 
 
 def make_stem(kind: str, in_chans: int, width: int) -> nn.Module:

@@ -13,6 +13,7 @@ with the full kernel, the code before this fast path) or `set_algorithm(...)` /
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator
 
 import torch
@@ -85,6 +86,20 @@ def _crop(weight: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return weight[..., oh:oh + ch, ow:ow + cw]
 
 
+def _static_map(x: torch.Tensor) -> tuple[int, int] | None:
+    """(H, W) when the map size is fixed: eager, jit.trace (which fvcore uses: the traced graph
+    then holds the cropped kernel the network applies) or a static H x W under torch.export;
+    None for a symbolic size, where cropping would add a shape guard."""
+    if x.dim() != 4:
+        return None
+    h, w = x.shape[-2:]
+    if torch.jit.is_tracing():  # the size is a constant of the trace, as the map size of a fixed input
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return int(h), int(w)
+    return (h, w) if type(h) is int and type(w) is int else None
+
+
 def _supported(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         # fvcore and jit.trace must see the aten convolution; torch.export / torch.compile must not
@@ -135,6 +150,9 @@ def dwconv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = 
     """
     algo = select_algorithm(x, weight)
     if algo == "off" or not _supported(x, weight):
+        size = _static_map(x) if algo != "off" else None
+        if size is not None:  # traced (fvcore counts the kernel actually applied) or exported
+            weight = _crop(weight, *size)
         kh, kw = weight.shape[-2:]
         return F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
     w = _crop(weight, x.shape[-2], x.shape[-1])

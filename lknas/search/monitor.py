@@ -46,7 +46,9 @@ def clean_row(result: dict[str, Any]) -> dict[str, Any]:
 
 class SearchMonitor(Callback):
     def __init__(self, store: RunStore, objectives: tuple[Objective, ...], total: int, done_before: int,
-                 quiet: bool = False, stream: TextIO | None = None, summary=None):
+                 quiet: bool = False, stream: TextIO | None = None, summary=None, phase: str | None = None):
+        """`phase`: count (and tag) only the trials of that phase (e.g. 'confirm'); default: the
+        search's own trials."""
         self.store, self.objectives = store, objectives
         self.total, self.done_before = total, done_before
         self.quiet = quiet
@@ -58,8 +60,10 @@ class SearchMonitor(Callback):
         self.counts = {"ok": 0, "infeasible": 0, "failed": 0, "truncated": 0}
         self.best: dict[str, tuple[float, int]] = {}
         self.finished_now = 0
+        self.phase = phase
         for row in store.rows():
-            self._count(row)
+            if row.get("phase") == phase:
+                self._count(row)
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner's callbacks with its state: leave out the stream and hooks."""
@@ -94,6 +98,8 @@ class SearchMonitor(Callback):
     def _finish(self, trial: Any, row: dict[str, Any]) -> None:
         self.running.discard(trial.trial_id)
         row["trial_id"] = trial.trial_id
+        if self.phase is not None:
+            row["phase"] = self.phase
         self.store.append(row)
         self.store.refresh(self.objectives, self.summary() if self.summary else None)
         self._count(row)

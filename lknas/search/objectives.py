@@ -2,8 +2,9 @@
 columns they read.
 
 `params` and `flops` are the effective counts: non-zero params and FLOPs of the non-zero weights
-for sparse architectures (as SLaK and PeLK report them), the plain counts otherwise. Constraints
-use the same counts.
+for sparse architectures (as SLaK and PeLK report them), the plain counts otherwise; FLOPs of the
+kernels as the network applies them (`flops_applied`: cropped to what the map can reach), so two
+choices that compute the same function cost the same. Constraints use the same counts.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def effective_counts(counts: dict[str, Any]) -> dict[str, Any]:
     if "params" in out:
         out["params_effective"] = out.get("params_nonzero", out["params"])
     if "flops" in out:
-        out["flops_effective"] = out.get("flops_sparse", out["flops"])
+        applied = out.get("flops_applied", out["flops"])
+        out["flops_effective"] = out.get("flops_sparse_applied", out.get("flops_sparse", applied))
     return out
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from lknas.errors import LknasError
 from lknas.io import make_run_dir
+from lknas.search.noise import is_confirm, search_rows
 from lknas.search.objectives import metric_of
 from lknas.search.samplers import make_sampler
 from lknas.search.store import RunStore, check_study_db
@@ -35,7 +36,7 @@ from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
 _SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "seed", "cpus_per_trial", "gpus_per_trial",
-                     "max_concurrent", "time_budget")
+                     "max_concurrent", "time_budget", "confirm")
 _TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
 
 
@@ -143,12 +144,17 @@ def run_search(
         space_obj = load_space(store.space_file)
         if overrides.get("trials"):
             settings["search"]["trials"] = overrides["trials"]
+        if overrides.get("confirm") is not None:
+            settings["search"]["confirm"] = overrides["confirm"]
+        store.write_settings(settings)
     else:
         if space is None:
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
         settings = _settings(space_obj, overrides)
-        _search_config(settings, space_obj, "settings")  # a meaningless override fails before any file is written
+        # the overrides too: grid size, cmaes objectives, the largest model's memory at --batch-size
+        space_obj.check_run(_search_config(settings, space_obj, "settings"),
+                            space_obj.train.replace(**settings["train_overrides"]))
         store = RunStore(out or default_run_dir(space_obj))
         if store.trials_jsonl.exists():
             raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
@@ -176,48 +182,79 @@ def run_search(
 
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
-    done = store.rows()
-    remaining = search.trials - len(done)
+    done = _searched(store)
+    remaining = search.trials - done
     summary = lambda: _summary(store, space_obj, search, settings)  # noqa: E731
-    if remaining <= 0:
-        front = store.refresh(search.objectives, summary())
-        print(f"{store.root}: all {search.trials} trials are done", file=stream)
-        return SearchOutcome(store.root, store.frame(), front)
-
-    grid = space_obj.grid() if search.sampler == "grid" else None
-    sampler = make_sampler(search.sampler, search.seed + len(done), len(search.objectives), search.trials, grid)
-    study_name = settings["space_name"]
-    check_study_db(store.study_db)
-    storage = _open_study(store, study_name)
     device = "cuda" if search.gpus_per_trial > 0 else "cpu"
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
                        threads=max(1, int(search.cpus_per_trial)), device=device,
                        latency_threads=max(1, int(search.cpus_per_trial)))
-
-    _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
-    from lknas.search.monitor import SearchMonitor
-
-    monitor = SearchMonitor(store, search.objectives, search.trials, len(done), quiet=quiet, stream=stream,
-                            summary=summary)
-    print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run, sampler {search.sampler}, "
-          f"objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; results in {store.root}",
-          file=stream, flush=True)
     interrupted = False
-    try:
-        _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, points)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        monitor.close()
+    if remaining > 0:
+        grid = space_obj.grid() if search.sampler == "grid" else None
+        sampler = make_sampler(search.sampler, search.seed + done, len(search.objectives), search.trials, grid)
+        study_name = settings["space_name"]
+        check_study_db(store.study_db)
+        storage = _open_study(store, study_name)
+        _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
+        from lknas.search.monitor import SearchMonitor
+
+        monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
+                                summary=summary)
+        print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run, sampler "
+              f"{search.sampler}, objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; "
+              f"results in {store.root}", file=stream, flush=True)
+        try:
+            _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, points)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            monitor.close()
+    elif not settings.get("confirm_plan"):
+        print(f"{store.root}: all {search.trials} trials are done", file=stream)
+    searched = _searched(store) >= search.trials
+    if searched and not interrupted:
+        interrupted = _confirm_phase(store, settings, search, ctx, train_cfg.seed, quiet, stream, summary)
     front = store.refresh(search.objectives, summary())
     print(_pareto_table(front, search.objectives), file=stream)
-    if interrupted or len(store.rows()) < search.trials:
+    if interrupted or not searched:
         interrupted = True
-        print(f"interrupted: {len(store.rows())} of {search.trials} trials done; continue with\n"
-              f"  python -m lknas search --resume {store.root}", file=stream)
+        print(f"interrupted: {_searched(store)} of {search.trials} trials done"
+              + (" (the Pareto set's confirm re-trainings are still to run)" if searched else "")
+              + f"; continue with\n  python -m lknas search --resume {store.root}", file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/, study.db, summary.txt)", file=stream)
     return SearchOutcome(store.root, store.frame(), front, interrupted)
+
+
+def _searched(store: RunStore) -> int:
+    """Finished search trials (confirm re-trainings not counted)."""
+    return sum(1 for r in store.rows() if not is_confirm(r))
+
+
+def _confirm_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
+                   base_seed: int, quiet: bool, stream, summary) -> bool:
+    """Plan (once; saved in run.json) and run the Pareto set's re-trainings. True if interrupted."""
+    from lknas.search.confirm import ConfirmPlan, confirm_jobs, plan_confirm, run_confirm
+
+    saved = settings.get("confirm_plan")
+    if saved is not None and saved.get("setting") == search.confirm:
+        plan = ConfirmPlan(**saved)
+    else:
+        plan = plan_confirm(store, search.objectives, search.confirm, base_seed)
+        settings["confirm_plan"] = plan.to_dict()
+        store.write_settings(settings)
+    jobs = confirm_jobs(store, plan)
+    print(f"confirm: {plan.reason}" + (f"; {len(jobs)} re-training(s) to run" if jobs else ""), file=stream)
+    if not jobs:
+        return False
+    _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
+    try:
+        run_confirm(store, jobs, ctx, search.objectives, search.cpus_per_trial, search.gpus_per_trial,
+                    search.max_concurrent, quiet=quiet, stream=stream, summary=summary)
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
 def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, store: RunStore, remaining: int,
@@ -279,17 +316,22 @@ def _trial_dirname(trial) -> str:
 
 def _summary(store: RunStore, space: SearchSpace, search: SearchConfig, settings: dict[str, Any]) -> str:
     df = store.frame()
-    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    searched = search_rows(df)
+    counts = searched["status"].value_counts().to_dict() if not searched.empty else {}
     front = store.pareto(search.objectives, df)
     lines = [
         f"lknas search run {store.root}",
-        f"space: {space.name} ({settings.get('space_name')}), sampler {search.sampler}, scheduler {search.scheduler}, "
-        f"seed {search.seed}",
+        f"space: {space.name}, sampler {search.sampler}, scheduler {search.scheduler}, seed {search.seed}",
         f"objectives: {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}",
-        f"trials: {len(df)} of {search.trials} finished: "
+        f"trials: {len(searched)} of {search.trials} finished: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         f"Pareto set: {len(front)} architectures (archs/*.yaml)",
     ]
+    plan = settings.get("confirm_plan")
+    if plan:
+        lines.append(f"confirm: {plan.get('reason', '')}")
+    if not front.empty and (front.get("seeds", pd.Series([1])) > 1).any():
+        lines.append(_pareto_table(front, search.objectives))
     failed = df[df["status"].isin(["error", "diverged", "oom"])] if not df.empty else df
     for _, row in failed.iterrows():
         lines.append(f"  trial {row['trial']} {row['status']}: {row.get('error') or ''}")
@@ -297,8 +339,18 @@ def _summary(store: RunStore, space: SearchSpace, search: SearchConfig, settings
 
 
 def _pareto_table(front: pd.DataFrame, objectives: tuple[Objective, ...]) -> str:
+    """The front as text; with confirm seeds, accuracy as mean +- std and the noise verdict."""
     if front.empty:
         return "Pareto front: empty (no trial finished with status ok)"
-    cols = ["trial", "hash"] + [metric_of(o) for o in objectives] + ["summary"]
-    cols = [c for c in cols if c in front.columns]
-    return "Pareto front:\n" + front[cols].to_string(index=False)
+    table = front.copy()
+    cols = ["trial", "hash"] + [metric_of(o) for o in objectives]
+    if "seeds" in table.columns and (table["seeds"] > 1).any():
+        table["accuracy (mean +- std)"] = [f"{m:.2f} +- {s:.2f} ({int(n)} seeds)" if n > 1 else f"{m:.2f} (1 seed)"
+                                           for m, s, n in zip(table["accuracy_mean"], table["accuracy_std"],
+                                                              table["seeds"])]
+        table["noise"] = [note or "clear of the noise" if flag is not None else "" for flag, note in
+                          zip(table["within_noise"], table["noise_note"])]
+        cols += ["accuracy (mean +- std)", "noise"]
+    cols += ["summary"]
+    cols = [c for c in cols if c in table.columns]
+    return "Pareto front:\n" + table[cols].to_string(index=False)

@@ -6,6 +6,7 @@ else as the user attribute `constraints` that `constraints_of` hands to the samp
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -14,6 +15,7 @@ from optuna.trial import FrozenTrial
 
 from lknas.errors import LknasError
 from lknas.space.configs import SAMPLERS
+from lknas.limits import MAX_GRID
 
 __all__ = ["make_sampler", "constraints_of", "record_constraints", "SAMPLER_NAMES"]
 
@@ -41,8 +43,8 @@ def _constraints_kw() -> dict[str, Any]:
 
 def make_sampler(name: str, seed: int, n_objectives: int, n_trials: int,
                  grid: dict[str, list[Any]] | None = None) -> optuna.samplers.BaseSampler:
-    """A seeded sampler for a search of `n_trials`. `grid` (the space's finite dimensions) is
-    needed for `grid`; `cmaes` is single-objective only. Random start-up phases and NSGA
+    """A seeded sampler for a search of `n_trials`. `grid` (the space's finite dimensions, at most
+    MAX_GRID combinations) is needed for `grid`; `cmaes` is single-objective only. Random start-up phases and NSGA
     populations scale with the budget (a quarter to a half of it) so a short search still learns."""
     with warnings.catch_warnings():  # multivariate/group TPE and GP are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -67,6 +69,10 @@ def _make(name: str, seed: int, n_objectives: int, n_trials: int,
     if name == "grid":
         if grid is None:
             raise LknasError("the grid sampler needs a space whose dimensions are all finite")
+        total = math.prod(len(values) for values in grid.values())  # Optuna would list them all
+        if total > MAX_GRID:
+            raise LknasError(f"the grid sampler would enumerate {total:,} combinations, more than the {MAX_GRID:,} "
+                             "it may hold in memory; use another sampler (tpe, nsga2, random, qmc) or fix some keys")
         return optuna.samplers.GridSampler(grid, seed=seed)
     if name == "cmaes":
         if n_objectives != 1:

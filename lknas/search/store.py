@@ -20,6 +20,7 @@ import pandas as pd
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.io import atomic_path, write_json_atomic, write_text_atomic
+from lknas.search.noise import noise_columns, search_rows
 from lknas.search.objectives import metric_of, objective_values
 from lknas.space.configs import Objective
 
@@ -143,11 +144,14 @@ class RunStore:
 
     # ----------------------------------------------------------------- derived files
     def pareto(self, objectives: tuple[Objective, ...], df: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Feasible, fully trained trials that no other such trial dominates, best first objective first."""
+        """Feasible, fully trained search trials that no other such trial dominates, best first
+        objective first, with their seed noise (`lknas.search.noise`: accuracy mean +- std over
+        the confirm re-trainings, `within_noise`)."""
         df = self.frame() if df is None else df
         if df.empty or "status" not in df.columns:
             return df.iloc[0:0]
-        ok = df[df["status"] == FEASIBLE]
+        ok = search_rows(df)
+        ok = ok[ok["status"] == FEASIBLE]
         points, index = [], []
         for i, row in ok.iterrows():
             values = objective_values(row.to_dict(), objectives)
@@ -159,7 +163,8 @@ class RunStore:
         mask = pareto_mask(points, [o.mode for o in objectives])
         front = ok.loc[[i for i, keep in zip(index, mask) if keep]]
         first = objectives[0]
-        return front.sort_values(metric_of(first), ascending=first.mode == "min", kind="stable")
+        front = front.sort_values(metric_of(first), ascending=first.mode == "min", kind="stable")
+        return noise_columns(front, df, objectives)
 
     def refresh(self, objectives: tuple[Objective, ...], summary: str | None = None) -> pd.DataFrame:
         """Rewrite trials.csv/.parquet, pareto.csv, archs/ and (if given) summary.txt. Returns the
@@ -237,8 +242,12 @@ def _arch_file_text(row: pd.Series, objectives: tuple[Objective, ...]) -> str:
     """The architecture YAML with provenance comments (run, trial, metrics); loads with load_arch."""
     metrics = ", ".join(f"{o.name} {row[metric_of(o)]:.6g}" for o in objectives)
     arch = ArchConfig.from_yaml(row["arch_yaml"])
+    noise = ""
+    if row.get("seeds", 1) > 1:
+        noise = (f"# accuracy over {int(row['seeds'])} seeds: {row['accuracy_mean']:.2f} +- {row['accuracy_std']:.2f}"
+                 + (f" ({row['noise_note']})" if row.get("within_noise") else "") + "\n")
     return (f"# lknas search result: trial {int(row['trial'])} ({row['hash']}): {arch.summary()}\n"
-            f"# {metrics}\n" + row["arch_yaml"])
+            f"# {metrics}\n" + noise + row["arch_yaml"])
 
 
 def _write_frame(df: pd.DataFrame, csv_path: Path, parquet_path: Path) -> None:

@@ -5,6 +5,10 @@ once to count params and FLOPs, and records the constraint violations on the Opt
 sampler learns where the budget lies) before any worker starts. In a Ray worker, `run_trial`
 rebuilds the same ArchConfig from the sampled parameters (`optuna.trial.FixedTrial`), skips
 training when the sample is infeasible, else trains and measures it, reporting every epoch.
+
+Both halves do their work inside `lknas.quiet.working()`, and the latency is timed under
+`lknas.quiet.exclusive()`: no trial's deploy model is timed while another trial (or the driver's
+counting) computes on the same node.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.search.objectives import effective_counts
 from lknas.search.samplers import record_constraints
@@ -25,7 +30,9 @@ __all__ = ["TrialContext", "DefineByRun", "run_trial", "INTERNAL_KEYS"]
 NUMBER_KEY = "lknas.trial"
 INFEASIBLE_KEY = "lknas.infeasible"
 COUNTS_KEY = "lknas.counts"  # params/FLOPs counted on the driver, at the constraints' resolution
-INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY)
+CONFIRMS_KEY = "lknas.confirms"  # a confirm re-training: the search trial it repeats
+SEED_KEY = "lknas.seed"  # its training seed
+INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY, CONFIRMS_KEY, SEED_KEY)
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,9 @@ class DefineByRun:
         trial.set_user_attr("summary", arch.summary())
         constraints = self.space.constraints
         try:
-            counts = effective_counts(measure_static(arch, constraints.resolution, self.ctx.num_classes,
-                                                     self.ctx.in_chans))
+            with quiet.working():
+                counts = effective_counts(measure_static(arch, constraints.resolution, self.ctx.num_classes,
+                                                         self.ctx.in_chans))
         except Exception:  # the worker builds it again and records the error as the trial's
             return {NUMBER_KEY: trial.number, INFEASIBLE_KEY: ""}
         reasons = constraints.violations(counts["params_effective"], counts["flops_effective"])
@@ -105,30 +113,50 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     import warnings
 
     import torch
-    from ray import tune
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # fvcore's tracer
     config = dict(config)
     number = int(config.pop(NUMBER_KEY, -1))
     infeasible = config.pop(INFEASIBLE_KEY, "")
     counts = config.pop(COUNTS_KEY, None)
+    confirms, seed = config.pop(CONFIRMS_KEY, None), config.pop(SEED_KEY, None)
     params = {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
     torch.set_num_threads(max(1, ctx.threads))
     base: dict[str, Any] = {"trial": number, "status": "running"}
+    if confirms is not None:
+        base.update(phase="confirm", confirms=int(confirms))
     try:
-        space = _space(ctx)
-        fixed = optuna.trial.FixedTrial(params)
-        arch = space.suggest(fixed)
-        cfg = _train_cfg(space, fixed, ctx)
-        base.update(trial_identity(arch, params, number))
-        base.update(_static(arch, cfg, ctx, counts))
-        if infeasible:
-            tune.report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
-            return
-        _train_and_report(arch, cfg, ctx, base)
+        with quiet.working():
+            _run_sampled(params, number, infeasible, counts, ctx, base, seed)
     except Exception as err:  # a broken trial is recorded, the search goes on
-        tune.report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
-                     "traceback": traceback.format_exc(limit=8)})
+        report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(limit=8)})
+
+
+def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: dict | None, ctx: TrialContext,
+                 base: dict[str, Any], seed: int | None = None) -> None:
+    space = _space(ctx)
+    fixed = optuna.trial.FixedTrial(params)
+    arch = space.suggest(fixed)
+    cfg = _train_cfg(space, fixed, ctx)
+    if seed is not None:
+        cfg = cfg.replace(seed=int(seed))
+    base.update(trial_identity(arch, params, number))
+    base["seed"] = cfg.seed
+    base.update(_static(arch, cfg, ctx, counts))
+    if infeasible:
+        report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
+        return
+    _train_and_report(arch, cfg, ctx, base)
+
+
+def report(metrics: dict[str, Any]) -> None:
+    """`tune.report` without holding the node's work lock: Ray's function trainables wait in it
+    for the driver, and the driver may be waiting for a timing (see `lknas.quiet.idle`)."""
+    from ray import tune
+
+    with quiet.idle():
+        tune.report(metrics)
 
 
 def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict | None) -> dict[str, Any]:
@@ -144,13 +172,11 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
     lat = measure_latency(arch, cfg.resolution, threads=ctx.latency_threads, num_classes=ctx.num_classes,
                           in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device)
     out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
-               latency_threads=lat["threads"])
+               latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"])
     return out
 
 
 def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, base: dict[str, Any]) -> None:
-    from ray import tune
-
     from lknas.data import build_data
     from lknas.measure.trial import measure_trial
 
@@ -159,15 +185,15 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
     per_epoch = max(1, len(bundle.train))
     epochs = -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)
 
-    def report(metrics: dict[str, Any]) -> None:
+    def per_epoch_report(metrics: dict[str, Any]) -> None:
         if metrics["epoch"] < epochs:  # the last epoch is reported once measured in full
-            tune.report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
-                         "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"]})
+            report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
+                    "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"]})
 
-    metrics = measure_trial(arch, cfg, bundle, report=report, device=ctx.device, latency=False, erf=ctx.erf,
+    metrics = measure_trial(arch, cfg, bundle, report=per_epoch_report, device=ctx.device, latency=False, erf=ctx.erf,
                             erf_map=ctx.erf)
     metrics = effective_counts(metrics)
     final = {**base, **metrics, "epoch": metrics.get("epochs", 0)}
     if final["status"] == "stopped":
         final["status"] = "truncated"
-    tune.report(final)
+    report(final)

@@ -6,17 +6,20 @@
   the most favourable combination cannot fit; the rest is resolved at sampling);
 - `partial` and `width_multiplier` must leave at least one channel;
 - `k_prime` fixes `r_c` (derived here) or must agree with it;
-- the `search` section must suit the space (grid needs finite domains, cmaes one objective).
+- the `search` section must suit the space (grid needs finite domains and at most MAX_GRID
+  combinations, counted without enumerating them; cmaes one objective).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from lknas.limits import MAX_GRID
 from lknas.space.configs import SearchConfig
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import Issues
 from lknas.space.grid import grid_length, possible_k_primes, r_c_for_k_prime
-from lknas.space.resolve import KEY_NEEDS, Template, dimensions, scaled_width
+from lknas.space.resolve import KEY_NEEDS, Dimension, Template, dimensions, scaled_width
 
 _APPLIES = {
     "stripe_n": "stripe_n only applies to stripe kernels (kernel_type: stripe)",
@@ -145,14 +148,30 @@ def _check_channels(t: Template, i: int, issues: Issues) -> None:
                                    f"channel for the large kernel; use partial >= {1 / smallest:.3g}"))
 
 
+def grid_problem(dims: list[Dimension]) -> str | None:
+    """Why the grid sampler cannot enumerate these dimensions (continuous ones, or more than
+    MAX_GRID combinations, counted by multiplying sizes), or None."""
+    continuous = [d.name for d in dims if not d.domain.is_finite]
+    if continuous:
+        return ("the grid sampler needs every searched key to be finite (choice or int); float ranges: "
+                f"{', '.join(continuous)}; use choice: [...] for them or another sampler (tpe, random, ...)")
+    sizes = [(d.name, d.domain.size()) for d in dims]
+    total = math.prod(n for _, n in sizes)
+    if total <= MAX_GRID:
+        return None
+    factors = " x ".join(f"{name} {n}" for name, n in sorted(sizes, key=lambda s: -s[1])[:12])
+    more = " x ..." if len(sizes) > 12 else ""
+    return (f"the grid sampler would enumerate {total:,} combinations ({factors}{more}), more than the "
+            f"{MAX_GRID:,} it may hold in memory; use a sampler that draws (tpe, nsga2, random, qmc) or fix "
+            "some keys to single values")
+
+
 def check_search(t: Template, search: SearchConfig, issues: Issues) -> None:
     """The sampler must suit the space and the objectives."""
     if search.sampler == "grid":
-        continuous = [d.name for d in dimensions(t) if not d.domain.is_finite]
-        if continuous:
-            issues.append(("search.sampler", "the grid sampler needs every searched key to be finite "
-                                             f"(choice or int); float ranges: {', '.join(continuous)}; "
-                                             "use choice: [...] for them or another sampler (tpe, random, ...)"))
+        problem = grid_problem(dimensions(t))
+        if problem:
+            issues.append(("search.sampler", problem))
     if search.sampler == "cmaes" and len(search.objectives) != 1:
         names = ", ".join(o.name for o in search.objectives)
         issues.append(("search.sampler", f"cmaes optimizes a single objective, but search.objectives has "

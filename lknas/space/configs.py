@@ -10,10 +10,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lknas.limits import (
+    MAX_BATCH_SIZE, MAX_CLASSES, MAX_CONCURRENT, MAX_COUNT, MAX_CPUS_PER_TRIAL, MAX_EPOCHS, MAX_GPUS_PER_TRIAL, MAX_LR,
+    MAX_RESOLUTION, MAX_SECONDS, MAX_SEED, MAX_STEPS, MAX_SUBSET, MAX_TRIALS, MAX_WEIGHT_DECAY, MIN_RESOLUTION,
+)
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
     Field, Invalid, Issues, describe, did_you_mean, enum_field, float_field, int_field,
-    is_number, parse_field, str_field,
+    is_number, key_text, parse_field, str_field,
 )
 
 OPTIMIZERS = ("adamw", "sgd", "adam", "lamb", "lion")
@@ -77,6 +81,7 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     time_budget: float | None = None
+    confirm: int | str = "auto"  # extra seeds for the Pareto set after the search (see lknas.search.confirm)
 
     @property
     def directions(self) -> list[str]:
@@ -119,34 +124,35 @@ def _raw(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- parsing
-_TRAIN_FIELDS: dict[str, Field] = {
+TRAIN_FIELDS: dict[str, Field] = {
     "dataset": str_field("dataset"),
-    "resolution": int_field("resolution", 16, 1024, searchable=False),
-    "epochs": int_field("epochs", 1, searchable=False),
-    "steps": int_field("steps", 1, nullable=True, searchable=False),
-    "batch_size": int_field("batch_size", 1, searchable=False),
+    "resolution": int_field("resolution", MIN_RESOLUTION, MAX_RESOLUTION, searchable=False),
+    "epochs": int_field("epochs", 1, MAX_EPOCHS, searchable=False),
+    "steps": int_field("steps", 1, MAX_STEPS, nullable=True, searchable=False),
+    "batch_size": int_field("batch_size", 1, MAX_BATCH_SIZE, searchable=False),
     "optimizer": enum_field("optimizer", OPTIMIZERS, searchable=False),
-    "lr": float_field("lr", 0, lo_open=True),
-    "weight_decay": float_field("weight_decay", 0),
-    "warmup_epochs": float_field("warmup_epochs", 0, searchable=False),
+    "lr": float_field("lr", 0, MAX_LR, lo_open=True),
+    "weight_decay": float_field("weight_decay", 0, MAX_WEIGHT_DECAY),
+    "warmup_epochs": float_field("warmup_epochs", 0, MAX_EPOCHS, searchable=False),
     "label_smoothing": float_field("label_smoothing", 0, 1, hi_open=True, searchable=False),
-    "num_classes": int_field("num_classes", 1, nullable=True, searchable=False),
-    "subset": int_field("subset", 1, nullable=True, searchable=False),
-    "time_limit": float_field("time_limit", 0, lo_open=True, nullable=True, searchable=False),
-    "seed": int_field("seed", 0, searchable=False),
+    "num_classes": int_field("num_classes", 1, MAX_CLASSES, nullable=True, searchable=False),
+    "subset": int_field("subset", 1, MAX_SUBSET, nullable=True, searchable=False),
+    "time_limit": float_field("time_limit", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
+    "seed": int_field("seed", 0, MAX_SEED, searchable=False),
 }
-_SEARCH_FIELDS: dict[str, Field] = {
+SEARCH_FIELDS: dict[str, Field] = {
     "sampler": enum_field("sampler", SAMPLERS, searchable=False),
-    "trials": int_field("trials", 1, searchable=False),
+    "trials": int_field("trials", 1, MAX_TRIALS, searchable=False),
     "scheduler": enum_field("scheduler", SCHEDULERS, searchable=False),
-    "seed": int_field("seed", 0, searchable=False),
-    "max_concurrent": int_field("max_concurrent", 1, nullable=True, searchable=False),
-    "cpus_per_trial": float_field("cpus_per_trial", 0, lo_open=True, searchable=False),
-    "gpus_per_trial": float_field("gpus_per_trial", 0, searchable=False),
-    "time_budget": float_field("time_budget", 0, lo_open=True, nullable=True, searchable=False),
+    "seed": int_field("seed", 0, MAX_SEED, searchable=False),
+    "max_concurrent": int_field("max_concurrent", 1, MAX_CONCURRENT, nullable=True, searchable=False),
+    "cpus_per_trial": float_field("cpus_per_trial", 0, MAX_CPUS_PER_TRIAL, lo_open=True, searchable=False),
+    "gpus_per_trial": float_field("gpus_per_trial", 0, MAX_GPUS_PER_TRIAL, searchable=False),
+    "time_budget": float_field("time_budget", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
 }
-_SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "seed", "max_concurrent",
-                "cpus_per_trial", "gpus_per_trial", "time_budget")
+SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "seed", "max_concurrent",
+               "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm")
+MAX_CONFIRM_SEEDS = 10
 
 
 def section(raw: Any, path: str, issues: Issues) -> dict[str, Any]:
@@ -166,7 +172,7 @@ def _fields(raw: dict[str, Any], fields: dict[str, Field], keys: tuple[str, ...]
         if key in skip:
             continue
         if key not in fields:
-            issues.append((f"{path}.{key}", did_you_mean(key, keys)))
+            issues.append((f"{path}.{key_text(key)}", did_you_mean(key, keys)))
             continue
         dom = parse_field(fields[key], value, f"{path}.{key}", issues)
         if dom is not None:
@@ -176,7 +182,7 @@ def _fields(raw: dict[str, Any], fields: dict[str, Field], keys: tuple[str, ...]
 
 def parse_train(raw: Any, issues: Issues) -> TrainConfig:
     data = section(raw, "train", issues)
-    return TrainConfig(**_fields(data, _TRAIN_FIELDS, tuple(_TRAIN_FIELDS), "train", issues))
+    return TrainConfig(**_fields(data, TRAIN_FIELDS, tuple(TRAIN_FIELDS), "train", issues))
 
 
 def parse_objectives(raw: Any, issues: Issues) -> tuple[Objective, ...]:
@@ -198,7 +204,7 @@ def parse_objectives(raw: Any, issues: Issues) -> tuple[Objective, ...]:
             continue
         for key in item:
             if key not in ("name", "mode"):
-                issues.append((f"{p}.{key}", did_you_mean(key, ("name", "mode"))))
+                issues.append((f"{p}.{key_text(key)}", did_you_mean(key, ("name", "mode"))))
         try:
             name = enum_field("objective name", names).check(item.get("name"))
         except Invalid as err:
@@ -216,49 +222,75 @@ def parse_objectives(raw: Any, issues: Issues) -> tuple[Objective, ...]:
     return tuple(out) or DEFAULT_OBJECTIVES
 
 
+def parse_confirm(value: Any) -> int | str:
+    """'auto' or a number of extra seeds 0..MAX_CONFIRM_SEEDS; raises Invalid otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CONFIRM_SEEDS:
+        return value
+    raise Invalid(f"confirm must be auto or a number of extra seeds 0..{MAX_CONFIRM_SEEDS}; got {describe(value)}")
+
+
 def parse_search(raw: Any, issues: Issues) -> SearchConfig:
     data = section(raw, "search", issues)
-    values = _fields(data, _SEARCH_FIELDS, _SEARCH_KEYS, "search", issues, skip=("objectives",))
+    values = _fields(data, SEARCH_FIELDS, SEARCH_KEYS, "search", issues, skip=("objectives", "confirm"))
     if "objectives" in data:
         values["objectives"] = parse_objectives(data["objectives"], issues)
+    if "confirm" in data:
+        try:
+            values["confirm"] = parse_confirm(data["confirm"])
+        except Invalid as err:
+            issues.append(("search.confirm", err.message))
     return SearchConfig(**values)
 
 
+_COUNT_MAX = f"1e{len(str(MAX_COUNT)) - 1}"  # '1e15'
 _SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kmgt]?)\s*$", re.IGNORECASE)
 
 
 def parse_count(value: Any) -> int:
-    """5, 5e6, '5M', '1.2G', '300k' -> an integer count; raises Invalid otherwise."""
-    if is_number(value) and value >= 0:
-        return int(round(value))
-    if isinstance(value, str):
+    """5, 5e6, '5M', '1.2G', '300k' -> an integer count in 0..MAX_COUNT; raises Invalid otherwise."""
+    number = None
+    if is_number(value):
+        number = value
+    elif isinstance(value, str) and len(value) <= 40:
         m = _COUNT.match(value)
         if m:
-            number = float(m.group(1) + (f"e{m.group(2)}" if m.group(2) else ""))
-            return int(round(number * _SUFFIX[m.group(3).lower()]))
-    raise Invalid(f"expected a non-negative number such as 5000000, '5M', '1.2G' or '300k'; got {describe(value)}")
+            number = float(m.group(1) + (f"e{m.group(2)}" if m.group(2) else "")) * _SUFFIX[m.group(3).lower()]
+    if number is not None and 0 <= number <= MAX_COUNT:  # False for nan and inf
+        return int(round(number))
+    raise Invalid(f"expected a number from 0 to {_COUNT_MAX} such as 5000000, '5M', '1.2G' or '300k'; "
+                  f"got {describe(value)}")
 
 
-_CONSTRAINT_KEYS = ("max_params", "min_params", "max_flops", "min_flops", "resolution")
+def count_field(name: str) -> Field:
+    """A params / FLOPs count (null: no limit)."""
+    def check(v: Any) -> Any:
+        if v is None:
+            return None
+        try:
+            return parse_count(v)
+        except Invalid as err:
+            raise Invalid(f"{name}: {err.message}") from None
+
+    return Field(name, "count", check, searchable=False, valid=f"0..{_COUNT_MAX}, or '5M', '1.2G', '300k'; or null",
+                 high=MAX_COUNT)
+
+
+CONSTRAINT_FIELDS: dict[str, Field] = {
+    **{key: count_field(key) for key in ("max_params", "min_params", "max_flops", "min_flops")},
+    "resolution": TRAIN_FIELDS["resolution"],
+}
 
 
 def parse_constraints(raw: Any, issues: Issues, default_resolution: int) -> Constraints:
     data = section(raw, "constraints", issues)
-    values: dict[str, Any] = {"resolution": default_resolution}
-    for key, value in data.items():
-        path = f"constraints.{key}"
-        if key not in _CONSTRAINT_KEYS:
-            issues.append((path, did_you_mean(key, _CONSTRAINT_KEYS)))
-        elif key == "resolution":
-            dom = parse_field(int_field("resolution", 16, 1024, searchable=False), value, path, issues)
-            if dom is not None:
-                values[key] = dom.value  # type: ignore[attr-defined]
-        elif value is not None:
-            try:
-                values[key] = parse_count(value)
-            except Invalid as err:
-                issues.append((path, f"{key}: {err.message}"))
+    values = {k: v for k, v in _fields(data, CONSTRAINT_FIELDS, tuple(CONSTRAINT_FIELDS), "constraints",
+                                       issues).items() if v is not None}
+    values.setdefault("resolution", default_resolution)
     for what in ("params", "flops"):
         lo, hi = values.get(f"min_{what}"), values.get(f"max_{what}")
         if lo is not None and hi is not None and lo > hi:

@@ -21,9 +21,35 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
+from lknas.limits import MAX_CHOICES
+
 DOMAIN_KEYS = ("choice", "int", "float")
-_EXTRA_KEYS = {"int": ("step",), "float": ("log",), "choice": ()}
+DOMAIN_EXTRA_KEYS = {"int": ("step",), "float": ("log",), "choice": ()}
 _PRIMITIVES = (type(None), bool, int, float, str)
+SHOWN_ITEMS = 8  # items of a list shown in a message
+SHOWN_CHARS = 80  # characters of a string shown in a message
+
+
+def short(value: Any) -> str:
+    """A value for a message, bounded in length whatever its size (a 5000-digit integer, a list of
+    200,000 values, a megabyte of text)."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "null"
+    if isinstance(value, int) and value.bit_length() > 64:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= SHOWN_CHARS else repr(value[:SHOWN_CHARS]) + f"... ({len(value)} chars)"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(short(v) for v in value[:SHOWN_ITEMS])
+        more = f", ... ({len(value)} values)" if len(value) > SHOWN_ITEMS else ""
+        return f"[{items}{more}]"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, float):
+        return repr(value)
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 class Domain:
@@ -253,9 +279,10 @@ def parse_domain(raw: Any) -> Domain:
         raise DomainSyntaxError(problems)
     kind = kinds[0]
     for key in raw:
-        if key != kind and key not in _EXTRA_KEYS[kind]:
-            allowed = ", ".join((kind,) + _EXTRA_KEYS[kind])
-            problems.append((str(key), f"unknown key '{key}' in a {kind} domain; valid keys: {allowed}"))
+        if key != kind and key not in DOMAIN_EXTRA_KEYS[kind]:
+            allowed = ", ".join((kind,) + DOMAIN_EXTRA_KEYS[kind])
+            name = key[:SHOWN_CHARS] if isinstance(key, str) else short(key)
+            problems.append((name, f"unknown key '{name}' in a {kind} domain; valid keys: {allowed}"))
     body = raw[kind]
     if kind == "choice":
         dom = _parse_choice(body, problems)
@@ -270,32 +297,59 @@ def parse_domain(raw: Any) -> Domain:
 
 def _parse_choice(body: Any, problems: list[tuple[str, str]]) -> Choice | None:
     if not isinstance(body, list):
-        problems.append(("choice", f"choice takes a list of values, e.g. choice: [3, 5, 7]; got {body!r}"))
+        problems.append(("choice", f"choice takes a list of values, e.g. choice: [3, 5, 7]; got {short(body)}"))
         return None
     if not body:
         problems.append(("choice", "choice is empty; give at least one value, e.g. choice: [3, 5, 7]"))
         return None
-    seen: list[Any] = []
-    for i, v in enumerate(body):
-        if any(v == s and type(v) is type(s) for s in seen):
-            problems.append((f"choice[{i}]", f"duplicate value {v!r}; list each value once"))
-        seen.append(v)
+    if len(body) > MAX_CHOICES:
+        problems.append(("choice", f"choice has {len(body):,} values; at most {MAX_CHOICES:,} are allowed: "
+                                   "use an int range ({int: [low, high], step: s}) for many numbers"))
+        return None
+    first: dict[Any, int] = {}
+    for i, v in enumerate(body):  # one hash per value: linear in the list length
+        key = _identity(v)
+        if key in first:
+            problems.append((f"choice[{i}]", f"duplicate value {short(v)} (also choice[{first[key]}]); "
+                                             "list each value once"))
+        else:
+            first[key] = i
     return Choice(tuple(tuple(v) if isinstance(v, list) else v for v in body)) if not problems else None
+
+
+def _identity(value: Any) -> Any:
+    """A hashable key equal for two YAML values exactly when they are the same value of the same
+    type (1, 1.0 and true are three values; [13, 3] equals [13, 3])."""
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_identity(v) for v in value))
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((repr(k), _identity(v)) for k, v in value.items())))
+    if isinstance(value, float) and value != value:
+        return ("float", "nan")
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__name__, repr(value))
+    return (type(value).__name__, value)
 
 
 def _bounds(kind: str, body: Any, problems: list[tuple[str, str]], integer: bool) -> tuple[Any, Any] | None:
     what = "integers" if integer else "numbers"
     if not isinstance(body, list) or len(body) != 2:
-        problems.append((kind, f"{kind} takes [low, high] ({what}); got {body!r}"))
+        problems.append((kind, f"{kind} takes [low, high] ({what}); got {short(body)}"))
         return None
     ok = True
     for i, v in enumerate(body):
         good = isinstance(v, int) and not isinstance(v, bool) if integer else _is_number(v)
         if not good:
-            problems.append((f"{kind}[{i}]", f"expected {what[:-1]}, got {v!r}"))
+            problems.append((f"{kind}[{i}]", f"expected {what[:-1]}, got {short(v)}"))
+            ok = False
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.append((f"{kind}[{i}]", f"a range bound must be a finite number; got {v}"))
             ok = False
     if ok and body[0] > body[1]:
-        problems.append((kind, f"low {body[0]} is greater than high {body[1]}; write [{body[1]}, {body[0]}]"))
+        problems.append((kind, f"low {short(body[0])} is greater than high {short(body[1])}; "
+                               f"write [{short(body[1])}, {short(body[0])}]"))
         ok = False
     return (body[0], body[1]) if ok else None
 
@@ -303,15 +357,15 @@ def _bounds(kind: str, body: Any, problems: list[tuple[str, str]], integer: bool
 def _parse_int(body: Any, step: Any, problems: list[tuple[str, str]]) -> IntRange | None:
     bounds = _bounds("int", body, problems, integer=True)
     if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
-        problems.append(("step", f"step must be a positive integer; got {step!r}"))
+        problems.append(("step", f"step must be a positive integer; got {short(step)}"))
         return None
     if bounds is None:
         return None
     low, high = bounds
     if (high - low) % step:
         last = low + step * ((high - low) // step)
-        problems.append(("int", f"high {high} is not low {low} plus a multiple of step {step}; "
-                         f"use {last} or {last + step}"))
+        problems.append(("int", f"high {short(high)} is not low {short(low)} plus a multiple of step {short(step)}; "
+                         f"use {short(last)} or {short(last + step)}"))
         return None
     return IntRange(low, high, step)
 
@@ -319,7 +373,7 @@ def _parse_int(body: Any, step: Any, problems: list[tuple[str, str]]) -> IntRang
 def _parse_float(body: Any, log: Any, problems: list[tuple[str, str]]) -> FloatRange | None:
     bounds = _bounds("float", body, problems, integer=False)
     if not isinstance(log, bool):
-        problems.append(("log", f"log must be true or false; got {log!r}"))
+        problems.append(("log", f"log must be true or false; got {short(log)}"))
         return None
     if bounds is None:
         return None

@@ -6,12 +6,15 @@ every value passes the field's check, collecting (path, message) problems instea
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from lknas.space.domains import Choice, Constant, Domain, DomainSyntaxError, FloatRange, IntRange, parse_domain
+from lknas.limits import MAX_DEPTH, MAX_KERNEL
+from lknas.space.domains import (
+    SHOWN_CHARS, Choice, Constant, Domain, DomainSyntaxError, FloatRange, IntRange, parse_domain, short,
+)
 
-MAX_KERNEL = 201
 Issues = list[tuple[str, str]]
 
 
@@ -31,20 +34,26 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, str):
-        return f"'{value}' (a string)"
+        return f"{short(value)} (a string)"
     if isinstance(value, (list, tuple)):
-        return f"{list(value)} (a list)"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
+        return f"{short(value)} (a list)"
+    return short(value)
 
 
-def did_you_mean(key: str, valid: Iterable[str]) -> str:
+def key_text(key: Any) -> str:
+    """A mapping key for a key path: itself when it is a short string, else a bounded rendering."""
+    if isinstance(key, str):
+        return key if len(key) <= SHOWN_CHARS else key[:SHOWN_CHARS] + "..."
+    return short(key)
+
+
+def did_you_mean(key: Any, valid: Iterable[str]) -> str:
     """`unknown key 'kernal'; did you mean 'kernel'? valid keys: ...`."""
     valid = list(valid)
-    near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+    text = key_text(key)
+    near = difflib.get_close_matches(text, valid, n=1, cutoff=0.6)
     hint = f" did you mean '{near[0]}'?" if near else ""
-    return f"unknown key '{key}';{hint} valid keys: {', '.join(valid)}"
+    return f"unknown key '{text}';{hint} valid keys: {', '.join(valid)}"
 
 
 def is_int(v: Any) -> bool:
@@ -64,54 +73,62 @@ class Field:
     check: Callable[[Any], Any]  # returns the normalized value or raises Invalid
     searchable: bool = True
     odd: bool = False  # integer values must be odd (ranges need an even step)
+    valid: str = ""  # the accepted values, compactly ("1..64", "(0, 16]", "dense, stripe, ..."): for the docs
+    high: float | None = None  # the upper bound of a numeric key
+
+
+def num(x: float) -> str:
+    """A bound as the docs and messages write it: 16, 0.5, 10000000 (no exponent, no separators)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 # ----------------------------------------------------------------------------- checkers
-def int_field(name: str, lo: int | None = None, hi: int | None = None, *, odd: bool = False,
-              nullable: bool = False, searchable: bool = True) -> Field:
-    parts = [f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else ""]
-    bound = " and ".join(p for p in parts if p)
-    expect = ("an odd integer" if odd else "an integer") + (f" {bound}" if bound else "")
+def int_field(name: str, lo: int, hi: int, *, odd: bool = False, nullable: bool = False,
+              searchable: bool = True) -> Field:
+    """An integer key in [lo, hi] (odd ones only with `odd`; null allowed with `nullable`)."""
+    expect = ("an odd integer" if odd else "an integer") + f" >= {lo} and <= {hi}"
+    valid = ("odd, " if odd else "") + f"{lo}..{hi}"
     if nullable:
         expect += " or null"
+        valid += " or null"
 
     def check(v: Any) -> Any:
         if v is None and nullable:
             return None
         if not is_int(v):
             raise Invalid(f"{name} must be {expect}; got {describe(v)}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise Invalid(f"{name} must be {expect}; got {v}")
+        if v < lo or v > hi:
+            raise Invalid(f"{name} must be {expect}; got {short(v)}")
         if odd and v % 2 == 0:
             raise Invalid(f"{name} {v} is even; {name} must be {expect}")
         return v
 
-    return Field(name, "int", check, searchable, odd)
+    return Field(name, "int", check, searchable, odd, valid, hi)
 
 
-def float_field(name: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-                hi_open: bool = False, nullable: bool = False, searchable: bool = True) -> Field:
-    if lo is not None and hi is not None:
-        expect = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    elif lo is not None:
-        expect = f"a number {'>' if lo_open else '>='} {lo:g}"
-    else:
-        expect = "a number"
+def float_field(name: str, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False,
+                nullable: bool = False, searchable: bool = True) -> Field:
+    """A finite number in the interval from lo to hi (each end open or closed)."""
+    valid = f"{'(' if lo_open else '['}{num(lo)}, {num(hi)}{')' if hi_open else ']'}"
+    expect = f"a number in {valid}"
     if nullable:
         expect += " or null"
+        valid += " or null"
 
     def check(v: Any) -> Any:
         if v is None and nullable:
             return None
         if not is_number(v):
             raise Invalid(f"{name} must be {expect}; got {describe(v)}")
-        too_low = lo is not None and (v <= lo if lo_open else v < lo)
-        too_high = hi is not None and (v >= hi if hi_open else v > hi)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Invalid(f"{name} must be {expect} (finite); got {v}")
+        too_low = v <= lo if lo_open else v < lo
+        too_high = v >= hi if hi_open else v > hi
         if too_low or too_high:
-            raise Invalid(f"{name} must be {expect}; got {v:g}")
+            raise Invalid(f"{name} must be {expect}; got {short(v) if isinstance(v, int) else f'{v:g}'}")
         return float(v)
 
-    return Field(name, "float", check, searchable)
+    return Field(name, "float", check, searchable, valid=valid, high=hi)
 
 
 def enum_field(name: str, options: Iterable[str], *, searchable: bool = True) -> Field:
@@ -124,7 +141,7 @@ def enum_field(name: str, options: Iterable[str], *, searchable: bool = True) ->
             raise Invalid(f"{name} must be one of {', '.join(options)}; got {describe(v)}{hint}")
         return v
 
-    return Field(name, "enum", check, searchable)
+    return Field(name, "enum", check, searchable, valid=", ".join(options))
 
 
 def bool_field(name: str, *, searchable: bool = True) -> Field:
@@ -133,25 +150,30 @@ def bool_field(name: str, *, searchable: bool = True) -> Field:
             raise Invalid(f"{name} must be true or false; got {describe(v)}")
         return v
 
-    return Field(name, "bool", check, searchable)
+    return Field(name, "bool", check, searchable, valid="true, false")
+
+
+MAX_TEXT = 4096  # characters of a free-text value (a data-set name with its path)
 
 
 def str_field(name: str) -> Field:
     def check(v: Any) -> Any:
-        if not isinstance(v, str) or not v:
-            raise Invalid(f"{name} must be a non-empty string; got {describe(v)}")
+        if not isinstance(v, str) or not v or len(v) > MAX_TEXT:
+            raise Invalid(f"{name} must be a non-empty string of at most {MAX_TEXT} characters; got {describe(v)}")
         return v
 
-    return Field(name, "str", check, searchable=False)
+    return Field(name, "str", check, searchable=False, valid="text")
 
 
 def check_kernel_size(v: Any, sub: str = "") -> int:
     if not is_int(v):
         raise Invalid(f"kernel size must be an odd integer from 1 to {MAX_KERNEL}; got {describe(v)}", sub)
     if v % 2 == 0:
-        raise Invalid(f"kernel size {v} is even; kernel sizes must be odd (3, 5, 7, ..., up to {MAX_KERNEL})", sub)
+        raise Invalid(f"kernel size {short(v)} is even; kernel sizes must be odd (3, 5, 7, ..., up to {MAX_KERNEL})",
+                      sub)
     if not 1 <= v <= MAX_KERNEL:
-        raise Invalid(f"kernel size {v} is out of range; kernel sizes are odd integers from 1 to {MAX_KERNEL}", sub)
+        raise Invalid(f"kernel size {short(v)} is out of range; kernel sizes are odd integers from 1 to {MAX_KERNEL}",
+                      sub)
     return v
 
 
@@ -160,11 +182,15 @@ def _check_kernel(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         if not v:
             raise Invalid("a kernel list needs at least one size, e.g. [13, 3]")
+        if len(v) > MAX_DEPTH:
+            raise Invalid(f"a kernel list has at most {MAX_DEPTH} sizes (one per block of the deepest stage); "
+                          f"got {len(v)}")
         return tuple(check_kernel_size(k, f"[{i}]") for i, k in enumerate(v))
     return check_kernel_size(v)
 
 
-KERNEL_FIELD = Field("kernel", "kernel", _check_kernel, odd=True)
+KERNEL_FIELD = Field("kernel", "kernel", _check_kernel, odd=True,
+                     valid=f"odd, 1..{MAX_KERNEL}, or a list of at most {MAX_DEPTH} such sizes", high=MAX_KERNEL)
 REPARAM_SIZES = (0, 3, 5, 7)
 
 
@@ -176,7 +202,8 @@ def _check_reparam(v: Any) -> Any:
     return v
 
 
-REPARAM_FIELD = Field("reparam", "int", _check_reparam)
+REPARAM_FIELD = Field("reparam", "int", _check_reparam, valid=", ".join(map(str, REPARAM_SIZES)) + " (0: none)",
+                      high=max(REPARAM_SIZES))
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -1,4 +1,9 @@
-"""Reading space files: YAML with clear errors, bundled-name resolution, `load_space`, `load_arch`."""
+"""Reading space files: YAML with clear errors, bundled-name resolution, `load_space`, `load_arch`.
+
+A file is read only if it is at most MAX_FILE_BYTES of UTF-8; its YAML is parsed by a SafeLoader
+(no tags that build Python objects) that refuses oversized integers; what PyYAML cannot build (deep
+nesting, impossible dates) is reported like any other problem, never as a traceback.
+"""
 from __future__ import annotations
 
 import re
@@ -9,12 +14,22 @@ import yaml
 
 from lknas.arch import ArchConfig
 from lknas.errors import Problem, SpaceError
+from lknas.limits import MAX_FILE_BYTES, MAX_INT_DIGITS, MAX_NESTING
 from lknas.space.schema import parse_space
 from lknas.space.space import SearchSpace
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 2e-3 as a float (YAML 1.2) and rejects duplicate keys."""
+    """SafeLoader that reads 2e-3 as a float (YAML 1.2), rejects duplicate keys and integers of
+    more than MAX_INT_DIGITS digits (Python refuses to convert 4300 or more)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {digits} digits is out of range (at most {MAX_INT_DIGITS} digits)",
+                node.start_mark)
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -31,6 +46,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
@@ -39,7 +55,9 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml(text: str, file: str = "<string>") -> Any:
-    """Parse YAML text; a syntax error becomes a SpaceError with line and column."""
+    """Parse YAML text; a syntax error, an unreadable value (a 5000-digit integer, a date such as
+    2024-13-01) or nesting too deep for the parser becomes a SpaceError, with line and column
+    where PyYAML knows them."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as err:
@@ -49,6 +67,29 @@ def read_yaml(text: str, file: str = "<string>") -> Any:
         raise SpaceError([Problem(file, "", f"YAML syntax error at {where}: {what}")]) from None
     except yaml.YAMLError as err:
         raise SpaceError([Problem(file, "", f"YAML error: {err}")]) from None
+    except RecursionError:
+        raise SpaceError([Problem(file, "", f"mappings and lists nest too deep for the YAML parser; a space "
+                                            f"file nests at most {MAX_NESTING} levels")]) from None
+    except (ValueError, TypeError, OverflowError) as err:  # a value PyYAML matched but cannot build
+        raise SpaceError([Problem(file, "", f"YAML value error: {str(err)[:200]}")]) from None
+
+
+def read_text(path: Path, file: str) -> str:
+    """The text of a space file: at most MAX_FILE_BYTES, UTF-8; SpaceError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise SpaceError([Problem(file, "", f"cannot read the file: {err.strerror or err}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpaceError([Problem(file, "", f"the file is larger than {MAX_FILE_BYTES // 1024} kB; a space file "
+                                            "describes one space (the bundled ones are 2-4 kB)")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise SpaceError([Problem(file, "", f"the file is not UTF-8 text: byte 0x{data[err.start]:02x} at line "
+                                            f"{line} (offset {err.start}); save it as UTF-8")]) from None
 
 
 def bundled_dir() -> Path:
@@ -93,14 +134,7 @@ def load_space(path_or_name: str | Path, directory: Path | None = None) -> Searc
     """Read, parse and validate a space file (a path, or the name of a bundled space)."""
     path = resolve_space_path(path_or_name, directory)
     file = str(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpaceError([Problem(file, "", f"cannot read the file: {err.strerror or err}")]) from None
-    except UnicodeDecodeError as err:
-        raise SpaceError([Problem(file, "", f"not a text (UTF-8) file ({err.reason} at byte {err.start}); a space "
-                                            f"file is YAML text")]) from None
-    data = read_yaml(text, file)
+    data = read_yaml(read_text(path, file), file)
     if data is None:
         raise SpaceError([Problem(file, "", "the file is empty; a space needs at least a 'stages' list")])
     return parse_space(data, file)

@@ -14,49 +14,57 @@ from lknas.arch import (
     STEM_TYPES,
 )
 from lknas.errors import Problem, SpaceError
+from lknas.limits import (
+    MAX_DEPTH, MAX_DW_RATIO, MAX_KERNEL, MAX_LAYER_SCALE, MAX_M, MAX_MLP_RATIO, MAX_PROBLEMS, MAX_R_C, MAX_STAGES,
+    MAX_UPDATE_INTERVAL, MAX_WIDTH, MAX_WIDTH_MULTIPLIER,
+)
+from lknas.space.budget import check_budget
 from lknas.space.checks import check_relations, check_search
-from lknas.space.configs import parse_constraints, parse_search, parse_train, section
+from lknas.space.configs import (
+    CONSTRAINT_FIELDS, SEARCH_FIELDS, TRAIN_FIELDS, parse_constraints, parse_search, parse_train, section,
+)
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
     KERNEL_FIELD, REPARAM_FIELD, Field, Issues, bool_field, describe, did_you_mean, enum_field, float_field,
-    int_field, normalize, parse_field,
+    int_field, key_text, normalize, parse_field,
 )
 from lknas.space.resolve import STAGE_KEYS, Template
+from lknas.space.structure import check_structure
 
 STAGE_FIELDS: dict[str, Field] = {
-    "depth": int_field("depth", 1),
-    "width": int_field("width", 1),
+    "depth": int_field("depth", 1, MAX_DEPTH),
+    "width": int_field("width", 1, MAX_WIDTH),
     "kernel": KERNEL_FIELD,
     "kernel_type": enum_field("kernel_type", KERNEL_TYPES),
     "reparam": REPARAM_FIELD,
     "partial": float_field("partial", 0, 1, lo_open=True),
-    "stripe_n": int_field("stripe_n", 1, odd=True),
-    "r_c": int_field("r_c", 0),
-    "m": int_field("m", 1),
-    "k_prime": int_field("k_prime", 1, odd=True, searchable=False),
+    "stripe_n": int_field("stripe_n", 1, MAX_KERNEL, odd=True),
+    "r_c": int_field("r_c", 0, MAX_R_C),
+    "m": int_field("m", 1, MAX_M),
+    "k_prime": int_field("k_prime", 1, MAX_KERNEL, odd=True, searchable=False),
     "pos_embed": bool_field("pos_embed"),
     "block": enum_field("block", BLOCK_TYPES),
-    "mlp_ratio": float_field("mlp_ratio", 0, lo_open=True),
+    "mlp_ratio": float_field("mlp_ratio", 0, MAX_MLP_RATIO, lo_open=True),
     "downsample": enum_field("downsample", DOWNSAMPLE_TYPES),
     "grn": bool_field("grn"),
-    "layer_scale": float_field("layer_scale", 0, nullable=True),
+    "layer_scale": float_field("layer_scale", 0, MAX_LAYER_SCALE, nullable=True),
     "se": bool_field("se"),
-    "dw_ratio": float_field("dw_ratio", 0, lo_open=True),
+    "dw_ratio": float_field("dw_ratio", 0, MAX_DW_RATIO, lo_open=True),
 }
 assert tuple(STAGE_FIELDS) == STAGE_KEYS
 STAGE_ONLY = ("depth", "width", "downsample")
 GLOBAL_FIELDS: dict[str, Field] = {
-    "width_multiplier": float_field("width_multiplier", 0, lo_open=True),
+    "width_multiplier": float_field("width_multiplier", 0, MAX_WIDTH_MULTIPLIER, lo_open=True),
     **{k: f for k, f in STAGE_FIELDS.items() if k not in STAGE_ONLY},
 }
-STEM_FIELDS = {"type": enum_field("stem type", STEM_TYPES), "width": int_field("stem width", 1)}
+STEM_FIELDS = {"type": enum_field("stem type", STEM_TYPES), "width": int_field("stem width", 1, MAX_WIDTH)}
 HEAD_FIELDS = {"norm": enum_field("head norm", HEAD_NORMS),
                "dropout": float_field("head dropout", 0, 1, hi_open=True)}
 SPARSITY_FIELDS = {
     "enabled": bool_field("enabled"),
     "density": float_field("density", 0, 1, lo_open=True),
     "prune_rate": float_field("prune_rate", 0, 1, hi_open=True),
-    "update_interval": int_field("update_interval", 1),
+    "update_interval": int_field("update_interval", 1, MAX_UPDATE_INTERVAL),
     "growth": enum_field("growth", SPARSITY_GROWTH),
     "init": enum_field("init", SPARSITY_INIT),
     "targets": enum_field("targets", SPARSITY_TARGETS),
@@ -67,6 +75,18 @@ SECTIONS = ("name", "description", "stem", "stages", "width_multiplier", "drop_p
 TOP_KEYS = SECTIONS + tuple(k for k in GLOBAL_FIELDS if k != "width_multiplier")
 _ALL_FIELDS: dict[str, Field] = {**SPARSITY_FIELDS, **HEAD_FIELDS, **STEM_FIELDS, **GLOBAL_FIELDS,
                                  **STAGE_FIELDS, "drop_path": DROP_PATH_FIELD}
+
+
+def schema_fields() -> dict[str, Field]:
+    """Every key of a space file that takes a value, by its key path: stage keys (which also serve
+    as top-level defaults) and `drop_path` bare, the rest with their section (`stem.width`,
+    `sparsity.density`, `train.lr`, `search.trials`, `constraints.max_params`). The docs and the
+    tests derive their key lists from here."""
+    out: dict[str, Field] = {**STAGE_FIELDS, **GLOBAL_FIELDS, "drop_path": DROP_PATH_FIELD}
+    for prefix, fields in (("stem", STEM_FIELDS), ("head", HEAD_FIELDS), ("sparsity", SPARSITY_FIELDS),
+                           ("train", TRAIN_FIELDS), ("search", SEARCH_FIELDS), ("constraints", CONSTRAINT_FIELDS)):
+        out.update({f"{prefix}.{key}": f for key, f in fields.items()})
+    return out
 
 
 def normalize_value(key: str, value: Any) -> Any:
@@ -82,10 +102,11 @@ def parse_space(data: Any, file: str = "<dict>") -> "SearchSpace":
     if not isinstance(data, dict):
         raise SpaceError([Problem(file, "", "a space file must be a mapping with at least a 'stages' list; "
                                             f"got {describe(data)}")])
+    check_structure(data, file)  # nothing below may hang on aliases, cycles or deep nesting
     issues: Issues = []
     for key in data:
         if key not in TOP_KEYS:
-            issues.append((str(key), did_you_mean(key, TOP_KEYS)))
+            issues.append((key_text(key), did_you_mean(key, TOP_KEYS)))
     name = _text(data, "name", issues) or (Path(file).stem if not file.startswith("<") else "space")
     description = _text(data, "description", issues) or ""
     if data.get("provenance") is not None and not isinstance(data["provenance"], dict):
@@ -115,10 +136,20 @@ def parse_space(data: Any, file: str = "<dict>") -> "SearchSpace":
     if t.stages:
         check_relations(t, issues)
         check_search(t, search, issues)
+        if not issues:  # the estimate needs a valid space
+            check_budget(t, train.resolution, train.batch_size, train.num_classes, issues)
     if issues:
-        raise SpaceError([Problem(file, path, msg) for path, msg in dict.fromkeys(issues)])
+        raise SpaceError(_capped([Problem(file, path, msg) for path, msg in dict.fromkeys(issues)], file))
     return SearchSpace(file=file, name=name, description=description, template=t, train=train,
                        search=search, constraints=constraints, raw=data)
+
+
+def _capped(problems: list[Problem], file: str) -> list[Problem]:
+    """At most MAX_PROBLEMS problems, the rest counted in a last one."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS
+    return problems[:MAX_PROBLEMS] + [Problem(file, "", f"... and {rest:,} more problems (fix these first)")]
 
 
 def _text(data: dict[str, Any], key: str, issues: Issues) -> str | None:
@@ -133,7 +164,7 @@ def _mapping(raw: Any, path: str, fields: dict[str, Field], issues: Issues) -> d
     out: dict[str, Domain] = {}
     for key, value in section(raw, path, issues).items():
         if key not in fields:
-            issues.append((f"{path}.{key}", did_you_mean(key, fields)))
+            issues.append((f"{path}.{key_text(key)}", did_you_mean(key, fields)))
             continue
         dom = parse_field(fields[key], value, f"{path}.{key}", issues)
         if dom is not None:
@@ -149,6 +180,9 @@ def _stages(raw: Any, present: bool, issues: Issues) -> list[dict[str, Domain]]:
     if not isinstance(raw, list) or not raw:
         issues.append(("stages", f"stages must be a non-empty list of stage mappings; got {describe(raw)}"))
         return []
+    if len(raw) > MAX_STAGES:
+        issues.append(("stages", f"a network has at most {MAX_STAGES} stages; got {len(raw)}"))
+        return []
     stages = []
     for i, stage in enumerate(raw):
         path = f"stages[{i}]"
@@ -157,8 +191,8 @@ def _stages(raw: Any, present: bool, issues: Issues) -> list[dict[str, Domain]]:
             stages.append({})
             continue
         stages.append(_mapping(stage, path, STAGE_FIELDS, issues))
-        for key, what in (("depth", "the number of blocks, an integer >= 1"),
-                          ("width", "the number of channels, an integer >= 1")):
+        for key, what in (("depth", f"the number of blocks, an integer from 1 to {MAX_DEPTH}"),
+                          ("width", f"the number of channels, an integer from 1 to {MAX_WIDTH}")):
             if key not in stage:
                 issues.append((f"{path}.{key}", f"missing: every stage needs {key} ({what})"))
     return stages

@@ -11,6 +11,8 @@ from optuna.trial import BaseTrial
 from lknas.arch import ArchConfig
 from lknas.errors import Problem, SpaceError
 from lknas.space.configs import Constraints, SearchConfig, TrainConfig
+from lknas.space.budget import check_budget
+from lknas.space.checks import check_search, grid_problem
 from lknas.space.domains import Choice, Domain
 from lknas.space.resolve import Dimension, Template, dimensions, resolve
 
@@ -90,13 +92,31 @@ class SearchSpace:
         return finite, continuous
 
     def grid(self) -> dict[str, list[Any]]:
-        """Every dimension's values as Optuna sees them, e.g. for `optuna.samplers.GridSampler`."""
-        out = {}
-        for d in self.dimensions:
-            if not d.domain.is_finite:
-                raise SpaceError([Problem(self.file, d.name, f"{d.domain} is continuous; a grid needs choice or int")])
-            out[d.name] = d.domain.labels() if isinstance(d.domain, Choice) else d.domain.values()
-        return out
+        """Every dimension's values as Optuna sees them, e.g. for `optuna.samplers.GridSampler`.
+
+        Raises:
+            SpaceError: a dimension is continuous, or the grid has more than `MAX_GRID`
+                combinations (counted before any list is built).
+        """
+        problem = grid_problem(self.dimensions)
+        if problem:
+            raise SpaceError([Problem(self.file, "search.sampler", problem)])
+        return {d.name: d.domain.labels() if isinstance(d.domain, Choice) else d.domain.values()
+                for d in self.dimensions}
+
+    def check_run(self, search: SearchConfig, train: TrainConfig) -> None:
+        """Check settings that may differ from the file's (command-line overrides) before a run
+        starts: the sampler must suit the space (grid size, cmaes objectives) and the largest
+        model must fit the memory budget at `train`'s resolution and batch size.
+
+        Raises:
+            SpaceError: listing every problem found.
+        """
+        issues: list[tuple[str, str]] = []
+        check_search(self.template, search, issues)
+        check_budget(self.template, train.resolution, train.batch_size, train.num_classes, issues)
+        if issues:
+            raise SpaceError([Problem(self.file, path, msg) for path, msg in issues])
 
     def summary(self) -> str:
         """Several lines: name, dimension counts, rough size, one line per dimension."""

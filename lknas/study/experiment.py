@@ -72,7 +72,8 @@ class Experiment:
 # ----------------------------------------------------------------------------- loading
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (a path, or a name in `experiments/`)."""
-    from lknas.space.loader import read_yaml
+    from lknas.space.loader import read_text, read_yaml
+    from lknas.space.structure import check_structure
 
     p = Path(path)
     if not p.is_file():
@@ -84,7 +85,8 @@ def load_experiment(path: str | Path) -> Experiment:
         else:
             known = ", ".join(sorted(x.name for x in bundled.glob("*.yaml"))) if bundled.is_dir() else "(none)"
             raise ExperimentError([Problem(str(path), "", f"file not found; give a path or a bundled experiment: {known}")])
-    data = read_yaml(p.read_text(), str(p))
+    data = read_yaml(read_text(p, str(p)), str(p))  # the space files' limits: size, UTF-8, numbers, nesting
+    check_structure(data, str(p))
     return parse_experiment(data, str(p))
 
 

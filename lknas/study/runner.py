@@ -88,28 +88,35 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
     import warnings
 
     import torch
-    from ray import tune
 
-    from lknas.arch import ArchConfig
-    from lknas.search.trial import TrialContext, _static, _train_and_report
-    from lknas.space.configs import TrainConfig
+    from lknas import quiet
+    from lknas.search.trial import report
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     job = ctx.jobs[int(config[NUMBER_KEY])]
     torch.set_num_threads(max(1, ctx.threads))
     base: dict[str, Any] = {**job.identity(), "status": "running"}
     try:
-        arch = ArchConfig.from_yaml(job.arch_yaml)
-        cfg = TrainConfig(**{**ctx.train, "dataset": job.dataset, "seed": job.seed, "resolution": job.resolution})
-        num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
-        tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
-                            threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
-        base.update(hash=arch.hash(), summary=arch.summary(), arch_yaml=job.arch_yaml)
-        base.update(_static(arch, cfg, tctx, None))
-        _train_and_report(arch, cfg, tctx, base)
+        with quiet.working():
+            _run_job(job, ctx, base)
     except Exception as err:  # a broken trial is recorded, the study goes on
-        tune.report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
-                     "traceback": traceback.format_exc(limit=8)})
+        report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(limit=8)})
+
+
+def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
+    from lknas.arch import ArchConfig
+    from lknas.search.trial import TrialContext, _static, _train_and_report
+    from lknas.space.configs import TrainConfig
+
+    arch = ArchConfig.from_yaml(job.arch_yaml)
+    cfg = TrainConfig(**{**ctx.train, "dataset": job.dataset, "seed": job.seed, "resolution": job.resolution})
+    num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
+    tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
+                        threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
+    base.update(hash=arch.hash(), summary=arch.summary(), arch_yaml=job.arch_yaml)
+    base.update(_static(arch, cfg, tctx, None))
+    _train_and_report(arch, cfg, tctx, base)
 
 
 def _default_out(exp: Experiment) -> Path:

@@ -30,6 +30,8 @@ def save_checkpoint(path: str | os.PathLike, kind: str, arch: ArchConfig, model:
     """Write a `kind` ('train' | 'deploy') checkpoint of `model` atomically."""
     data = {"format": FORMAT, "version": VERSION, "kind": kind, "arch_yaml": arch.to_yaml(),
             "num_classes": num_classes, "in_chans": in_chans, "model": model.state_dict(), **extra}
+    if kind == "deploy":
+        data["stripe_forms"] = dict(getattr(model, "stripe_forms", None) or {})
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
     return Path(path)
@@ -66,7 +68,8 @@ _KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 _TRAIN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "epoch": (int, "an integer"), "optimizer": (dict, "a state dict"), "scheduler": (dict, "a state dict"),
-    "rng": (torch.Tensor, "a tensor"), "history": (str, "JSON text"), "best_accuracy": ((int, float), "a number"),
+    "rng": ((torch.Tensor, dict), "generator states"), "history": (str, "JSON text"),
+    "best_accuracy": ((int, float), "a number"),
 }
 
 
@@ -80,6 +83,9 @@ def _check_keys(path: Path, data: dict[str, Any]) -> None:
     problems = [f"{key} is missing" if key not in data else f"{key} is {type(data[key]).__name__}, not {what}"
                 for key, (types, what) in expected.items()
                 if key not in data or not isinstance(data[key], types) or isinstance(data[key], bool)]
+    rng = data.get("rng")
+    if isinstance(rng, dict) and not (isinstance(rng.get("torch"), torch.Tensor) and "python" in rng):
+        problems.append("rng lacks the torch or python generator state")
     if problems:
         raise CheckpointError(f"{path}: not a complete '{data.get('kind')}' checkpoint ({'; '.join(problems)}); "
                               f"it was not written by this lknas or was altered: use the checkpoint-last.pt or "
@@ -106,8 +112,8 @@ def build_from_checkpoint(data: dict[str, Any]) -> tuple[ArchConfig, nn.Module]:
 
     arch = ArchConfig.from_yaml(data["arch_yaml"])
     model = build_model(arch, num_classes=data["num_classes"], in_chans=data["in_chans"])
-    if data["kind"] == "deploy":
-        model = reparameterize(model, inplace=True)
+    if data["kind"] == "deploy":  # the saved forms (older checkpoints: SLaK's decomposed stripes)
+        model = reparameterize(model, inplace=True, stripe_forms=data.get("stripe_forms") or {})
     try:
         model.load_state_dict(data["model"])
     except (RuntimeError, TypeError, AttributeError, ValueError, KeyError) as err:

@@ -19,13 +19,16 @@ __all__ = ["deploy_checkpoint", "load_deploy_model", "EXPORT_FORMATS"]
 EXPORT_FORMATS = ("export", "onnx")
 
 
-def load_deploy_model(path: str | os.PathLike) -> torch.nn.Module:
-    """The deploy-form model (eval mode) of a 'train' or 'deploy' checkpoint."""
+def load_deploy_model(path: str | os.PathLike, resolution: int = 224) -> torch.nn.Module:
+    """The deploy-form model (eval mode) of a 'train' or 'deploy' checkpoint; a 'train' one is
+    reparameterized for inputs of `resolution` (a 'deploy' one keeps the forms it was saved with)."""
     from lknas.models import reparameterize
 
     data = load_checkpoint(path)
     _, model = build_from_checkpoint(data)
-    return model.eval() if data["kind"] == "deploy" else reparameterize(model, inplace=True)
+    if data["kind"] == "deploy":
+        return model.eval()
+    return reparameterize(model, inplace=True, resolution=resolution, in_chans=data["in_chans"])
 
 
 def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, resolution: int = 224,
@@ -39,7 +42,8 @@ def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         arch, model = build_from_checkpoint(data)
     except CheckpointError as err:
         raise CheckpointError(f"{checkpoint}: {err}") from None
-    deploy = model.eval() if data["kind"] == "deploy" else reparameterize(model, inplace=True)
+    deploy = model.eval() if data["kind"] == "deploy" else reparameterize(
+        model, resolution=resolution, in_chans=data["in_chans"])  # the form `count` and `latency` use
     out = Path(out)
     save_checkpoint(out, "deploy", arch, deploy, num_classes=data["num_classes"], in_chans=data["in_chans"])
     result: dict[str, Any] = {"checkpoint": str(out), "arch": arch.summary(), "resolution": resolution}

@@ -6,6 +6,12 @@ with the batch), cosine with warm-up, weight decay 0.05, label smoothing 0.1, Ra
 CUDA, and dynamic sparsity when the architecture asks for it. A checkpoint after every epoch
 (`checkpoint-last.pt`, resumable), a metrics CSV, and at the end the reparameterized deploy
 checkpoint (`deploy.pt`), whose validation accuracy is checked against the training model's.
+
+Resume is exact: the checkpoint holds, besides model, optimizer, schedule, EMA and masks, every
+random stream a step draws from (torch CPU and CUDA, Python, and the mixup/cutmix generator,
+which `SeededMixup` keeps apart from numpy's global one); the data loaders' order and
+augmentation come from seed + epoch. A run killed after epoch k and resumed writes the same
+metrics as one that was never interrupted (on CPU; CUDA kernels may not be bitwise deterministic).
 """
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ import dataclasses
 import io
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,7 +38,7 @@ from lknas.train.checkpoint import load_checkpoint, save_checkpoint
 from lknas.train.proxy import _autocast, _device, evaluate
 from lknas.train.recipe import backward_and_step, make_optimizer, make_scheduler
 
-__all__ = ["TrainRecipe", "train_full", "check_recipe"]
+__all__ = ["SeededMixup", "TrainRecipe", "train_full", "check_recipe"]
 
 
 @dataclass(frozen=True)
@@ -97,13 +105,70 @@ def check_recipe(recipe: TrainRecipe) -> None:
         raise LknasError("; ".join(problems))
 
 
-def _mixup(recipe: TrainRecipe, num_classes: int):
+class SeededMixup:
+    """timm's Mixup/CutMix drawing from a numpy RandomState of its own, seeded from the recipe.
+
+    timm draws lambda, the mixup/cutmix switch and the cutmix box from numpy's global RNG, which
+    nothing seeds or checkpoints: two runs with one seed mixed differently and `--resume` could
+    not be exact. Each call swaps this generator in for numpy's global one and back;
+    `state_dict` (plain tensors and ints, for `torch.load(weights_only=True)`) goes into the
+    checkpoint, so a resumed run continues the same stream.
+    """
+
+    def __init__(self, mixup: Any, seed: int):
+        self.mixup = mixup
+        self.rng = np.random.RandomState(seed % 2**32)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outer = np.random.get_state()
+        np.random.set_state(self.rng.get_state())
+        try:
+            return self.mixup(x, y)
+        finally:
+            self.rng.set_state(np.random.get_state())
+            np.random.set_state(outer)
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, pos, has_gauss, gauss = self.rng.get_state()
+        return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                "gauss": float(gauss)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        keys = state["keys"].numpy().astype(np.uint32)
+        self.rng.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["gauss"]))
+
+
+def _mixup(recipe: TrainRecipe, num_classes: int) -> SeededMixup | None:
     if recipe.mixup <= 0 and recipe.cutmix <= 0:
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
-                 num_classes=num_classes)
+    return SeededMixup(Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
+                             label_smoothing=recipe.label_smoothing, num_classes=num_classes), recipe.seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every generator a training step may draw from besides the mixup one: torch's CPU and CUDA
+    generators (drop path, sparsity regrowth) and Python's (augmentation outside the loaders)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Any) -> None:
+    if isinstance(state, torch.Tensor):  # checkpoints before the CUDA and Python states were kept
+        torch.set_rng_state(state)
+        return
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuples(state["python"]))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value: Any) -> Any:
+    """random.getstate() after a torch.save round trip (tuples stay tuples, but be lenient)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _loss(recipe: TrainRecipe, mixup) -> nn.Module:
@@ -133,14 +198,23 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
                device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """Train `arch` on `data` (a `lknas.data.DataBundle`) with `recipe`, writing into `out`.
     `resume=True` continues from `out/checkpoint-last.pt`. Returns the final summary (also written
-    to `out/summary.json`)."""
+    to `out/summary.json`).
+
+    Raises:
+        LknasError: the model's estimated training memory exceeds `$LKNAS_MAX_MODEL_GB`, the
+            checkpoint belongs to another architecture, or the loss diverged.
+    """
     from lknas.models import build_model, reparameterize
 
     check_recipe(recipe)
+    from lknas.space.budget import check_arch_budget
+
+    num_classes, in_chans = data.num_classes, data.in_chans
+    check_arch_budget(arch, getattr(data, "resolution", recipe.resolution), recipe.batch_size,
+                      num_classes=num_classes, in_chans=in_chans)  # before anything is built or written
     dev = _device(device)
     out = make_run_dir(out, results=("checkpoint-last.pt",))  # taken back if the CLI then fails
     torch.manual_seed(recipe.seed)
-    num_classes, in_chans = data.num_classes, data.in_chans
     model = build_model(arch, num_classes=num_classes, in_chans=in_chans,
                         drop_path_rate=recipe.drop_path).to(dev)
     per_epoch = len(data.train)
@@ -179,7 +253,9 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
             scaler.load_state_dict(ckpt["scaler"])
         if sparsity is not None and ckpt.get("sparsity") is not None:
             sparsity.load_state_dict(ckpt["sparsity"])
-        torch.set_rng_state(ckpt["rng"])
+        if mixup is not None and ckpt.get("mixup_rng") is not None:
+            mixup.load_state_dict(ckpt["mixup_rng"])
+        _set_rng_state(ckpt["rng"])
         start_epoch, history, best = ckpt["epoch"], json.loads(ckpt["history"]), ckpt["best_accuracy"]
         if progress:
             print(f"resumed from {last} after epoch {start_epoch}", file=sys.stderr, flush=True)
@@ -189,6 +265,8 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
     step = start_epoch * per_epoch
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
+        if hasattr(data.train, "set_epoch"):  # the loaders' order and flips come from seed + epoch
+            data.train.set_epoch(epoch)
         model.train()
         loss_sum, seen = 0.0, 0
         for x, y in data.train:
@@ -223,7 +301,8 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
             last, "train", arch, model, num_classes=num_classes, in_chans=in_chans, epoch=epoch + 1,
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
             ema=ema.state_dict() if ema is not None else None, scaler=scaler.state_dict() if scaler else None,
-            sparsity=sparsity.state_dict() if sparsity is not None else None, rng=torch.get_rng_state(),
+            sparsity=sparsity.state_dict() if sparsity is not None else None, rng=_rng_state(),
+            mixup_rng=mixup.state_dict() if mixup is not None else None,
             history=json.dumps(metrics.rows), best_accuracy=best, recipe=json.dumps(recipe.to_dict()),
         )
         if progress:
@@ -232,7 +311,7 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
                   f"{ema_text}  val_loss {val_loss:.4f}  {row['epoch_time']:.1f}s", file=sys.stderr, flush=True)
 
     accuracy, val_loss = evaluate(model, data.val, dev)
-    deploy = reparameterize(model)
+    deploy = reparameterize(model, resolution=recipe.resolution, in_chans=in_chans)  # the form count/latency use
     deploy_accuracy, _ = evaluate(deploy, data.val, dev)
     one_sample = 100.0 / max(1, getattr(data, "val_size", 0) or 1)
     summary = {

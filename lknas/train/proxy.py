@@ -21,8 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.models import build_model
+from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
 from lknas.train.recipe import backward_and_step, make_loss, make_optimizer, make_scheduler
 
@@ -102,6 +104,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device | str = "
         loss_sum += float(loss_fn(logits.float(), y)) * y.numel()
         correct += int((logits.argmax(1) == y).sum())
         total += y.numel()
+        quiet.yield_point()
     model.train(was_training)
     if total == 0:
         return float("nan"), float("nan")
@@ -150,6 +153,8 @@ def train_proxy(
     torch.manual_seed(cfg.seed)
     bundle = _load_data(data, cfg, dev)
     num_classes = cfg.num_classes or bundle.num_classes
+    check_arch_budget(arch, getattr(bundle, "resolution", cfg.resolution), cfg.batch_size, num_classes=num_classes,
+                      in_chans=bundle.in_chans)  # LknasError before the model is built
 
     result = ProxyResult(status="ok")
     start = time.perf_counter()
@@ -202,6 +207,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                 raise _Diverged(f"loss became {loss_value} at step {step} (epoch {epoch}); "
                                 f"lower train.lr (now {cfg.lr:g}) or add warm-up")
             backward_and_step(loss, optimizer, scaler, sparsity)
+            quiet.yield_point()  # a latency timing on this node goes first
             step += 1
             scheduler.step_update(step)
             loss_sum += loss_value * y.numel()
@@ -223,7 +229,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                   f"val_acc {accuracy:.2f}%  val_loss {val_loss:.4f}  {metrics['time']:.1f}s",
                   file=sys.stderr, flush=True)
         if not math.isfinite(val_loss):
-            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}")
+            raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}; "
+                            f"lower train.lr (now {cfg.lr:g}) or add warm-up")
         if report is not None and report(dict(metrics)):
             result.status = "stopped"
             return

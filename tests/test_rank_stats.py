@@ -1,0 +1,75 @@
+"""The fidelity statistics on rankings with known answers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lknas.study.rank_stats import bootstrap_ci, icc_oneway, kendall_tau, rank_agreement, rankdata, spearman
+
+
+def test_rankdata_averages_ties():
+    assert rankdata([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
+    assert rankdata([3, 1, 2]).tolist() == [3, 1, 2]
+
+
+def test_spearman_known_values():
+    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)  # scipy's doc example
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+
+
+def test_kendall_known_values():
+    assert kendall_tau([12, 2, 1, 12, 2], [1, 4, 7, 1, 0]) == pytest.approx(-0.47140452079103173)  # scipy's
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # one swapped pair of six
+
+
+def test_icc_shrout_fleiss_example():
+    """Shrout & Fleiss (1979), 6 targets x 4 judges: ICC(1,1) = 0.17, ICC(1,4) = 0.44."""
+    data = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    out = icc_oneway(data)
+    assert out["icc"] == pytest.approx(0.17, abs=0.005)
+    assert out["icc_mean"] == pytest.approx(0.44, abs=0.005)
+    assert out["seed_share"] == pytest.approx(1 - out["icc"], abs=1e-9)  # balanced: the same thing
+
+
+def test_icc_separates_signal_from_noise():
+    rng = np.random.default_rng(0)
+    means = np.linspace(50, 90, 12)
+    clear = [m + rng.normal(0, 0.5, 3) for m in means]
+    noise = [70 + rng.normal(0, 5, 3) for _ in means]
+    assert icc_oneway(clear)["icc"] > 0.99
+    assert icc_oneway(noise)["icc"] < 0.3
+    with pytest.raises(ValueError):
+        icc_oneway([[1.0], [2.0]])  # no replicate: seed noise cannot be estimated
+
+
+def test_unbalanced_groups_use_k0():
+    out = icc_oneway([[1, 1.2], [5, 5.1, 4.9], [9]])
+    assert out["k"] == pytest.approx((6 - 14 / 6) / 2) and out["icc"] > 0.95  # k0 = (N - sum n^2 / N) / (g - 1)
+
+
+def test_rank_agreement_of_a_faithful_and_a_shuffled_proxy():
+    rng = np.random.default_rng(1)
+    target = [[m + rng.normal(0, 0.3) for _ in range(2)] for m in np.linspace(60, 90, 10)]
+    faithful = [[m - 10 + rng.normal(0, 0.3) for _ in range(2)] for m in np.linspace(60, 90, 10)]
+    out = rank_agreement(faithful, target, resamples=300)
+    assert out.spearman > 0.95 and out.kendall > 0.85
+    lo, hi = out.kendall_ci
+    assert lo <= out.kendall <= hi and lo > 0.6
+    shuffled = [faithful[i] for i in rng.permutation(10)]
+    bad = rank_agreement(shuffled, target, resamples=300)
+    assert bad.kendall_ci[0] < 0 < bad.kendall_ci[1] or abs(bad.kendall) < 0.5
+    assert out.icc_proxy["icc"] > 0.95 and out.to_dict()["archs"] == 10
+
+
+def test_rank_agreement_needs_three_archs():
+    with pytest.raises(ValueError, match="at least 3"):
+        rank_agreement([[1], [2]], [[1], [2]])
+
+
+def test_bootstrap_ci_ignores_nan():
+    assert bootstrap_ci([float("nan"), 1.0, 1.0]) == (1.0, 1.0)

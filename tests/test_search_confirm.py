@@ -1,0 +1,116 @@
+"""The confirm phase: the Pareto set re-trained with extra seeds; noise shown and judged."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from lknas.search.confirm import AUTO_SHARE, confirm_jobs, plan_confirm
+from lknas.search.noise import noise_columns
+from lknas.search.store import RunStore
+from lknas.search.trial import CONFIRMS_KEY, NUMBER_KEY, SEED_KEY
+from lknas.space.configs import Objective
+
+OBJ = (Objective("accuracy", "max"), Objective("latency", "min"))
+
+
+def _row(trial, acc, lat, wall=10.0, **extra):
+    return {"trial": trial, "status": "ok", "hash": f"h{trial}", "summary": f"arch {trial}", "accuracy": acc,
+            "latency_ms": lat, "wall_time": wall, "param.width": 8 + trial, "seed": 0, **extra}
+
+
+def _store(tmp_path, rows) -> RunStore:
+    store = RunStore(tmp_path / "run")
+    for r in rows:
+        store.append(r)
+    return store
+
+
+def test_noise_columns_mean_std_and_verdict():
+    front = pd.DataFrame([_row(0, 80.0, 1.0), _row(1, 81.0, 2.0), _row(2, 95.0, 3.0)])
+    confirm = pd.DataFrame([
+        _row(3, 79.0, 1.0, phase="confirm", confirms=0), _row(4, 81.0, 1.0, phase="confirm", confirms=0),
+        _row(5, 78.0, 2.0, phase="confirm", confirms=1), _row(6, 82.0, 2.0, phase="confirm", confirms=1),
+        _row(7, 94.0, 3.0, phase="confirm", confirms=2), _row(8, 96.0, 3.0, phase="confirm", confirms=2),
+    ])
+    out = noise_columns(front, pd.concat([front, confirm]), OBJ).set_index("trial")
+    assert out.loc[0, "accuracy_mean"] == pytest.approx(80.0) and out.loc[0, "accuracy_std"] == pytest.approx(1.0)
+    assert list(out["seeds"]) == [3, 3, 3]
+    assert list(out["within_noise"]) == [False, True, False]  # 0: nothing cheaper; 2: 95 vs 80, a real lead
+    assert "trial 0" in out.loc[1, "noise_note"]  # 80.3 vs 80: within the noise
+
+
+def test_noise_columns_without_repeats_say_nothing():
+    front = pd.DataFrame([_row(0, 80.0, 1.0), _row(1, 81.0, 2.0)])
+    out = noise_columns(front, front, OBJ)
+    assert list(out["seeds"]) == [1, 1] and out["accuracy_std"].isna().all()
+    assert list(out["within_noise"]) == [None, None]
+
+
+def test_auto_plan_confirms_only_when_cheap(tmp_path):
+    # 10 trials of 10 s; the front (trials 0 and 9) costs 20 s a seed: 2 seeds = 40% > 30%, 1 seed = 20%
+    rows = [_row(t, 50.0 + t, 1.0 + t) for t in range(10)]
+    store = _store(tmp_path, rows)
+    plan = plan_confirm(store, OBJ, "auto", base_seed=0)
+    front = store.pareto(OBJ)
+    assert len(front) == 10  # accuracy and latency both rise with t: every trial is on the front
+    assert plan.seeds == 0 and "--confirm 1" in plan.reason  # 10 members x 10 s = 100% of the search
+
+
+def test_auto_plan_picks_two_then_one(tmp_path):
+    rows = [_row(t, 50.0, 5.0) for t in range(8)] + [_row(8, 90.0, 1.0, wall=10.0)]  # one dominant member
+    store = _store(tmp_path, rows)
+    plan = plan_confirm(store, OBJ, "auto")
+    assert plan.members == [8] and plan.seeds == 2 and plan.train_seeds == [1, 2]  # 2 x 10 / 90 = 22%
+    assert plan.estimated_share <= AUTO_SHARE
+    rows[8]["wall_time"] = 20.0
+    plan = plan_confirm(_store(tmp_path / "b", rows), OBJ, "auto")
+    assert plan.seeds == 1  # 2 x 20 / 100 = 40% > 30%; 1 x 20 / 100 = 20%
+    assert plan_confirm(_store(tmp_path / "c", rows), OBJ, 3).seeds == 3  # asked for: done whatever it costs
+    assert plan_confirm(_store(tmp_path / "d", rows), OBJ, 0).seeds == 0
+    assert plan_confirm(_store(tmp_path / "e", rows), (Objective("flops", "min"),), "auto").seeds == 0
+
+
+def test_confirm_jobs_number_above_the_log_and_skip_what_is_done(tmp_path):
+    rows = [_row(t, 50.0, 5.0) for t in range(3)] + [_row(3, 90.0, 1.0)]
+    store = _store(tmp_path, rows)
+    plan = plan_confirm(store, OBJ, 2)
+    jobs = confirm_jobs(store, plan)
+    assert [(j[CONFIRMS_KEY], j[SEED_KEY], j[NUMBER_KEY]) for j in jobs] == [(3, 1, 4), (3, 2, 5)]
+    assert jobs[0]["width"] == 11  # the member's sampled dimensions, without the param. prefix
+    store.append(_row(4, 88.0, 1.0, phase="confirm", confirms=3, seed=1))
+    jobs = confirm_jobs(store, plan)
+    assert [(j[CONFIRMS_KEY], j[SEED_KEY], j[NUMBER_KEY]) for j in jobs] == [(3, 2, 5)]
+    # a confirm trial is never a front point of its own
+    assert list(store.pareto(OBJ)["trial"]) == [3]
+
+
+@pytest.mark.xdist_group("ray")
+@pytest.mark.ray
+def test_search_confirms_its_front_with_other_seeds(local_ray, tmp_path):
+    from test_search import study_of, write_space
+
+    from lknas.search import load_results, run_search
+
+    out = tmp_path / "run"
+    outcome = run_search(write_space(tmp_path / "s.yaml", trials=3, confirm="1"), out=out, quiet=True)
+    df = load_results(out)
+    search = df[df["phase"].fillna("") != "confirm"]
+    confirm = df[df["phase"] == "confirm"]
+    assert len(search) == 3 and len(confirm) == len(outcome.pareto) >= 1
+    assert set(confirm["confirms"].astype(int)) == set(outcome.pareto["trial"])
+    assert set(confirm["seed"].astype(int)) == {1} and set(search["seed"].astype(int)) == {0}
+    assert min(confirm["trial"]) > max(search["trial"])
+    assert (outcome.pareto["seeds"] == 2).all() and outcome.pareto["accuracy_std"].notna().all()
+    pareto_csv = pd.read_csv(out / "pareto.csv")
+    assert {"accuracy_mean", "accuracy_std", "seeds", "within_noise"} <= set(pareto_csv.columns)
+    assert "confirm: --confirm 1" in (out / "summary.txt").read_text()
+    assert len(study_of(out).trials) == 3  # Optuna saw only the search's samples
+    plan = json.loads((out / "run.json").read_text())["confirm_plan"]
+    assert plan["seeds"] == 1 and sorted(plan["members"]) == sorted(outcome.pareto["trial"])
+    # resuming a finished run neither re-runs the search nor the confirm trials
+    again = run_search(resume=out, quiet=True)
+    assert len(load_results(out)) == len(df) and not again.interrupted
+    assert all(math.isfinite(v) for v in again.pareto["accuracy_mean"])
