@@ -307,7 +307,9 @@ def catalogue(tmp: Path, silent_port: int) -> list[Case]:
     C("train-proxy --data pathfinder:difficulty=extreme", "data", *proxy, "--data", "pathfinder:difficulty=extreme")
     C("train-proxy --data pathfinder:train=0", "data", *proxy, "--data", "pathfinder:train=0")
     C("train-proxy --resolution 2000 on synthetic data", "data", *proxy, "--resolution", "2000")
-    C("train-proxy --lr 1e30 (diverges)", "meaningless value", *proxy, "--lr", "1e30")
+    diverging = write_tiny_space(tmp / "diverging.yaml", steps=8, lr=10, weight_decay=10)
+    C("train-proxy: lr 10 and weight decay 10 (diverges)", "meaningless value", "train-proxy", "--arch",
+      str(diverging), "--no-latency", "--no-erf")
 
     # Ray: resources and addresses (all refused before Ray starts)
     C("search --gpus-per-trial 1 without a GPU", "ray", "search", "--space", str(tiny), "--gpus-per-trial", "1",

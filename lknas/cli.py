@@ -258,16 +258,16 @@ def _num(p: argparse.ArgumentParser, flag: str, number: A.Number, help: str, **k
     p.add_argument(flag, type=number, help=A.with_range(help, number), **kw)
 
 
-def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.COUNT, epochs_default: int | None = None) -> None:
+def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.EPOCHS, epochs_default: int | None = None) -> None:
     p.add_argument("--arch", required=True, help="architecture YAML (its `train` section gives the defaults)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
     _num(p, "--epochs", epochs, "training epochs", default=epochs_default)
-    _num(p, "--steps", A.COUNT, "training steps (overrides --epochs)")
-    _num(p, "--batch-size", A.COUNT, "batch size")
-    _num(p, "--lr", A.POSITIVE, "peak learning rate")
+    _num(p, "--steps", A.STEPS, "training steps (overrides --epochs)")
+    _num(p, "--batch-size", A.BATCH, "batch size")
+    _num(p, "--lr", A.LR, "peak learning rate")
     _num(p, "--resolution", A.RESOLUTION, "input size (synthetic data: 32 to 256)")
-    _num(p, "--subset", A.COUNT, "use at most this many training images")
-    _num(p, "--time-limit", A.POSITIVE, "stop training after this many seconds")
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
+    _num(p, "--time-limit", A.SECONDS, "stop training after this many seconds")
     _num(p, "--seed", A.SEED, "seed of data, init and order")
 
 
@@ -285,7 +285,7 @@ def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     """Where the trials run (search and scale): resources per trial, concurrency, the Ray cluster."""
     _num(p, "--cpus-per-trial", A.CPUS, "CPUs per trial, at most a node's (default 1)")
     _num(p, "--gpus-per-trial", A.GPUS, "GPUs per trial, fractions allowed, at most a node's (default 0)")
-    _num(p, "--max-concurrent", A.COUNT, "trials at once (default: CPUs / cpus-per-trial)")
+    _num(p, "--max-concurrent", A.CONCURRENT, "trials at once (default: CPUs / cpus-per-trial)")
     p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray); "
                    "refused within seconds when no cluster answers there")
 
@@ -353,22 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
     p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (with its settings; "
                    "only --trials and --confirm may change)")
-    _num(p, "--trials", A.COUNT, "number of trials (space: search.trials)")
+    _num(p, "--trials", A.TRIALS, "number of trials (space: search.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (space: search.sampler)")
     p.add_argument("--objectives", help="each once, e.g. accuracy,latency or accuracy:max,flops:min; any of "
                    f"{', '.join(OBJECTIVE_MODES)} (space: search.objectives)")
     p.add_argument("--scheduler", choices=SCHEDULERS, help="fifo, or asha: early-stop on the first objective")
-    _num(p, "--epochs", A.COUNT, "proxy epochs per trial (space: train.epochs)")
-    _num(p, "--steps", A.COUNT, "proxy steps per trial (overrides --epochs)")
+    _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (space: train.epochs)")
+    _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
-    _num(p, "--subset", A.COUNT, "use at most this many training images")
-    _num(p, "--batch-size", A.COUNT, "proxy batch size")
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
+    _num(p, "--batch-size", A.BATCH, "proxy batch size")
     _num(p, "--seed", A.SEED, "sampler seed (space: search.seed)")
     p.add_argument("--out", type=A.out_dir, help="run directory (default results/SPACE-DATE-TIME)")
     _add_ray_flags(p)
     p.add_argument("--ray-storage", help="Ray Tune's experiment storage (default results/RUN/ray); on a multi-node "
                    "cluster a shared path (NFS) or a cloud URI (s3://...)")
-    _num(p, "--time-budget", A.POSITIVE, "stop starting trials after this many seconds")
+    _num(p, "--time-budget", A.SECONDS, "stop starting trials after this many seconds")
     p.add_argument("--from", dest="from_", metavar="FILE_OR_RUN",
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
     p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a search run directory (results/RUN)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pareto", action="store_true", help="every architecture of the Pareto set")
-    which.add_argument("--trial", type=A.NON_NEGATIVE, help=A.with_range("one trial by number", A.NON_NEGATIVE))
+    which.add_argument("--trial", type=A.TRIAL_ID, help=A.with_range("one trial by number", A.TRIAL_ID))
     which.add_argument("--best", metavar="OBJECTIVE", choices=tuple(OBJECTIVE_MODES),
                        help=f"the best trial by one of {', '.join(OBJECTIVE_MODES)}")
     p.add_argument("--out", type=A.out_dir, help="directory to write (default RUN/export)")
@@ -391,18 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="architecture YAML (e.g. from `lknas export`)")
     p.add_argument("--data", dest="dataset", required=True,
                    help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes")
-    _num(p, "--epochs", A.COUNT, "epochs (default 300)", default=300)
-    _num(p, "--batch-size", A.COUNT, "batch size (default 128)", default=128)
-    _num(p, "--lr", A.POSITIVE, "peak lr (default 4e-3 * batch / 4096)")
-    _num(p, "--weight-decay", A.NON_NEGATIVE_FLOAT, "AdamW weight decay (default 0.05)", default=0.05)
-    _num(p, "--warmup-epochs", A.NON_NEGATIVE_FLOAT, "linear warm-up epochs (default 20)", default=20)
-    _num(p, "--mixup", A.NON_NEGATIVE_FLOAT, "mixup alpha, 0 to disable (default 0.8)", default=0.8)
-    _num(p, "--cutmix", A.NON_NEGATIVE_FLOAT, "cutmix alpha, 0 to disable (default 1.0)", default=1.0)
+    _num(p, "--epochs", A.EPOCHS, "epochs (default 300)", default=300)
+    _num(p, "--batch-size", A.BATCH, "batch size (default 128)", default=128)
+    _num(p, "--lr", A.LR, "peak lr (default 4e-3 * batch / 4096)")
+    _num(p, "--weight-decay", A.WEIGHT_DECAY, "AdamW weight decay (default 0.05)", default=0.05)
+    _num(p, "--warmup-epochs", A.WARMUP, "linear warm-up epochs (default 20)", default=20)
+    _num(p, "--mixup", A.MIX_ALPHA, "mixup alpha, 0 to disable (default 0.8)", default=0.8)
+    _num(p, "--cutmix", A.MIX_ALPHA, "cutmix alpha, 0 to disable (default 1.0)", default=1.0)
     p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy, 'none' to disable")
     _num(p, "--drop-path", A.DROP_RATE, "stochastic depth (default: the architecture's)")
     p.add_argument("--no-ema", action="store_true", help="no model EMA")
     _num(p, "--resolution", A.RESOLUTION, "input size (default 224)", default=224)
-    _num(p, "--subset", A.COUNT, "use at most this many training images")
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
     _num(p, "--workers", A.WORKERS, "data loader workers (default 4)", default=4)
     _num(p, "--seed", A.SEED, "seed (default 0)", default=0)
     p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
@@ -423,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=A.out_dir,
                    help="run directory (default results/NAME-DATE-TIME); an existing study continues")
     _num(p, "--seeds", A.SEEDS, "seeds per point (experiment: seeds)")
-    _num(p, "--epochs", A.COUNT, "proxy epochs per trial (experiment: train.epochs)")
-    _num(p, "--steps", A.COUNT, "proxy steps per trial (overrides --epochs)")
+    _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (experiment: train.epochs)")
+    _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
@@ -457,8 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_latency)
 
     p = command("erf", "effective receptive field (RepLKNet's area ratios) and a heatmap PNG")
-    _add_train_flags(p, epochs=A.NON_NEGATIVE, epochs_default=0)
-    _num(p, "--images", A.COUNT, "images to aggregate (default 32)", default=32)
+    _add_train_flags(p, epochs=A.ERF_EPOCHS, epochs_default=0)
+    _num(p, "--images", A.IMAGES, "images to aggregate (default 32)", default=32)
     _num(p, "--erf-resolution", A.RESOLUTION,
          "measure at this input size (default: the last feature map gets >= 8 cells a side)")
     p.add_argument("--out", type=A.out_file, help="write the heatmap to this PNG")

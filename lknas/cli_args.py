@@ -7,7 +7,7 @@ range to the flag's help, so `--help` documents it. What a parse-time check cann
 device, the cluster's CPUs, the architecture's smallest input) is checked at the library's entry
 points and raised as `LknasError`.
 
-    p.add_argument("--epochs", type=COUNT, help=with_range("proxy epochs", COUNT))
+    p.add_argument("--epochs", type=EPOCHS, help=with_range("proxy epochs", EPOCHS))
 """
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lknas import limits as L
+
 __all__ = [
-    "Number", "COUNT", "NON_NEGATIVE", "SEED", "SEEDS", "WORKERS", "BATCH", "THROUGHPUT_BATCH", "RESOLUTION", "THREADS", "REPEATS", "NUM_CLASSES",
-    "POSITIVE", "NON_NEGATIVE_FLOAT", "DROP_RATE", "CPUS", "GPUS", "DEVICES", "device", "out_file",
-    "out_dir", "with_range",
+    "Number", "SEED", "RESOLUTION", "EPOCHS", "ERF_EPOCHS", "STEPS", "BATCH", "THROUGHPUT_BATCH", "SUBSET", "TRIALS",
+    "CONCURRENT", "SEEDS", "NUM_CLASSES", "WORKERS", "THREADS", "REPEATS", "IMAGES", "TRIAL_ID", "LR", "WEIGHT_DECAY",
+    "WARMUP", "MIX_ALPHA", "DROP_RATE", "SECONDS", "CPUS", "GPUS", "DEVICES", "device", "out_file", "out_dir",
+    "with_range",
 ]
 
 
@@ -93,23 +96,33 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-# The ranges. Seeds stay below 2**31 so that seed + finished trials still fits the samplers' 32 bits.
-COUNT = Number(int, 1)                      # epochs, steps, batch sizes, trials, subset, images, seeds
-NON_NEGATIVE = Number(int, 0)               # 0 means "none": erf epochs (at initialization); a trial id
-SEED = Number(int, 0, 2**31 - 1)
-SEEDS = Number(int, 1, 1000)                # seeds per point of a study: each is a trial per point
-WORKERS = Number(int, 0, 256)               # data loader processes
-BATCH = Number(int, 1, 4096)                # a measurement batch (allocated at once, no data to bound it)
-THROUGHPUT_BATCH = Number(int, 0, 4096)     # 0 skips the throughput
-RESOLUTION = Number(int, 16, 2048)          # input size; the architecture may need more (its total stride)
-THREADS = Number(int, 1, 1024)
-REPEATS = Number(int, 1, 100_000)
-NUM_CLASSES = Number(int, 1, 1_000_000)
-POSITIVE = Number(float, 0, lo_open=True)   # lr, time limit, time budget
-NON_NEGATIVE_FLOAT = Number(float, 0)       # weight decay, warm-up epochs, mixup/cutmix alpha
+# The ranges, from lknas.limits (the one place every bound lives: space files and run settings use
+# the same). Seeds stay below 2**31 so that seed + finished trials still fits the samplers' 32 bits.
+SEED = Number(int, 0, L.MAX_SEED)
+RESOLUTION = Number(int, L.MIN_RESOLUTION, L.MAX_RESOLUTION)  # the architecture may need more (its stride)
+EPOCHS = Number(int, 1, L.MAX_EPOCHS)
+ERF_EPOCHS = Number(int, 0, L.MAX_EPOCHS)  # 0: measure at initialization
+STEPS = Number(int, 1, L.MAX_STEPS)
+BATCH = Number(int, 1, L.MAX_BATCH_SIZE)
+THROUGHPUT_BATCH = Number(int, 0, L.MAX_BATCH_SIZE)  # 0 skips the throughput
+SUBSET = Number(int, 1, L.MAX_SUBSET)
+TRIALS = Number(int, 1, L.MAX_TRIALS)
+CONCURRENT = Number(int, 1, L.MAX_CONCURRENT)
+SEEDS = Number(int, 1, L.MAX_SEEDS_PER_POINT)
+NUM_CLASSES = Number(int, 1, L.MAX_CLASSES)
+WORKERS = Number(int, 0, L.MAX_WORKERS)
+THREADS = Number(int, 1, L.MAX_THREADS)
+REPEATS = Number(int, 1, L.MAX_REPEATS)
+IMAGES = Number(int, 1, L.MAX_ERF_IMAGES)
+TRIAL_ID = Number(int, 0, L.MAX_TRIALS)
+LR = Number(float, 0, L.MAX_LR, lo_open=True)
+WEIGHT_DECAY = Number(float, 0, L.MAX_WEIGHT_DECAY)
+WARMUP = Number(float, 0, L.MAX_EPOCHS)
+MIX_ALPHA = Number(float, 0, L.MAX_MIX_ALPHA)  # 0 disables
 DROP_RATE = Number(float, 0, 1, hi_open=True)
-CPUS = Number(float, 0, lo_open=True, whole_above_one=True)
-GPUS = Number(float, 0, whole_above_one=True)
+SECONDS = Number(float, 0, L.MAX_SECONDS, lo_open=True)  # time limits and budgets
+CPUS = Number(float, 0, L.MAX_CPUS_PER_TRIAL, lo_open=True, whole_above_one=True)
+GPUS = Number(float, 0, L.MAX_GPUS_PER_TRIAL, whole_above_one=True)
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")

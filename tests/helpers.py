@@ -51,15 +51,16 @@ class ToyData:
 TINY_DATA = "pathfinder:easy,train=96,val=32"
 
 
-def write_tiny_space(path, trials: int = 2) -> "Path":
-    """A space file with one fixed two-stage architecture and a proxy budget of two steps."""
+def write_tiny_space(path, trials: int = 2, steps: int = 2, lr: float = 2e-3, weight_decay: float = 0.05) -> "Path":
+    """A space file with one fixed two-stage architecture and a proxy budget of `steps` steps."""
     from pathlib import Path
 
     path = Path(path)
     path.write_text(
         "name: tiny\nstem: {type: patch}\nblock: convnext\nlayer_scale: 1.0e-6\nmlp_ratio: 2\nkernel_type: dense\n"
         "stages:\n  - {depth: 1, width: 8, kernel: 3}\n  - {depth: 1, width: 16, kernel: 5}\n"
-        f"train: {{dataset: \"{TINY_DATA}\", resolution: 32, steps: 2, batch_size: 32, warmup_epochs: 0}}\n"
+        f"train: {{dataset: \"{TINY_DATA}\", resolution: 32, steps: {steps}, batch_size: 32, warmup_epochs: 0, "
+        f"lr: {lr}, weight_decay: {weight_decay}}}\n"
         f"search: {{sampler: random, trials: {trials}, seed: 0}}\n")
     return path
 

@@ -209,11 +209,35 @@ def test_a_refused_search_leaves_no_run_directory(capsys, tiny, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_a_failed_trial_exits_2_with_its_status(capsys, tiny):
+def test_a_failed_trial_exits_2_with_its_status(capsys, tmp_path):
+    # the largest lr and weight decay a space allows: AdamW's decay makes the loss nan within 8 steps
+    arch = write_tiny_space(tmp_path / "diverging.yaml", steps=8, lr=10, weight_decay=10)
     try:
-        code = main(["train-proxy", "--arch", str(tiny), "--lr", "1e30", "--no-latency", "--no-erf"])
+        code = main(["train-proxy", "--arch", str(arch), "--no-latency", "--no-erf"])
     except SystemExit as exc:
         code = exc.code
     captured = capsys.readouterr()
     assert code == 2 and "the trial ended with status diverged" in captured.err
     assert json.loads(captured.out)["status"] == "diverged"  # the metrics still go to stdout
+
+
+def test_search_and_train_flags_have_the_space_files_ranges():
+    """A flag and the space-file key it overrides accept the same values (both come from lknas.limits)."""
+    from lknas.space.configs import SEARCH_FIELDS, TRAIN_FIELDS
+    from lknas.space.fields import Invalid
+
+    search = {a.dest: a.type for a in commands()["search"]._actions if isinstance(a.type, cli_args.Number)}
+    pairs = [(search[k], SEARCH_FIELDS[k]) for k in ("trials", "seed", "cpus_per_trial", "gpus_per_trial",
+                                                      "max_concurrent", "time_budget")]
+    pairs += [(search[k], TRAIN_FIELDS[k]) for k in ("epochs", "steps", "batch_size", "subset")]
+    proxy = {a.dest: a.type for a in commands()["train-proxy"]._actions if isinstance(a.type, cli_args.Number)}
+    pairs += [(proxy[k], TRAIN_FIELDS[k]) for k in ("lr", "resolution", "time_limit", "seed")]
+    for number, field in pairs:
+        for value in (number.lo, number.hi):
+            inside = number.kind(value + (1 if number.lo_open and value == number.lo else 0))
+            number(str(inside))
+            field.check(inside)
+        with pytest.raises(argparse.ArgumentTypeError):
+            number(str(number.kind(number.hi * 2)))
+        with pytest.raises(Invalid):
+            field.check(number.kind(number.hi * 2))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lknas import limits as L
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.io import make_run_dir, write_json_atomic, write_text_atomic
@@ -70,12 +71,14 @@ class TrainRecipe:
         return dataclasses.asdict(self)
 
 
-_RECIPE_RANGES = {  # field: (low, low is open, high, high is open); every number must also be finite
-    "epochs": (1, False, None, False), "batch_size": (1, False, None, False), "lr": (0, True, None, False),
-    "weight_decay": (0, False, None, False), "warmup_epochs": (0, False, None, False),
-    "label_smoothing": (0, False, 1, True), "mixup": (0, False, None, False), "cutmix": (0, False, None, False),
-    "drop_path": (0, False, 1, True), "ema_decay": (0, False, 1, True), "resolution": (16, False, None, False),
-    "workers": (0, False, None, False), "seed": (0, False, None, False),
+_RECIPE_RANGES = {  # field: (low, low is open, high, high is open), from lknas.limits; every number finite
+    "epochs": (1, False, L.MAX_EPOCHS, False), "batch_size": (1, False, L.MAX_BATCH_SIZE, False),
+    "lr": (0, True, L.MAX_LR, False), "weight_decay": (0, False, L.MAX_WEIGHT_DECAY, False),
+    "warmup_epochs": (0, False, L.MAX_EPOCHS, False), "label_smoothing": (0, False, 1, True),
+    "mixup": (0, False, L.MAX_MIX_ALPHA, False), "cutmix": (0, False, L.MAX_MIX_ALPHA, False),
+    "drop_path": (0, False, 1, True), "ema_decay": (0, False, 1, True),
+    "resolution": (L.MIN_RESOLUTION, False, L.MAX_RESOLUTION, False), "workers": (0, False, L.MAX_WORKERS, False),
+    "seed": (0, False, L.MAX_SEED, False),
 }
 
 
