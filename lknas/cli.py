@@ -159,12 +159,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if bool(args.space) == bool(args.resume):
         raise LknasError("give either --space SPACE.yaml (a new search) or --resume results/RUN (continue one)")
-    if args.resume:
-        ignored = [f"--{k.rstrip('_').replace('_', '-')}" for k in _NEW_SEARCH_ONLY if getattr(args, k) is not None]
-        if ignored:
-            raise LknasError(f"--resume {args.resume} continues with the run's own settings; {', '.join(ignored)} "
-                             f"cannot change them (only --trials, to ask for more, and --confirm): drop them, or "
-                             f"start a new search")
     overrides = dict(
         trials=args.trials, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
@@ -177,11 +171,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
-_NEW_SEARCH_ONLY = ("sampler", "objectives", "scheduler", "epochs", "steps", "dataset", "subset", "batch_size", "seed",
-                    "out", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "address", "ray_storage",
-                    "time_budget", "from_")
-
-
 def _cmd_scale(args: argparse.Namespace) -> int:
     from lknas.study.runner import run_scale
 
@@ -189,6 +178,28 @@ def _cmd_scale(args: argparse.Namespace) -> int:
                         dataset=args.dataset, address=args.address, cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
     return 130 if outcome.interrupted else 0
+
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from lknas.study.fidelity import run_fidelity
+
+    if not args.space and not (args.out and _is_run(args.out)):
+        raise LknasError("give --space SPACE.yaml (a new measurement) or --out RUN of one to continue")
+    stats = run_fidelity(args.space, out=args.out, archs=args.archs, seeds=args.seeds, sample_seed=args.sample_seed,
+                         factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
+                         target_epochs=args.target_epochs, target_steps=args.target_steps,
+                         target_resolution=args.target_resolution, target_dataset=args.target_data,
+                         address=args.address, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
+    print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "
+          f"figures: python -m lknas report {stats['run_dir']}")
+    return 130 if stats.get("interrupted") else 0
+
+
+def _is_run(path: str) -> bool:
+    from pathlib import Path
+
+    return (Path(path) / "jobs.json").is_file()
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -351,8 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("search", "multi-objective architecture search (Ray Tune + Optuna)")
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
-    p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (with its settings; "
-                   "only --trials and --confirm may change)")
+    p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (a flag that would change "
+                   "what it searches is refused)")
     _num(p, "--trials", A.TRIALS, "number of trials (space: search.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (space: search.sampler)")
     p.add_argument("--objectives", help="each once, e.g. accuracy,latency or accuracy:max,flops:min; any of "
@@ -429,6 +440,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_scale)
+
+    p = command("fidelity", "rank agreement of the proxy budget with a larger one, and its seed noise")
+    p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
+    _num(p, "--archs", A.FIDELITY_ARCHS, "architectures sampled from the space (default 12)", default=12)
+    _num(p, "--seeds", A.FIDELITY_SEEDS, "seeds per architecture and budget (default 2)", default=2)
+    _num(p, "--sample-seed", A.SEED, "seed of the architecture sample (default 0)", default=0)
+    _num(p, "--epochs", A.EPOCHS, "proxy budget in epochs (default: the space's train section)")
+    _num(p, "--steps", A.STEPS, "proxy budget in steps (overrides --epochs)")
+    p.add_argument("--data", dest="dataset", help="proxy data set (default: the space's)")
+    _num(p, "--factor", A.BUDGET_FACTOR, "target budget = factor x the proxy's (default 4)", default=4.0)
+    _num(p, "--target-epochs", A.EPOCHS, "target budget in epochs (instead of --factor)")
+    _num(p, "--target-steps", A.STEPS, "target budget in steps (instead of --factor)")
+    _num(p, "--target-resolution", A.RESOLUTION, "target input size (default: the proxy's)")
+    p.add_argument("--target-data", help="target data set, e.g. with more images (default: the proxy's)")
+    p.add_argument("--out", type=A.out_dir,
+                   help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
+    _add_ray_flags(p)
+    p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.set_defaults(func=_cmd_fidelity)
 
     p = command("report", "plots and report.html of a search or scaling run")
     p.add_argument("run", help="run directory, e.g. results/peleK_space-20261122-101500")

@@ -22,7 +22,7 @@ from lknas import limits as L
 __all__ = [
     "Number", "SEED", "RESOLUTION", "EPOCHS", "ERF_EPOCHS", "STEPS", "BATCH", "THROUGHPUT_BATCH", "SUBSET", "TRIALS",
     "CONCURRENT", "SEEDS", "NUM_CLASSES", "WORKERS", "THREADS", "REPEATS", "IMAGES", "TRIAL_ID", "LR", "WEIGHT_DECAY",
-    "WARMUP", "MIX_ALPHA", "DROP_RATE", "SECONDS", "CPUS", "GPUS", "DEVICES", "device", "out_file", "out_dir",
+    "WARMUP", "MIX_ALPHA", "DROP_RATE", "SECONDS", "FIDELITY_ARCHS", "FIDELITY_SEEDS", "BUDGET_FACTOR", "CPUS", "GPUS", "DEVICES", "device", "out_file", "out_dir",
     "with_range",
 ]
 
@@ -121,6 +121,9 @@ WARMUP = Number(float, 0, L.MAX_EPOCHS)
 MIX_ALPHA = Number(float, 0, L.MAX_MIX_ALPHA)  # 0 disables
 DROP_RATE = Number(float, 0, 1, hi_open=True)
 SECONDS = Number(float, 0, L.MAX_SECONDS, lo_open=True)  # time limits and budgets
+FIDELITY_ARCHS = Number(int, 3, L.MAX_TRIALS)  # rank correlations need 3 architectures
+FIDELITY_SEEDS = Number(int, 2, L.MAX_SEEDS_PER_POINT)  # the seed noise (ICC) needs repeats
+BUDGET_FACTOR = Number(float, 0, L.MAX_BUDGET_FACTOR, lo_open=True)
 CPUS = Number(float, 0, L.MAX_CPUS_PER_TRIAL, lo_open=True, whole_above_one=True)
 GPUS = Number(float, 0, L.MAX_GPUS_PER_TRIAL, whole_above_one=True)
 

@@ -24,6 +24,9 @@ from lknas.cli import build_parser, main
 from lknas.errors import LknasError
 from tests.helpers import small_arch, write_fake_run, write_tiny_space
 
+# a broken trials.jsonl is read with a RunLogWarning per skipped line: expected here
+pytestmark = pytest.mark.filterwarnings("ignore::lknas.search.store.RunLogWarning")
+
 PROPERTY = settings(max_examples=40, deadline=None, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FEW = settings(PROPERTY, max_examples=15)
@@ -94,6 +97,7 @@ BASE = {
     "train": ["train", "--arch", MISSING, "--data", "pathfinder"], "deploy": ["deploy", MISSING, "--out", MISSING + ".pt"],
     "scale": ["scale", "--experiment", MISSING], "report": ["report", MISSING], "train-proxy": ["train-proxy", "--arch", MISSING],
     "latency": ["latency", "--arch", MISSING], "erf": ["erf", "--arch", MISSING],
+    "fidelity": ["fidelity", "--space", MISSING],
 }
 
 

@@ -1,8 +1,8 @@
 """End-to-end searches with a real local Ray and Optuna, on a tiny space and a tiny data set."""
 from __future__ import annotations
 
-import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from lknas.search import load_results, pareto_mask
-from lknas.search.store import RunStore
+from lknas.search.store import RunStore, parse_record
 from lknas.space import Objective, load_arch
 
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]
@@ -151,31 +151,50 @@ def test_a_malformed_space_fails_before_ray_starts(tmp_path):
     assert time.monotonic() - start < 60
 
 
-def test_resume_after_kill_runs_only_the_missing_trials(local_ray, tmp_path):
-    from lknas.search import run_search
+def _logged(jsonl: Path) -> set[int]:
+    """The trials whose records are whole in the log (a torn last line is not one)."""
+    records = [parse_record(line)[0] for line in jsonl.read_bytes().splitlines()] if jsonl.exists() else []
+    return {r["trial"] for r in records if r is not None}
 
-    out = tmp_path / "run"
-    space = write_space(tmp_path / "s.yaml", trials=4)
-    proc = _cli("search", "--space", str(space), "--out", str(out), "--max-concurrent", "1", "--quiet")
-    jsonl = out / "trials.jsonl"
+
+def _kill_when(proc: subprocess.Popen, jsonl: Path, records: int, extra: float) -> set[int]:
+    """SIGKILL the search (its whole process group) `extra` seconds after the log holds `records`
+    records; returns the trials the log held by then."""
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 1:
-            break
+    while time.monotonic() < deadline and proc.poll() is None and len(_logged(jsonl)) < records:
         time.sleep(0.2)
+    time.sleep(extra)
     assert proc.poll() is None, "the search ended before it could be killed: " + proc.stdout.read()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = {json.loads(line)["trial"] for line in jsonl.read_text().splitlines()}
-    assert 1 <= len(done_before) < 4
+    return _logged(jsonl)
+
+
+def test_resume_after_kills_runs_only_the_missing_trials(local_ray, tmp_path):
+    """Two real kill -9 at seeded random points, a torn last line between them, and a --trials
+    given at one resume that the next resume, without flags, keeps."""
+    from lknas.search import run_search
+
+    rng = random.Random(14)
+    out = tmp_path / "run"
+    jsonl = out / "trials.jsonl"
+    space = write_space(tmp_path / "s.yaml", trials=4)
+    proc = _cli("search", "--space", str(space), "--out", str(out), "--max-concurrent", "1", "--quiet")
+    first = _kill_when(proc, jsonl, 1, rng.uniform(0, 1))
+    assert 1 <= len(first) < 4
+    with open(jsonl, "a") as fh:
+        fh.write('{"trial": 99, "status": "o')  # as a kill mid-write leaves it
+
+    proc = _cli("search", "--resume", str(out), "--trials", "8", "--quiet")
+    second = _kill_when(proc, jsonl, len(first) + 1, rng.uniform(0, 1))
+    assert first < second and len(second) < 8
 
     outcome = run_search(resume=out, quiet=True)
     df = load_results(out)
-    assert len(df) == 4 and df["trial"].is_unique
-    assert done_before <= set(df["trial"])
-    assert not outcome.interrupted
+    assert len(df) == 8 and df["trial"].is_unique and not outcome.interrupted
+    assert second <= set(df["trial"])
     states = [t.state for t in study_of(out).trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 8
     assert optuna.trial.TrialState.RUNNING not in states
 
 

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import io
+import json
+import random
+import warnings
 from types import SimpleNamespace
 
 import pytest
 from optuna.trial import TrialState
 
 from lknas.errors import LknasError
-from lknas.search.store import RunStore, pareto_mask
+from lknas.search.store import RunLogWarning, RunStore, load_results, pareto_mask
 from lknas.space import Constraints, Objective
 
 OBJ = (Objective("accuracy", "max"), Objective("latency", "min"))
@@ -37,11 +40,58 @@ def test_a_torn_last_line_is_skipped_and_derived_files_are_written(tmp_path):
                   "arch_yaml": arch.to_yaml(), "param.kernel_type": "dense"})
     with open(store.trials_jsonl, "a") as fh:
         fh.write('{"trial": 1, "status": "o')  # killed mid-write
-    assert [r["trial"] for r in store.rows()] == [0]
-    front = store.refresh(OBJ)
+    with pytest.warns(RunLogWarning, match="line 2 \\(torn last line\\)"):
+        assert [r["trial"] for r in store.rows()] == [0]
+    with pytest.warns(RunLogWarning):
+        front = store.refresh(OBJ)
     assert list(front["trial"]) == [0]
     for name in ("trials.csv", "trials.parquet", "pareto.csv", f"archs/trial0000-{arch.hash()}.yaml"):
         assert (tmp_path / name).is_file()
+
+
+def test_a_torn_tail_is_repaired_before_the_next_record_is_appended(tmp_path):
+    """A kill mid-write at any byte: the next record is never glued onto the fragment; a fragment that
+    is a whole record missing only its newline is kept."""
+    line = json.dumps({"trial": 1, "status": "ok", "accuracy": 61.5, "arch_yaml": "stem: {type: patch}\n" * 20})
+    cuts = sorted({1, len(line) - 1, len(line)} | set(random.Random(14).sample(range(2, len(line) - 1), 30)))
+    for cut in cuts:
+        store = RunStore(tmp_path / f"cut{cut}")
+        store.append({"trial": 0, "status": "ok"})
+        with open(store.trials_jsonl, "a") as fh:
+            fh.write(line[:cut])
+        with pytest.warns(RunLogWarning, match="terminated it" if cut == len(line) else "torn write .* cut it off"):
+            store.append({"trial": 2, "status": "ok"})
+        expected = [0, 1, 2] if cut == len(line) else [0, 2]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing left to skip
+            assert [r["trial"] for r in store.rows()] == expected, cut
+        assert store.trials_jsonl.read_bytes().endswith(b"\n")
+
+
+def test_lines_that_are_not_trial_records_are_skipped_with_one_warning(tmp_path):
+    from lknas.search.export import select_rows
+
+    store = RunStore(tmp_path)
+    store.write_settings({"search": {"objectives": [o.to_dict() for o in OBJ]}, "space_name": "s"})
+    store.append({"trial": 0, "status": "ok", "accuracy": 60.0, "latency_ms": 2.0})
+    with open(store.trials_jsonl, "a") as fh:
+        fh.write('null\n[1, 2]\n"text"\n{"trial": "3", "status": "ok"}\n{"trial": true, "status": "ok"}\n'
+                 '{"trial": 4}\n{"trial": 5, "status": 0}\nnot json\n\n')
+    store.append({"trial": 6, "status": "error", "error": "boom"})
+    with pytest.warns(RunLogWarning) as caught:
+        rows = store.rows()
+    assert [r["trial"] for r in rows] == [0, 6]
+    (warning,) = caught
+    message = str(warning.message)
+    assert str(store.trials_jsonl) in message and "skipped 8 line(s)" in message
+    for number in range(2, 10):
+        assert f"line {number} (" in message
+    assert "line 2 (a JSON NoneType, not an object)" in message and "line 9 (not JSON)" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunLogWarning)
+        assert list(store.pareto(OBJ)["trial"]) == [0]
+        assert list(select_rows(store, trial=0)["trial"]) == [0]
+        assert list(load_results(tmp_path)["trial"]) == [0, 6]
 
 
 def test_a_trials_erf_map_goes_to_its_own_file_not_to_the_table(tmp_path):

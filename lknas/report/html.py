@@ -121,6 +121,7 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
     (e.g. searches of other spaces) whose error EDFs are drawn beside this run's."""
     store, settings, df = _load(run)
     objectives = run_objectives(settings)
+    fidelity = settings.get("kind") == "fidelity"
     scale = settings.get("kind") == "scale"
     figs: list[Figure] = []
     skipped: dict[str, str] = {}
@@ -131,11 +132,21 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
         else:
             figs.append(Figure(name, title, caption, fig))
 
+    if fidelity:
+        from lknas.report.fidelity_figure import fidelity_figure
+
+        fig, reason = fidelity_figure(df)
+        add("fidelity", "Proxy fidelity: proxy vs target budget",
+            "Each sampled architecture's mean top-1 accuracy over seeds at the proxy budget (the search's) "
+            "against a larger target budget; bars are the seed standard deviations. A proxy that ranks like the "
+            "target puts the points on a rising curve; the title gives the rank correlations with 95% bootstrap "
+            "intervals and the proxy's ICC (the share of variance that is not seed noise).", fig, reason)
+    panels = "budget" if fidelity else "dataset"
     for x, label in (("latency_ms", "latency"), ("flops_effective", "FLOPs"), ("params_effective", "params")):
         add(f"pareto_{label.lower()}", f"Pareto front: accuracy vs {label}",
             "Every feasible trial, coloured by kernel type; the trials on the accuracy/" + label +
             " Pareto front are outlined and joined. Hover for the trial and its architecture.",
-            F.pareto_figure(df, x=x))
+            F.pareto_figure(df, x=x, panels=panels))
     if scale:
         for x, label in (("flops_effective", "FLOPs"), ("latency_ms", "latency")):
             add(f"scaling_{label.lower()}", f"Scaling curves: accuracy vs {label}",
@@ -154,7 +165,7 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
     if scale and "variant" in df.columns and df["variant"].nunique() > 1:
         add("edf_variant", "Error EDF per variant", "As above, one curve per variant of the study.",
             F.edf_figure(df, by="variant"))
-    if not scale:
+    if not scale and not fidelity:
         add("dimensions", "Accuracy against each searched dimension",
             "pycls-style sweep analysis: accuracy of every feasible trial against the value it sampled for each "
             "dimension, with the mean per value.", F.dimension_figure(df), "no feasible trial with sampled dimensions")
@@ -163,11 +174,14 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
         add("importance", "Optuna parameter importances",
             "How much each sampled dimension explains each objective (Optuna's default importance evaluator)"
             + (f". Note: {reason}" if fig is not None and reason else "."), fig, reason)
-    fig, reason = hypervolume_figure(df, objectives) if not scale else (None, "a study runs a fixed grid: no search")
+    fig, reason = (hypervolume_figure(df, objectives) if not (scale or fidelity)
+                   else (None, "a study runs a fixed set of trials: no search"))
     add("hypervolume", "Hypervolume history",
         "The volume of objective space dominated by the feasible trials so far: it rises when a trial moves "
         "the Pareto front.", fig, reason)
-    if erf:
+    if erf and fidelity:
+        skipped["erf"] = "a fidelity run measures no ERF"
+    elif erf:
         front = store.pareto(objectives, df)
         chosen = _erf_choice(df, front, scale)
         trained = False
@@ -218,14 +232,15 @@ nav a{margin-right:12px}.muted{color:#777}
 
 
 def _pareto_table(store: RunStore, df: pd.DataFrame, objectives: tuple[Objective, ...]) -> str:
-    if "dataset" in df.columns and df["dataset"].nunique() > 1:  # a study: one front per data set
-        front = pd.concat([store.pareto(objectives, part) for _, part in df.groupby("dataset", sort=False)])
+    group = next((c for c in ("budget", "dataset") if c in df.columns and df[c].nunique() > 1), None)
+    if group:  # a study on several data sets, a fidelity run's two budgets: one front each
+        front = pd.concat([store.pareto(objectives, part) for _, part in df.groupby(group, sort=False)])
     else:
         front = store.pareto(objectives, df)
     if front.empty:
         return "<p class='muted'>The Pareto set is empty: no trial finished with status ok.</p>"
     cols = [metric_of(o) for o in objectives]
-    extra = [c for c in ("dataset", "variant", "dimension", "point", "seed") if c in front.columns]
+    extra = [c for c in ("budget", "dataset", "variant", "dimension", "point", "seed") if c in front.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["trial", "architecture", *cols, *extra, "summary"])
     body = []
     for _, row in front.iterrows():
@@ -244,8 +259,7 @@ def _page(store: RunStore, settings: dict[str, Any], df: pd.DataFrame, figs: lis
     from plotly.offline import get_plotlyjs
 
     objectives = run_objectives(settings)
-    scale = settings.get("kind") == "scale"
-    kind = "scaling study" if scale else "search"
+    kind = {"scale": "scaling study", "fidelity": "fidelity measurement"}.get(settings.get("kind"), "search")
     counts = df["status"].value_counts().to_dict() if "status" in df.columns else {}
     status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     png_names = {p.stem for p in pngs}

@@ -5,8 +5,10 @@ asks an Optuna sampler through a define-by-run space built from the DSL, with th
 run's `study.db` (SQLite). Everything a user needs lands in `results/RUN/` (see `store`).
 
 Resume (`resume=RUN`): finished trials are read from the run's `trials.jsonl`; the same Optuna
-study is loaded, so the sampler continues with their results; trials left RUNNING by a killed
-process are marked FAIL; only the missing trials are run, so the final count is what was asked.
+study is loaded, reconciled with that log first (`resume.open_study`: rebuilt from it when missing,
+corrupt or behind, so trial numbers are never reused), so the sampler continues with their results;
+trials left RUNNING by a killed process are marked FAIL; only the missing trials are run, so the
+final count is what was asked. A search holds its run directory's lock (`runlock`) throughout.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ import optuna
 import pandas as pd
 
 from lknas.errors import LknasError
-from lknas.io import make_run_dir
 from lknas.search.noise import is_confirm, search_rows
 from lknas.search.objectives import metric_of
+from lknas.search.resume import open_study, resume_settings
 from lknas.search.samplers import make_sampler
-from lknas.search.store import RunStore, check_study_db
+from lknas.search.store import RunStore
 from lknas.search.trial import NUMBER_KEY, TrialContext
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
@@ -111,18 +113,6 @@ def _init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpu
     init_ray(address, quiet, cpus_per_trial, gpus_per_trial)
 
 
-def _open_study(store: RunStore, study_name: str) -> optuna.storages.RDBStorage:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{store.study_db.resolve()}",
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return storage
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # killed mid-trial
-    return storage
-
-
 def run_search(
     space: str | os.PathLike | None = None,
     *,
@@ -135,18 +125,15 @@ def run_search(
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
     sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
-    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`)."""
+    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`).
+    At resume only the flags of `resume.CHANGEABLE_AT_RESUME` may change; they are saved to run.json.
+    The run directory is held (`RunStore.hold`) from before anything is written until the search
+    returns: a second search on it fails with RunBusyError (a LknasError) before Ray starts."""
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
         store = RunStore(resume)
-        settings = store.read_settings()
-        space_obj = load_space(store.space_file)
-        if overrides.get("trials"):
-            settings["search"]["trials"] = overrides["trials"]
-        if overrides.get("confirm") is not None:
-            settings["search"]["confirm"] = overrides["confirm"]
-        store.write_settings(settings)
+        store.read_settings()  # not a run: fail before anything is locked or written
     else:
         if space is None:
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
@@ -156,12 +143,24 @@ def run_search(
         space_obj.check_run(_search_config(settings, space_obj, "settings"),
                             space_obj.train.replace(**settings["train_overrides"]))
         store = RunStore(out or default_run_dir(space_obj))
-        if store.trials_jsonl.exists():
-            raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
-                             f"or choose another --out")
-        make_run_dir(store.root, results=(store.trials_jsonl.name,))  # taken back if the CLI then fails
-        shutil.copyfile(space_obj.file, store.space_file)
-        store.write_settings(settings)
+    with store.hold("search"):
+        if resume is not None:
+            store.repair_tail()
+            space_obj = load_space(store.space_file)
+            settings, changed = resume_settings(store, space_obj, overrides)
+            for note in changed:
+                print(f"resume: {note}; saved to run.json", file=stream)
+        else:
+            if store.trials_jsonl.exists() or store.settings_file.exists():
+                raise LknasError(f"{store.root} already holds a search; resume it with --resume {store.root} "
+                                 f"or choose another --out")
+            shutil.copyfile(space_obj.file, store.space_file)
+            store.write_settings(settings)
+        return _search(store, space_obj, settings, resume, quiet, stream, overrides)
+
+
+def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
+            overrides: dict[str, Any]) -> SearchOutcome:
     search = _search_config(settings, space_obj, str(store.settings_file))
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
@@ -195,8 +194,9 @@ def run_search(
         grid = space_obj.grid() if search.sampler == "grid" else None
         sampler = make_sampler(search.sampler, search.seed + done, len(search.objectives), search.trials, grid)
         study_name = settings["space_name"]
-        check_study_db(store.study_db)
-        storage = _open_study(store, study_name)
+        storage, repaired = open_study(store, study_name, ctx, search.objectives)  # reconciled with trials.jsonl
+        for note in repaired:
+            print(f"resume: {note}", file=stream)
         _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
         from lknas.search.monitor import SearchMonitor
 

@@ -1,7 +1,18 @@
 """The results of a search run, on disk: `results/RUN/`.
 
 `trials.jsonl` is the source of truth: one JSON line per finished trial, appended and fsynced, so
-a killed search loses at most the trial being written (a torn last line is ignored on reading).
+a killed search loses at most the trial being written. The run directory has one writer at a time
+(`hold`, see `runlock`); the log is a log of records, read defensively:
+
+- A record is a JSON object with an integer `trial` and a string `status`. Any other line (a torn
+  write, `null`, `[1, 2]`, a hand edit) is skipped on reading, with one `RunLogWarning` per read
+  that names the file and the line numbers, so readers never fail on a line's shape.
+- A torn tail (a kill mid-write leaves a last line without its newline) is repaired before the
+  next record is appended (`repair_tail`): otherwise that record would be glued onto the fragment
+  and lost with it. A tail that is a whole record missing only its newline is kept (terminated);
+  any other tail is cut off at the last newline. Cutting, not terminating, because a fragment can
+  never become a record: kept as a line it would be skipped, and warned about, on every later read.
+
 Everything else is derived from it and rewritten atomically after each trial: `trials.csv`,
 `trials.parquet`, `pareto.csv`, `archs/*.yaml` (the Pareto set) and `summary.txt`. A trial's ERF
 heatmap (the trained network's, when the trial measured it) goes to `erf/trial-NNNN.npy`.
@@ -11,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +35,37 @@ from lknas.errors import LknasError
 from lknas.io import atomic_path, write_json_atomic, write_text_atomic
 from lknas.search.noise import noise_columns, search_rows
 from lknas.search.objectives import metric_of, objective_values
+from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
-__all__ = ["RunStore", "load_results", "pareto_mask", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
+__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "parse_record", "check_study_db",
+           "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
 
 PARAM_PREFIX = "param."
 FEASIBLE = "ok"  # the only status that can be on the Pareto front
 # first columns of trials.csv, in this order; then params, then the rest
 LEAD_COLUMNS = ("trial", "status", "hash", "summary", "accuracy", "latency_ms", "params_effective",
                 "flops_effective", "erf", "reason", "error")
+
+
+class RunLogWarning(UserWarning):
+    """Lines of a run's trials.jsonl were not trial records and were skipped, or its tail was repaired."""
+
+
+def parse_record(line: bytes | str) -> tuple[dict[str, Any] | None, str]:
+    """One line of trials.jsonl -> (the record, "") or (None, why it is not one)."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, "not JSON"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not an object"
+    trial, status = record.get("trial"), record.get("status")
+    if not isinstance(trial, int) or isinstance(trial, bool):
+        return None, "no integer 'trial'"
+    if not isinstance(status, str):
+        return None, "no string 'status'"
+    return record, ""
 
 
 def pareto_mask(values: list[list[float]], modes: list[str]) -> list[bool]:
@@ -52,6 +87,16 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+
+    @contextlib.contextmanager
+    def hold(self, command: str) -> Iterator[RunLock]:
+        """Be the run's one writer inside the block (`runlock.hold_run` on RUN/.lock).
+
+        Raises:
+            RunBusyError: another process writes this run (the message names its pid and host).
+        """
+        with hold_run(self.root, command) as lock:
+            yield lock
 
     # ----------------------------------------------------------------- paths
     @property
@@ -109,26 +154,68 @@ class RunStore:
                 with open(tmp, "wb") as fh:
                     np.save(fh, np.asarray(heatmap, dtype=np.float32), allow_pickle=False)
         line = json.dumps(row, default=_json_default) + "\n"
+        self.repair_tail()
         with open(self.trials_jsonl, "a") as fh:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
 
-    def rows(self) -> list[dict[str, Any]]:
-        """Every finished trial; a torn last line (a kill mid-write) is skipped."""
-        if not self.trials_jsonl.is_file():
-            return []
+    def repair_tail(self) -> str | None:
+        """Make trials.jsonl end at a line boundary (see the module docstring): a last line without
+        its newline is terminated if it is a whole record, else cut off. Returns what was done
+        ("terminated", "cut") or None when the tail was whole; a repair also warns. Only the
+        run's writer may call this."""
         try:
-            text = self.trials_jsonl.read_text()
-        except UnicodeDecodeError as err:
-            raise LknasError(f"{self.trials_jsonl}: not a text file ({err.reason} at byte {err.start}); the trial log "
-                             f"is JSON lines written by lknas: restore it from a backup") from None
-        rows = []
-        for line in text.splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            fh = open(self.trials_jsonl, "rb+")
+        except FileNotFoundError:
+            return None
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return None
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return None
+            fh.seek(0)
+            data = fh.read()
+            start = data.rfind(b"\n") + 1
+            record, _ = parse_record(data[start:])
+            if record is not None:
+                fh.write(b"\n")
+                action = "terminated"
+            else:
+                fh.truncate(start)
+                action = "cut"
+            fh.flush()
+            os.fsync(fh.fileno())
+        line = data.count(b"\n") + 1
+        what = (f"line {line} was a whole record without its newline: terminated it" if action == "terminated"
+                else f"line {line} was a torn write ({size - start} bytes, a kill mid-write?): cut it off")
+        warnings.warn(f"{self.trials_jsonl}: {what}", RunLogWarning, stacklevel=2)
+        return action
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every finished trial, in log order. Lines that are not trial records (`parse_record`)
+        are skipped, with one RunLogWarning naming the file and their line numbers."""
+        try:
+            data = self.trials_jsonl.read_bytes()
+        except FileNotFoundError:
+            return []
+        rows, skipped = [], []
+        lines = data.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
                 continue
+            record, why = parse_record(line)
+            if record is None:
+                torn = number == len(lines)  # no newline after it: a write cut off, or under way
+                skipped.append(f"line {number} ({'torn last line' if torn else why})")
+            else:
+                rows.append(record)
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            warnings.warn(f"{self.trials_jsonl}: skipped {len(skipped)} line(s) that are not trial records: {shown}",
+                          RunLogWarning, stacklevel=2)
         return rows
 
     def frame(self) -> pd.DataFrame:

@@ -7,7 +7,8 @@ same `RunStore`, so a study lands in the search's results format with extra colu
 `point`, `value`, `variant`, `dataset` and `seed`, and `python -m lknas report` works on it.
 
 Re-running with the same `--out` continues a study: the jobs are read back from `jobs.json` and
-only those missing from `trials.jsonl` run.
+only those missing from `trials.jsonl` run. A study holds its run directory's lock (`RunStore.hold`)
+while it runs, so a second study or search on the same directory is refused.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from lknas.errors import LknasError
-from lknas.io import make_run_dir, write_json_atomic
+from lknas.io import write_json_atomic
 from lknas.search.store import RunStore
 from lknas.study.experiment import Experiment, load_experiment
 from lknas.study.points import Point, expand
@@ -48,10 +49,15 @@ class Job:
     seed: int
     resolution: int
     arch_yaml: str
+    budget: str = ""  # a fidelity run's 'proxy' or 'target'
+    train: dict[str, Any] = field(default_factory=dict)  # this job's overrides of the run's train settings
 
     def identity(self) -> dict[str, Any]:
-        return {"trial": self.trial, "variant": self.variant, "dimension": self.dimension, "point": self.point,
-                "value": self.value, "dataset": self.dataset, "seed": self.seed, "resolution": self.resolution}
+        out = {"trial": self.trial, "variant": self.variant, "dimension": self.dimension, "point": self.point,
+               "value": self.value, "dataset": self.dataset, "seed": self.seed, "resolution": self.resolution}
+        if self.budget:
+            out["budget"] = self.budget
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,8 @@ def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
     from lknas.space.configs import TrainConfig
 
     arch = ArchConfig.from_yaml(job.arch_yaml)
-    cfg = TrainConfig(**{**ctx.train, "dataset": job.dataset, "seed": job.seed, "resolution": job.resolution})
+    cfg = TrainConfig(**{**ctx.train, **job.train, "dataset": job.dataset, "seed": job.seed,
+                         "resolution": job.resolution})
     num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
     tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
                         threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
@@ -142,43 +149,54 @@ def run_scale(
     """Run (or continue, with the same `out`) a scaling study. `seeds` (a count), `epochs`, `steps`,
     `dataset` (one data set instead of the file's list) override the experiment file."""
     stream = stream or sys.stdout
-    store = RunStore(out) if out else None
-    if store is not None and (store.root / "jobs.json").is_file():
-        settings = store.read_settings()
-        _check_settings(settings, str(store.settings_file))
-        jobs = _read_jobs(store.root / "jobs.json")
-        print(f"continuing the study in {store.root}", file=stream)
-    else:
+    exp = None
+    if out is None or not (Path(out) / "jobs.json").is_file():
         if experiment is None:
             raise LknasError("give an experiment file (--experiment experiments/NAME.yaml)")
         exp = load_experiment(experiment)  # a malformed file fails here, before anything is built
-        train = exp.train.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None})
-        datasets = (dataset,) if dataset else exp.datasets
-        seed_list = tuple(range(seeds)) if seeds else exp.seeds
-        run = dict(exp.run)
-        for key, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
-                           ("max_concurrent", max_concurrent)):
-            if value is not None:
-                run[key] = value
-        store = store or RunStore(_default_out(exp))
-        if store.trials_jsonl.exists():
-            raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
-        points = expand(exp)
-        jobs = make_jobs(points, datasets, seed_list)
-        settings = {
-            "kind": "scale", "experiment": str(exp.file), "name": exp.name, "description": exp.description,
-            "search": {"objectives": [o.to_dict() for o in exp.objectives], "trials": len(jobs),
-                       "sampler": "grid", **run},
-            "train": train.to_dict(), "datasets": list(datasets), "seeds": list(seed_list),
-            "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
-            "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
-        }
-        _check_settings(settings, f"{exp.file} with the flags")  # e.g. run.cpus_per_trial 0: before any file
-        make_run_dir(store.root, results=(store.trials_jsonl.name,))  # taken back if the CLI then fails
-        shutil.copyfile(exp.file, store.root / "experiment.yaml")
-        store.write_settings(settings)
-        write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
-    return _run_jobs(store, settings, jobs, erf=erf, quiet=quiet, stream=stream)
+    store = RunStore(out or _default_out(exp))
+    with store.hold("scale"):  # one writer per run directory, released however the study ends
+        if exp is None:
+            store.repair_tail()
+            settings = store.read_settings()
+            _check_settings(settings, str(store.settings_file))
+            jobs = _read_jobs(store.root / "jobs.json")
+            print(f"continuing the study in {store.root}", file=stream)
+        else:
+            settings, jobs = _new_study(store, exp, seeds=seeds, epochs=epochs, steps=steps, dataset=dataset,
+                                        address=address, cpus_per_trial=cpus_per_trial,
+                                        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent)
+        return _run_jobs(store, settings, jobs, erf=erf, quiet=quiet, stream=stream)
+
+
+def _new_study(store: RunStore, exp: Experiment, *, seeds, epochs, steps, dataset, address, cpus_per_trial,
+               gpus_per_trial, max_concurrent) -> tuple[dict[str, Any], list[Job]]:
+    """Expand the experiment into jobs and write the study's settings (run.json, jobs.json)."""
+    train = exp.train.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None})
+    datasets = (dataset,) if dataset else exp.datasets
+    seed_list = tuple(range(seeds)) if seeds else exp.seeds
+    run = dict(exp.run)
+    for key, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                       ("max_concurrent", max_concurrent)):
+        if value is not None:
+            run[key] = value
+    if store.trials_jsonl.exists():
+        raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
+    points = expand(exp)
+    jobs = make_jobs(points, datasets, seed_list)
+    settings = {
+        "kind": "scale", "experiment": str(exp.file), "name": exp.name, "description": exp.description,
+        "search": {"objectives": [o.to_dict() for o in exp.objectives], "trials": len(jobs),
+                   "sampler": "grid", **run},
+        "train": train.to_dict(), "datasets": list(datasets), "seeds": list(seed_list),
+        "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
+        "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
+    }
+    _check_settings(settings, f"{exp.file} with the flags")  # e.g. run.cpus_per_trial 0: before any file
+    shutil.copyfile(exp.file, store.root / "experiment.yaml")
+    store.write_settings(settings)
+    write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
+    return settings, jobs
 
 
 def _check_settings(settings: dict[str, Any], where: str) -> None:
@@ -243,9 +261,10 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     from lknas.search.monitor import SearchMonitor
 
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
-    print(f"lknas scale: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
-          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds); "
-          f"results in {store.root}", file=stream, flush=True)
+    command = settings.get("kind", "scale")
+    print(f"lknas {command}: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
+          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds"
+          + (" x 2 budgets" if command == "fidelity" else "") + f"); results in {store.root}", file=stream, flush=True)
     interrupted = False
     try:
         _fit(ctx, todo, store, monitor, cpus, gpus, run.get("max_concurrent"))
@@ -257,7 +276,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     missing = len(jobs) - len(store.rows())
     if interrupted or missing > 0:
         interrupted = True
-        print(f"interrupted: {missing} trials missing; continue with\n  python -m lknas scale --out {store.root}",
+        print(f"interrupted: {missing} trials missing; continue with\n  python -m lknas {command} --out {store.root}",
               file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/); plots: python -m lknas report {store.root}",
           file=stream)
@@ -289,13 +308,16 @@ def _fit(ctx: ScaleContext, todo: list[Job], store: RunStore, monitor, cpus: flo
 def _summary(store: RunStore, settings: dict[str, Any], total: int) -> str:
     df = store.frame()
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    lines = [f"lknas scaling study {store.root}",
-             f"experiment: {settings['name']} ({settings['experiment']})",
+    kind = "fidelity measurement" if settings.get("kind") == "fidelity" else "scaling study"
+    source = settings.get("experiment") or settings.get("space", "")
+    lines = [f"lknas {kind} {store.root}",
+             f"{'space' if settings.get('kind') == 'fidelity' else 'experiment'}: {settings['name']} ({source})",
              f"trials: {len(df)} of {total} finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
     if not df.empty and "accuracy" in df.columns:
         ok = df[df["status"] == "ok"]
         if not ok.empty:
-            table = (ok.groupby(["dataset", "variant", "dimension", "point"], sort=False)
+            keys = ["budget"] if "budget" in ok.columns else []
+            table = (ok.groupby(keys + ["dataset", "variant", "dimension", "point"], sort=False)
                      .agg(accuracy=("accuracy", "mean"), std=("accuracy", "std"), flops=("flops_effective", "mean"),
                           seeds=("seed", "count")).reset_index())
             lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

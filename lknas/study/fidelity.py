@@ -1,0 +1,277 @@
+"""`lknas fidelity --space SPACE.yaml`: does the proxy budget rank architectures as a larger one does?
+
+`archs` architectures are sampled from the space (seeded, distinct, within its constraints) and
+each is trained with `seeds` seeds at two budgets: the *proxy* budget (the space's `train`
+section, exactly as a search trains) and a *target* budget (by default `factor` times the steps or
+epochs; a resolution or data set of its own may be given too). The trials run on Ray Tune through
+the scaling-study runner, so they land in the run format (`trials.jsonl`, `trials.csv`, with
+`budget`, `point` = the architecture, `seed`) and `lknas report` draws them.
+
+Then `fidelity_stats` measures (`lknas.study.rank_stats`): Spearman's rho and Kendall's tau
+between the proxy and target mean accuracies with bootstrap intervals; the ICC at each budget
+(architecture variance against seed variance); and, per searched kernel dimension, the spread of
+the mean accuracy across its values against the seed noise. It writes `fidelity.json` and a
+summary; re-running with the same `--out` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lknas.errors import LknasError
+from lknas.io import write_json_atomic, write_text_atomic
+from lknas.search.store import RunStore
+from lknas.space import SearchSpace, load_space
+from lknas.space.configs import TrainConfig
+from lknas.study.rank_stats import icc_oneway, rank_agreement
+from lknas.study.runner import Job, _read_jobs, _run_jobs
+
+__all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
+
+PROXY, TARGET = "proxy", "target"
+MAX_SAMPLE_TRIES = 50  # draws per wanted architecture before giving up (infeasible or duplicate)
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int = 0, num_classes: int = 2, in_chans: int = 3) -> list:
+    """`n` distinct architectures of `space` within its constraints, drawn with seeds seed*10^6 + i."""
+    from lknas.measure.trial import measure_static
+    from lknas.search.objectives import effective_counts
+
+    archs, seen = [], set()
+    for i in range(n * MAX_SAMPLE_TRIES):
+        arch = space.sample(seed * 10**6 + i)
+        if arch.hash() in seen:
+            continue
+        seen.add(arch.hash())
+        c = space.constraints
+        if any(v is not None for v in (c.max_params, c.min_params, c.max_flops, c.min_flops)):
+            counts = effective_counts(measure_static(arch, c.resolution, num_classes, in_chans))
+            if c.violations(counts["params_effective"], counts["flops_effective"]):
+                continue
+        archs.append(arch)
+        if len(archs) == n:
+            return archs
+    raise LknasError(f"{space.file}: found only {len(archs)} distinct architectures within the constraints "
+                     f"in {n * MAX_SAMPLE_TRIES} draws; ask for fewer (--archs) or relax the constraints")
+
+
+def _target_train(proxy: TrainConfig, factor: float, epochs: int | None, steps: int | None) -> dict[str, Any]:
+    if steps is not None:
+        return {"steps": steps}
+    if epochs is not None:
+        return {"epochs": epochs, "steps": None}
+    if proxy.steps:
+        return {"steps": int(round(proxy.steps * factor))}
+    return {"epochs": int(round(proxy.epochs * factor))}
+
+
+def _budget_text(train: dict[str, Any]) -> str:
+    return f"{train['steps']} steps" if train.get("steps") else f"{train['epochs']} epochs"
+
+
+def run_fidelity(
+    space: str | os.PathLike | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    archs: int = 12,
+    seeds: int = 2,
+    sample_seed: int = 0,
+    factor: float = 4.0,
+    epochs: int | None = None,
+    steps: int | None = None,
+    dataset: str | None = None,
+    target_epochs: int | None = None,
+    target_steps: int | None = None,
+    target_resolution: int | None = None,
+    target_dataset: str | None = None,
+    address: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    max_concurrent: int | None = None,
+    quiet: bool = False,
+    stream=None,
+) -> dict[str, Any]:
+    """Run (or continue, with the same `out`) a fidelity measurement; returns the statistics.
+
+    Args:
+        space: the search space (a bare name resolves to search_spaces/).
+        archs, seeds: architectures sampled, seeds per architecture and budget (>= 2: the ICC
+            needs repeats).
+        factor: target budget = factor x the proxy's steps (or epochs) unless target_epochs /
+            target_steps are given. epochs / steps / dataset override the proxy budget.
+        target_resolution, target_dataset: the target's input size and data set (default: the
+            proxy's), e.g. 'pathfinder:length=5,train=40000' for more data.
+    Raises:
+        LknasError: bad arguments, a space without enough feasible architectures.
+    """
+    stream = stream or sys.stdout
+    new = out is None or not (Path(out) / "jobs.json").is_file()
+    if new:
+        if space is None:
+            raise LknasError("give a space (--space SPACE.yaml), or --out of a fidelity run to continue")
+        if archs < 3:
+            raise LknasError(f"--archs {archs}: rank correlations need at least 3 architectures")
+        if seeds < 2:
+            raise LknasError(f"--seeds {seeds}: the seed noise (ICC) needs at least 2 seeds")
+        if factor <= 0 or not math.isfinite(factor):
+            raise LknasError(f"--factor {factor}: must be a positive number, e.g. 4")
+        space_obj = load_space(space)
+        proxy = space_obj.train if space_obj.train.is_fixed else space_obj.sample_train(0)
+        proxy = proxy.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps), ("dataset", dataset))
+                                 if v is not None})
+        target = _target_train(proxy, factor, target_epochs, target_steps)
+        sampled = sample_archs(space_obj, archs, sample_seed)
+    store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    with store.hold("fidelity"):  # one writer per run directory
+        if not new:
+            store.repair_tail()
+            settings = store.read_settings()
+            jobs = _read_jobs(store.root / "jobs.json")
+            print(f"continuing the fidelity run in {store.root}", file=stream)
+        else:
+            if store.trials_jsonl.exists():
+                raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
+            jobs = _make_jobs(sampled, proxy, target, target_resolution or proxy.resolution,
+                              target_dataset or proxy.dataset, seeds)
+            settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
+                                 cpus_per_trial, gpus_per_trial, max_concurrent)
+            shutil.copyfile(space_obj.file, store.root / "space.yaml")
+            store.write_settings(settings)
+            write_json_atomic(store.root / "jobs.json", [dataclasses.asdict(j) for j in jobs])
+            print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
+                  f"({_budget_text(settings['train'])}) and the target budget ({_budget_text(target)})", file=stream)
+        outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
+        try:
+            stats = fidelity_stats(store.frame())
+        except ValueError as err:
+            stats = {"error": str(err)}
+        write_json_atomic(store.root / "fidelity.json", stats)
+        text = format_fidelity(stats, settings)
+        summary = store.root / "summary.txt"
+        write_text_atomic(summary, (summary.read_text() if summary.is_file() else "") + "\n" + text)
+    print(text, file=stream)
+    if outcome.interrupted:
+        print(f"continue with: python -m lknas fidelity --out {store.root}", file=stream)
+    stats["run_dir"], stats["interrupted"] = str(store.root), outcome.interrupted
+    return stats
+
+
+def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jobs: list[Job], archs: int,
+              seeds: int, sample_seed: int, factor: float, address, cpus_per_trial, gpus_per_trial,
+              max_concurrent) -> dict[str, Any]:
+    run = {k: v for k, v in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                             ("max_concurrent", max_concurrent)) if v is not None}
+    base = proxy.to_dict()
+    return {
+        "kind": "fidelity", "space": str(space.file), "name": f"fidelity-{space.name}", "space_name": space.name,
+        "search": {"objectives": [{"name": "accuracy", "mode": "max"}, {"name": "latency", "mode": "min"}],
+                   "trials": len(jobs), "sampler": "random", **run},
+        "train": base, "budgets": {PROXY: {k: base[k] for k in ("epochs", "steps")}, TARGET: target},
+        "datasets": sorted({j.dataset for j in jobs}), "seeds": list(range(seeds)), "archs": archs,
+        "sample_seed": sample_seed, "factor": factor, "points": archs, "address": address,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
+               target_dataset: str, seeds: int) -> list[Job]:
+    jobs: list[Job] = []
+    for budget, train, res, data in ((PROXY, {}, proxy.resolution, proxy.dataset),
+                                     (TARGET, target, target_resolution, target_dataset)):
+        for i, arch in enumerate(archs):
+            for seed in range(seeds):
+                jobs.append(Job(len(jobs), "fidelity", "arch", f"a{i:02d}", float(i), data, seed, res,
+                                arch.to_yaml(), budget=budget, train=dict(train)))
+    return jobs
+
+
+# ----------------------------------------------------------------------------- statistics
+def _kernel_dims(arch_yaml: str, resolution: int) -> dict[str, Any]:
+    from lknas.arch import ArchConfig
+
+    arch = ArchConfig.from_yaml(arch_yaml)
+    dims: dict[str, Any] = {"kernel_type": "/".join(sorted(set(arch.kernel_types)))}
+    for i, k in enumerate(arch.applied_kernel_sizes(resolution)):
+        dims[f"stages[{i}].kernel"] = k
+    return dims
+
+
+def kernel_effects(proxy: pd.DataFrame, seed_std: float) -> list[dict[str, Any]]:
+    """For each kernel dimension with 2+ values among the architectures: the per-value mean
+    accuracy (over architectures' seed means), its range, and the range over the seed noise."""
+    per_arch = proxy.groupby("point").agg(accuracy=("accuracy", "mean"), arch_yaml=("arch_yaml", "first"),
+                                          resolution=("resolution", "first"))
+    rows = [dict(_kernel_dims(r.arch_yaml, int(r.resolution)), accuracy=r.accuracy) for r in per_arch.itertuples()]
+    table = pd.DataFrame(rows)
+    effects = []
+    for dim in [c for c in table.columns if c != "accuracy"]:
+        groups = table.groupby(dim)["accuracy"]
+        if groups.ngroups < 2:
+            continue
+        means = groups.mean()
+        spread = float(means.max() - means.min())
+        effects.append({"dimension": dim, "values": {str(k): round(float(v), 2) for k, v in means.items()},
+                        "archs": {str(k): int(v) for k, v in groups.size().items()}, "range": spread,
+                        "range_over_seed_std": spread / seed_std if seed_std > 0 else float("inf")})
+    return sorted(effects, key=lambda e: -e["range_over_seed_std"])
+
+
+def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
+    """The fidelity statistics of a fidelity run's trials (see the module docstring)."""
+    if df.empty or "budget" not in df.columns:
+        raise ValueError("no fidelity trials (a `budget` column) in this run")
+    ok = df[df["status"] == "ok"]
+    by_budget = {b: ok[ok["budget"] == b] for b in (PROXY, TARGET)}
+    points = sorted(set(by_budget[PROXY]["point"]) & set(by_budget[TARGET]["point"]))
+    groups = {b: [by_budget[b][by_budget[b]["point"] == p]["accuracy"].astype(float).tolist() for p in points]
+              for b in (PROXY, TARGET)}
+    agreement = rank_agreement(groups[PROXY], groups[TARGET])
+    out = agreement.to_dict()
+    out["points"] = points
+    out["proxy_mean"] = [float(np.mean(g)) for g in groups[PROXY]]
+    out["target_mean"] = [float(np.mean(g)) for g in groups[TARGET]]
+    out["proxy_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[PROXY]]
+    out["target_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[TARGET]]
+    seed_std = math.sqrt(agreement.icc_proxy["var_seed"])
+    out["seed_std_proxy"] = seed_std
+    out["kernel_effects"] = kernel_effects(by_budget[PROXY], seed_std)
+    for b in (PROXY, TARGET):
+        times = pd.to_numeric(by_budget[b].get("wall_time", pd.Series(dtype=float)), errors="coerce")
+        out[f"{b}_trial_seconds"] = float(times.mean()) if times.notna().any() else None
+    out["failed"] = int((df["status"] != "ok").sum())
+    return out
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
+    """The statistics as a few lines of text."""
+    if "error" in stats:
+        return f"fidelity: {stats['error']}"
+    budgets = (settings or {}).get("budgets", {})
+    lines = ["fidelity of the proxy budget" + (f" ({_budget_text(budgets[PROXY])} vs {_budget_text(budgets[TARGET])})"
+                                             if budgets else "") + f", {stats['archs']} architectures:",
+             f"  Spearman rho {stats['spearman']:.3f} {_ci(stats['spearman_ci'])}, Kendall tau {stats['kendall']:.3f} "
+             f"{_ci(stats['kendall_ci'])} (95% bootstrap over architectures and seeds, {stats['resamples']} resamples)"]
+    for name in ("proxy", "target"):
+        icc = stats.get(f"icc_{name}")
+        if icc:
+            lines.append(f"  {name}: ICC {icc['icc']:.3f} (seed noise {icc['seed_share']:.0%} of the variance; "
+                         f"architecture sd {math.sqrt(icc['var_arch']):.2f}, seed sd {math.sqrt(icc['var_seed']):.2f} "
+                         f"points; mean of {icc['k']:.0f} seeds: ICC {icc['icc_mean']:.3f})")
+    for e in stats.get("kernel_effects", [])[:3]:
+        values = ", ".join(f"{k}: {v:.1f}" for k, v in e["values"].items())
+        lines.append(f"  effect of {e['dimension']}: {values} (range {e['range']:.1f} points = "
+                     f"{e['range_over_seed_std']:.1f}x the seed sd)")
+    return "\n".join(lines)
