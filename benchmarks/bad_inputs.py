@@ -362,11 +362,8 @@ def catalogue(tmp: Path, silent_port: int) -> list[Case]:
     # run directories
     search_only = ("run_json_no_overrides", "run_json_steps_zero", "run_json_address_int")  # export/report ignore them
     for name, path in bad_runs.items():
-        if name.startswith(("run_json", "no_", "empty")):
+        if name.startswith(("run_json", "no_", "empty")):  # (a resume rebuilds a corrupt study.db: no case)
             C(f"search --resume: {name}", "run directory", "search", "--resume", str(path), "--quiet")
-        if name.startswith("study"):  # more trials than done, so the study is opened
-            C(f"search --resume --trials 5: {name}", "run directory", "search", "--resume", str(path), "--trials", "5",
-              "--quiet")
         if name.startswith(("run_json", "no_run", "empty", "trials")) and name not in search_only:
             C(f"export: {name}", "run directory", "export", str(path), "--pareto")
         if name.startswith(("run_json", "study", "empty", "trials")) and name not in search_only:

@@ -59,7 +59,11 @@ def _load(run: str | os.PathLike) -> tuple[RunStore, dict[str, Any], pd.DataFram
     if not store.trials_jsonl.is_file():
         raise LknasError(f"{run}: no trials.jsonl: not a search or scaling run (or no trial has finished yet)")
     settings = store.read_settings()
-    return store, settings, store.frame()
+    df = store.frame()
+    if df.empty:
+        raise LknasError(f"{store.trials_jsonl}: no trial record in it (no trial has finished yet, or its lines "
+                         f"are not trial records): nothing to report")
+    return store, settings, df
 
 
 def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int = 4) -> dict[str, Any]:
