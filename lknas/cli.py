@@ -1,18 +1,32 @@
 """`python -m lknas SUBCOMMAND`: the command-line front end.
 
-Each subcommand is a small function taking the parsed arguments. User errors (`LknasError`) are
-printed without a traceback and exit with code 2.
+Each subcommand is a small function taking the parsed arguments. `main` is the one error boundary:
+
+- a flag value outside its documented range (see `lknas.cli_args`) is refused by argparse, exit 2;
+- an expected failure (`LknasError`: a bad file, data set, device, cluster, ...) prints
+  `error: <message>` naming what to change, exit 2;
+- anything else is a bug: `error: unexpected ExcType: message (run with --debug for the
+  traceback)`, exit 1; `--debug` prints the traceback;
+- Ctrl-C: exit 130.
+
+When a command fails (exit 1 or 2), the run directories it created and that hold no results yet
+are removed (`lknas.io.remove_unfinished_run_dirs`), so a refused search leaves nothing behind.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
+from lknas import cli_args as A
 from lknas.errors import LknasError
+from lknas.space.configs import OBJECTIVE_MODES, SAMPLERS, SCHEDULERS
 
-SAMPLER_CHOICES = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid", "cmaes")
+EXIT_CODES = "exit codes: 0 done; 2 a user error (the message says what to change); 1 an unexpected error " \
+             "(--debug shows its traceback); 130 interrupted"
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -86,7 +100,10 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
     metrics = measure_trial(arch, cfg, device=args.device, latency=not args.no_latency, erf=not args.no_erf,
                             progress=True)
     print(json.dumps(metrics, indent=2))
-    return 0 if metrics["status"] in ("ok", "stopped") else 1
+    if metrics["status"] not in ("ok", "stopped"):
+        hint = "; lower --batch-size or --resolution" if metrics["status"] == "oom" else ""
+        raise LknasError(f"the trial ended with status {metrics['status']}: {metrics.get('error') or ''}{hint}")
+    return 0
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
@@ -211,7 +228,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from lknas.data import build_data
     from lknas.space import load_arch
-    from lknas.train.full import TrainRecipe, train_full
+    from lknas.train.full import TrainRecipe, check_recipe, train_full
 
     arch = load_arch(args.arch)
     recipe = TrainRecipe(
@@ -220,6 +237,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         auto_augment=None if args.aa in ("", "none") else args.aa, drop_path=args.drop_path,
         model_ema=not args.no_ema, resolution=args.resolution, workers=args.workers, seed=args.seed,
     )
+    check_recipe(recipe)  # a policy timm does not know fails before the data is scanned
     bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
                         subset=args.subset, augment=recipe.auto_augment or True, workers=recipe.workers)
     from pathlib import Path
@@ -248,17 +266,22 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_flags(p: argparse.ArgumentParser, epochs_default: int | None = None) -> None:
+def _num(p: argparse.ArgumentParser, flag: str, number: A.Number, help: str, **kw) -> None:
+    """A numeric flag: its type refuses values outside `number`'s range, its help shows the range."""
+    p.add_argument(flag, type=number, help=A.with_range(help, number), **kw)
+
+
+def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.EPOCHS, epochs_default: int | None = None) -> None:
     p.add_argument("--arch", required=True, help="architecture YAML (its `train` section gives the defaults)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
-    p.add_argument("--epochs", type=int, default=epochs_default, help="training epochs")
-    p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, help="batch size")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--resolution", type=int, help="input size")
-    p.add_argument("--subset", type=int, help="use at most this many training images")
-    p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
-    p.add_argument("--seed", type=int, help="seed of data, init and order")
+    _num(p, "--epochs", epochs, "training epochs", default=epochs_default)
+    _num(p, "--steps", A.STEPS, "training steps (overrides --epochs)")
+    _num(p, "--batch-size", A.BATCH, "batch size")
+    _num(p, "--lr", A.LR, "peak learning rate")
+    _num(p, "--resolution", A.RESOLUTION, "input size (synthetic data: 32 to 256)")
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
+    _num(p, "--time-limit", A.SECONDS, "stop training after this many seconds")
+    _num(p, "--seed", A.SEED, "seed of data, init and order")
 
 
 def _confirm_flag(text: str) -> int | str:
@@ -273,10 +296,11 @@ def _confirm_flag(text: str) -> int | str:
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     """Where the trials run (search and scale): resources per trial, concurrency, the Ray cluster."""
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: CPUs / cpus-per-trial)")
-    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray)")
+    _num(p, "--cpus-per-trial", A.CPUS, "CPUs per trial, at most a node's (default 1)")
+    _num(p, "--gpus-per-trial", A.GPUS, "GPUs per trial, fractions allowed, at most a node's (default 0)")
+    _num(p, "--max-concurrent", A.CONCURRENT, "trials at once (default: CPUs / cpus-per-trial)")
+    p.add_argument("--address", help="an existing Ray cluster: 'auto' or HOST:PORT (default: a local Ray); "
+                   "refused within seconds when no cluster answers there")
 
 
 def format_complexity(name: str, result: dict) -> str:
@@ -304,49 +328,60 @@ def format_complexity(name: str, result: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)  # --debug also after the subcommand
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an unexpected error")
     parser = argparse.ArgumentParser(
         prog="python -m lknas",
         description="Architecture search and scaling studies for large-kernel ConvNets.",
+        epilog=EXIT_CODES,
     )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("validate", help="check a search-space file and summarize its dimensions")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[debug], epilog=EXIT_CODES)
+
+    p = command("validate", "check a search-space file and summarize its dimensions")
     p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("sample", help="print one seeded ArchConfig of a space as YAML")
+    p = command("sample", "print one seeded ArchConfig of a space as YAML")
     p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    _num(p, "--seed", A.SEED, "sampling seed (default 0)", default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    p.add_argument("--out", help="write the config to this file instead of stdout")
+    p.add_argument("--out", type=A.out_file, help="write the config to this file instead of stdout")
     p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("count", help="params and FLOPs (fvcore MACs of the deploy form)")
+    p = command("count", "params and FLOPs (fvcore MACs of the deploy form)")
     p.add_argument("arch", help="architecture YAML (a domain-free space or a sampled config)")
-    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
-    p.add_argument("--num-classes", type=int, default=1000, help="classifier size (default 1000)")
+    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
+         default=224)
+    _num(p, "--num-classes", A.NUM_CLASSES, "classifier size (default 1000)", default=1000)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_count)
 
-    p = sub.add_parser("search", help="multi-objective architecture search (Ray Tune + Optuna)")
+    p = command("search", "multi-objective architecture search (Ray Tune + Optuna)")
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
-    p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN")
-    p.add_argument("--trials", type=int, help="number of trials (space: search.trials)")
-    p.add_argument("--sampler", choices=SAMPLER_CHOICES, help="Optuna sampler (space: search.sampler)")
-    p.add_argument("--objectives", help="e.g. accuracy,latency or accuracy:max,flops:min (space: search.objectives)")
-    p.add_argument("--scheduler", choices=("fifo", "asha"), help="fifo, or asha: early-stop on the first objective")
-    p.add_argument("--epochs", type=int, help="proxy epochs per trial (space: train.epochs)")
-    p.add_argument("--steps", type=int, help="proxy steps per trial (overrides --epochs)")
+    p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (a flag that would change "
+                   "what it searches is refused)")
+    _num(p, "--trials", A.TRIALS, "number of trials (space: search.trials)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (space: search.sampler)")
+    p.add_argument("--objectives", help="each once, e.g. accuracy,latency or accuracy:max,flops:min; any of "
+                   f"{', '.join(OBJECTIVE_MODES)} (space: search.objectives)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="fifo, or asha: early-stop on the first objective")
+    _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (space: train.epochs)")
+    _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
-    p.add_argument("--subset", type=int, help="use at most this many training images")
-    p.add_argument("--batch-size", type=int, help="proxy batch size")
-    p.add_argument("--seed", type=int, help="sampler seed (space: search.seed)")
-    p.add_argument("--out", help="run directory (default results/SPACE-DATE-TIME)")
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
+    _num(p, "--batch-size", A.BATCH, "proxy batch size")
+    _num(p, "--seed", A.SEED, "sampler seed (space: search.seed)")
+    p.add_argument("--out", type=A.out_dir, help="run directory (default results/SPACE-DATE-TIME)")
     _add_ray_flags(p)
     p.add_argument("--ray-storage", help="Ray Tune's experiment storage (default results/RUN/ray); on a multi-node "
                    "cluster a shared path (NFS) or a cloud URI (s3://...)")
-    p.add_argument("--time-budget", type=float, help="stop starting trials after this many seconds")
+    _num(p, "--time-budget", A.SECONDS, "stop starting trials after this many seconds")
     p.add_argument("--from", dest="from_", metavar="FILE_OR_RUN",
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
     p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
@@ -355,122 +390,145 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_search)
 
-    p = sub.add_parser("export", help="write found architectures as self-contained YAMLs (with provenance)")
+    p = command("export", "write found architectures as self-contained YAMLs (with provenance)")
     p.add_argument("run", help="a search run directory (results/RUN)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pareto", action="store_true", help="every architecture of the Pareto set")
-    which.add_argument("--trial", type=int, help="one trial by number")
-    which.add_argument("--best", metavar="OBJECTIVE", help="the best trial by accuracy, latency, params, flops or erf")
-    p.add_argument("--out", help="directory to write (default RUN/export)")
+    which.add_argument("--trial", type=A.TRIAL_ID, help=A.with_range("one trial by number", A.TRIAL_ID))
+    which.add_argument("--best", metavar="OBJECTIVE", choices=tuple(OBJECTIVE_MODES),
+                       help=f"the best trial by one of {', '.join(OBJECTIVE_MODES)}")
+    p.add_argument("--out", type=A.out_dir, help="directory to write (default RUN/export)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("train", help="full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
+    p = command("train", "full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
     p.add_argument("--arch", required=True, help="architecture YAML (e.g. from `lknas export`)")
     p.add_argument("--data", dest="dataset", required=True,
                    help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes")
-    p.add_argument("--epochs", type=int, default=300, help="epochs (default 300)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    p.add_argument("--lr", type=float, help="peak lr (default 4e-3 * batch / 4096)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
-    p.add_argument("--warmup-epochs", type=float, default=20, help="linear warm-up epochs (default 20)")
-    p.add_argument("--mixup", type=float, default=0.8, help="mixup alpha, 0 to disable (default 0.8)")
-    p.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha, 0 to disable (default 1.0)")
+    _num(p, "--epochs", A.EPOCHS, "epochs (default 300)", default=300)
+    _num(p, "--batch-size", A.BATCH, "batch size (default 128)", default=128)
+    _num(p, "--lr", A.LR, "peak lr (default 4e-3 * batch / 4096)")
+    _num(p, "--weight-decay", A.WEIGHT_DECAY, "AdamW weight decay (default 0.05)", default=0.05)
+    _num(p, "--warmup-epochs", A.WARMUP, "linear warm-up epochs (default 20)", default=20)
+    _num(p, "--mixup", A.MIX_ALPHA, "mixup alpha, 0 to disable (default 0.8)", default=0.8)
+    _num(p, "--cutmix", A.MIX_ALPHA, "cutmix alpha, 0 to disable (default 1.0)", default=1.0)
     p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy, 'none' to disable")
-    p.add_argument("--drop-path", type=float, help="stochastic depth (default: the architecture's)")
+    _num(p, "--drop-path", A.DROP_RATE, "stochastic depth (default: the architecture's)")
     p.add_argument("--no-ema", action="store_true", help="no model EMA")
-    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
-    p.add_argument("--subset", type=int, help="use at most this many training images")
-    p.add_argument("--workers", type=int, default=4, help="data loader workers (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    p.add_argument("--out", help="output directory (default results/train/ARCH-HASH)")
+    _num(p, "--resolution", A.RESOLUTION, "input size (default 224)", default=224)
+    _num(p, "--subset", A.SUBSET, "use at most this many training images")
+    _num(p, "--workers", A.WORKERS, "data loader workers (default 4)", default=4)
+    _num(p, "--seed", A.SEED, "seed (default 0)", default=0)
+    p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    p.add_argument("--out", type=A.out_dir, help="output directory (default results/train/ARCH-HASH)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.pt")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("deploy", help="write the reparameterized deploy form of a checkpoint and measure it")
+    p = command("deploy", "write the reparameterized deploy form of a checkpoint and measure it")
     p.add_argument("checkpoint", help="a checkpoint written by `lknas train` (checkpoint-last.pt or deploy.pt)")
-    p.add_argument("--out", required=True, help="deploy checkpoint to write (e.g. model.pt)")
+    p.add_argument("--out", type=A.out_file, required=True, help="deploy checkpoint to write (e.g. model.pt)")
     p.add_argument("--export", choices=("export", "onnx"), help="also write a torch.export program or ONNX")
-    p.add_argument("--resolution", type=int, default=224, help="input size for FLOPs and latency (default 224)")
-    p.add_argument("--threads", type=int, help="CPU threads for the latency")
+    _num(p, "--resolution", A.RESOLUTION, "input size for FLOPs and latency (default 224)", default=224)
+    _num(p, "--threads", A.THREADS, "CPU threads for the latency")
     p.set_defaults(func=_cmd_deploy)
 
-    p = sub.add_parser("scale", help="scaling study: kernel, depth, width, resolution one at a time (Ray Tune)")
+    p = command("scale", "scaling study: kernel, depth, width, resolution one at a time (Ray Tune)")
     p.add_argument("--experiment", help="experiment YAML (e.g. experiments/kernel_types.yaml)")
-    p.add_argument("--out", help="run directory (default results/NAME-DATE-TIME); an existing study continues")
-    p.add_argument("--seeds", type=int, help="seeds per point (experiment: seeds)")
-    p.add_argument("--epochs", type=int, help="proxy epochs per trial (experiment: train.epochs)")
-    p.add_argument("--steps", type=int, help="proxy steps per trial (overrides --epochs)")
+    p.add_argument("--out", type=A.out_dir,
+                   help="run directory (default results/NAME-DATE-TIME); an existing study continues")
+    _num(p, "--seeds", A.SEEDS, "seeds per point (experiment: seeds)")
+    _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (experiment: train.epochs)")
+    _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_scale)
 
-    p = sub.add_parser("fidelity", help="rank agreement of the proxy budget with a larger one, and its seed noise")
+    p = command("fidelity", "rank agreement of the proxy budget with a larger one, and its seed noise")
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
-    p.add_argument("--archs", type=int, default=12, help="architectures sampled from the space (default 12)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per architecture and budget (default 2)")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample (default 0)")
-    p.add_argument("--epochs", type=int, help="proxy budget in epochs (default: the space's train section)")
-    p.add_argument("--steps", type=int, help="proxy budget in steps (overrides --epochs)")
+    _num(p, "--archs", A.FIDELITY_ARCHS, "architectures sampled from the space (default 12)", default=12)
+    _num(p, "--seeds", A.FIDELITY_SEEDS, "seeds per architecture and budget (default 2)", default=2)
+    _num(p, "--sample-seed", A.SEED, "seed of the architecture sample (default 0)", default=0)
+    _num(p, "--epochs", A.EPOCHS, "proxy budget in epochs (default: the space's train section)")
+    _num(p, "--steps", A.STEPS, "proxy budget in steps (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="proxy data set (default: the space's)")
-    p.add_argument("--factor", type=float, default=4.0, help="target budget = factor x the proxy's (default 4)")
-    p.add_argument("--target-epochs", type=int, help="target budget in epochs (instead of --factor)")
-    p.add_argument("--target-steps", type=int, help="target budget in steps (instead of --factor)")
-    p.add_argument("--target-resolution", type=int, help="target input size (default: the proxy's)")
+    _num(p, "--factor", A.BUDGET_FACTOR, "target budget = factor x the proxy's (default 4)", default=4.0)
+    _num(p, "--target-epochs", A.EPOCHS, "target budget in epochs (instead of --factor)")
+    _num(p, "--target-steps", A.STEPS, "target budget in steps (instead of --factor)")
+    _num(p, "--target-resolution", A.RESOLUTION, "target input size (default: the proxy's)")
     p.add_argument("--target-data", help="target data set, e.g. with more images (default: the proxy's)")
-    p.add_argument("--out", help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
+    p.add_argument("--out", type=A.out_dir,
+                   help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.set_defaults(func=_cmd_fidelity)
 
-    p = sub.add_parser("report", help="plots and report.html of a search or scaling run")
+    p = command("report", "plots and report.html of a search or scaling run")
     p.add_argument("run", help="run directory, e.g. results/peleK_space-20261122-101500")
     p.add_argument("--no-png", action="store_true", help="skip the static PNGs (figures/)")
     p.add_argument("--no-erf", action="store_true", help="skip the ERF heatmaps")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="other runs (spaces) to compare by error EDF")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("train-proxy", help="train one architecture on a proxy task and print its metrics as JSON")
+    p = command("train-proxy", "train one architecture on a proxy task and print its metrics as JSON")
     _add_train_flags(p)
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--no-erf", action="store_true", help="skip the effective receptive field")
     p.set_defaults(func=_cmd_train_proxy)
 
-    p = sub.add_parser("latency", help="latency and throughput of the deploy (reparameterized) form")
+    p = command("latency", "latency and throughput of the deploy (reparameterized) form")
     p.add_argument("--arch", required=True, help="architecture YAML")
-    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
-    p.add_argument("--batch-size", type=int, default=1, help="latency batch (default 1)")
-    p.add_argument("--throughput-batch", type=int, default=32, help="throughput batch, 0 to skip (default 32)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs; the median is reported (default 20)")
+    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
+         default=224)
+    _num(p, "--batch-size", A.BATCH, "latency batch (default 1)", default=1)
+    _num(p, "--throughput-batch", A.THROUGHPUT_BATCH, "throughput batch, 0 to skip (default 32)", default=32)
+    p.add_argument("--device", type=A.device, default="cpu", help="cpu (default), cuda or cuda:N")
+    _num(p, "--threads", A.THREADS, "CPU threads (default: torch's current setting)")
+    _num(p, "--repeats", A.REPEATS, "timed runs; the median is reported (default 20)", default=20)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_latency)
 
-    p = sub.add_parser("erf", help="effective receptive field (RepLKNet's area ratios) and a heatmap PNG")
-    _add_train_flags(p, epochs_default=0)
-    p.add_argument("--images", type=int, default=32, help="images to aggregate (default 32)")
-    p.add_argument("--erf-resolution", type=int,
-                   help="measure at this input size (default: the last feature map gets >= 8 cells a side)")
-    p.add_argument("--out", help="write the heatmap to this PNG")
+    p = command("erf", "effective receptive field (RepLKNet's area ratios) and a heatmap PNG")
+    _add_train_flags(p, epochs=A.ERF_EPOCHS, epochs_default=0)
+    _num(p, "--images", A.IMAGES, "images to aggregate (default 32)", default=32)
+    _num(p, "--erf-resolution", A.RESOLUTION,
+         "measure at this input size (default: the last feature map gets >= 8 cells a side)")
+    p.add_argument("--out", type=A.out_file, help="write the heatmap to this PNG")
     p.set_defaults(func=_cmd_erf)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (see the module docstring). Bad flags exit through
+    argparse (SystemExit 2)."""
+    from lknas.io import forget_run_dirs, remove_unfinished_run_dirs
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("LKNAS_DEBUG", "") not in ("", "0")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
     except LknasError as err:
+        remove_unfinished_run_dirs()
+        if debug:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        forget_run_dirs()  # an interrupted run can be resumed: keep it
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: say so briefly; --debug has the traceback
+        remove_unfinished_run_dirs()
+        if debug:
+            traceback.print_exc()
+        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        print(f"error: unexpected {type(err).__name__}: {text} (run with --debug for the traceback)"
+              if not debug else f"error: unexpected {type(err).__name__}: {text}", file=sys.stderr)
+        return 1
+    forget_run_dirs()
+    return code
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ MAX_CPUS_PER_TRIAL = 1024.0
 MAX_GPUS_PER_TRIAL = 64.0
 MAX_COUNT = 10**15  # params / FLOPs constraints
 
+# ----------------------------------------------------------------------------- command-line only
+MAX_SEEDS_PER_POINT = 1000  # `scale --seeds N`: N trials per point of a study
+MAX_THREADS = 1024  # CPU threads for a latency
+MAX_REPEATS = 100_000  # timed runs of a latency
+MAX_MIX_ALPHA = 100.0  # mixup / cutmix Beta(alpha, alpha)
+MAX_ERF_IMAGES = 100_000  # images an ERF aggregates
+MAX_BUDGET_FACTOR = 1000.0  # `fidelity --factor`: the target budget over the proxy's
+
 # ----------------------------------------------------------------------------- data sets
 MAX_DATA_SIZE = 1_000_000  # images of one synthetic split (train= / val=)
 MAX_DATA_BYTES = 8 * 2**30  # a synthetic split held in memory as uint8

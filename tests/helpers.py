@@ -46,3 +46,43 @@ class ToyData:
         self.train = TensorBatches(x[:k], y[:k], batch_size)
         self.val = TensorBatches(x[k:], y[k:], 64)
         self.num_classes, self.in_chans, self.name = 2, in_chans, "toy"
+
+
+TINY_DATA = "pathfinder:easy,train=96,val=32"
+
+
+def write_tiny_space(path, trials: int = 2, steps: int = 2, lr: float = 2e-3, weight_decay: float = 0.05) -> "Path":
+    """A space file with one fixed two-stage architecture and a proxy budget of `steps` steps."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.write_text(
+        "name: tiny\nstem: {type: patch}\nblock: convnext\nlayer_scale: 1.0e-6\nmlp_ratio: 2\nkernel_type: dense\n"
+        "stages:\n  - {depth: 1, width: 8, kernel: 3}\n  - {depth: 1, width: 16, kernel: 5}\n"
+        f"train: {{dataset: \"{TINY_DATA}\", resolution: 32, steps: {steps}, batch_size: 32, warmup_epochs: 0, "
+        f"lr: {lr}, weight_decay: {weight_decay}}}\n"
+        f"search: {{sampler: random, trials: {trials}, seed: 0}}\n")
+    return path
+
+
+def write_fake_run(root, n: int = 3) -> "Path":
+    """A finished-looking search run (run.json, space.yaml, trials.jsonl), written without a search."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_tiny_space(root / "space.yaml", trials=n)
+    settings = {"search": {"sampler": "random", "trials": n, "seed": 0, "scheduler": "fifo",
+                           "objectives": [{"name": "accuracy", "mode": "max"}, {"name": "latency", "mode": "min"}],
+                           "cpus_per_trial": 1.0, "gpus_per_trial": 0.0, "max_concurrent": None, "time_budget": None},
+                "train_overrides": {}, "address": None, "ray_storage": None, "space_name": "tiny"}
+    (root / "run.json").write_text(json.dumps(settings))
+    with open(root / "trials.jsonl", "w") as fh:
+        for i in range(n):
+            arch = small_arch(kernel=3 + 2 * i)
+            fh.write(json.dumps({"trial": i, "status": "ok", "hash": arch.hash(), "summary": arch.summary(),
+                                 "arch_yaml": arch.to_yaml(), "accuracy": 50.0 + i, "latency_ms": 1.0 + i,
+                                 "params_effective": 1000 + i, "flops_effective": 1e5 + i,
+                                 "param.stages[0].kernel": 3 + 2 * i}) + "\n")
+    return root

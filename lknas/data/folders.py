@@ -101,6 +101,9 @@ def scan_imagefolder(path: str) -> tuple[list[str], list[tuple[str, int]], list[
         raise DataError(f"imagefolder: no training images found under {path}; {IMAGEFOLDER_LAYOUT}")
     if not val:
         raise DataError(f"imagefolder: no validation images found under {path}; {IMAGEFOLDER_LAYOUT}")
+    if len(classes) < 2:
+        raise DataError(f"imagefolder: {path} has {len(classes)} class folder ({', '.join(classes)}); classification "
+                        f"needs at least 2 classes (one class would score 100%); {IMAGEFOLDER_LAYOUT}")
     return classes, train, val
 
 
@@ -118,8 +121,12 @@ class ImageFiles(Dataset):
         try:
             with Image.open(file) as im:
                 img = im.convert("RGB")
-        except OSError as e:
-            raise DataError(f"imagefolder: cannot read image {file}: {e}") from e
+        except Image.DecompressionBombError as e:
+            raise DataError(f"imagefolder: {file} is too large to decode safely ({e}); remove or shrink it, or raise "
+                            f"PIL.Image.MAX_IMAGE_PIXELS if the image is trusted") from None
+        except (OSError, ValueError, SyntaxError) as e:  # unidentified, truncated or malformed image files
+            raise DataError(f"imagefolder: cannot read image {file} ({type(e).__name__}: {e}); remove or "
+                            f"replace it") from None
         return self.transform(img), label
 
 

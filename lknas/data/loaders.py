@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lknas.data.base import DataError
+
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF)
@@ -175,8 +177,20 @@ class SampleLoader(_Epochs):
             generator=g,  # the loader's base seed comes from here, not from the global RNG
         )
         non_blocking = self.device.type == "cuda"
-        for xb, yb in loader:
-            yield (
-                xb.to(self.device, non_blocking=non_blocking),
-                torch.as_tensor(yb, dtype=torch.int64).to(self.device, non_blocking=non_blocking),
-            )
+        try:
+            for xb, yb in loader:
+                yield (
+                    xb.to(self.device, non_blocking=non_blocking),
+                    torch.as_tensor(yb, dtype=torch.int64).to(self.device, non_blocking=non_blocking),
+                )
+        except DataError as err:
+            raise DataError(_worker_message(str(err))) from None
+
+
+def _worker_message(text: str) -> str:
+    """A DataError raised in a DataLoader worker comes back with the worker's traceback in its
+    message; keep the original message only (its last line, after the exception's name)."""
+    if "Traceback (most recent call last)" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    return last.split("DataError: ", 1)[-1].strip()

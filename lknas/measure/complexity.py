@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lknas.arch import ArchConfig
+from lknas.errors import LknasError
 from lknas.models import build_model, reparameterize
 from lknas.ops.dwconv import use_algorithm
 from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
@@ -35,6 +36,19 @@ logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
 def count_params(model: nn.Module) -> int:
     """Trainable parameters, each shared tensor once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_input_size(model: nn.Module, resolution: int, flag: str = "--resolution") -> None:
+    """LknasError unless a `resolution` x `resolution` input leaves the last stage at least one cell:
+    an lknas net needs an input of at least its total stride (32 for four stages after a 4x stem)."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise LknasError(f"{flag} must be a positive integer, got {resolution!r}")
+    info = getattr(model, "feature_info", None)
+    stride = info[-1]["reduction"] if info else 1
+    if resolution < stride:
+        raise LknasError(f"{flag} {resolution} is smaller than the architecture's total stride {stride} "
+                         f"(stem and downsampling), which would leave no pixel for the last stage; "
+                         f"use {flag} {stride} or more")
 
 
 def count_flops(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[int, dict[str, int]]:
@@ -71,6 +85,7 @@ def complexity(
     """
     if not isinstance(model, nn.Module):
         model = build_model(model, in_chans=in_chans)
+    check_input_size(model, resolution)
     was_training = model.training
     deploy = reparameterize(model, resolution=resolution, in_chans=in_chans)  # the one deploy form
     model.train(was_training)

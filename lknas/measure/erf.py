@@ -81,6 +81,10 @@ def effective_receptive_field(
     """The ERF of `model` (timm API: `forward_features`) over `images` (a (N,C,H,W) tensor or an
     iterable of batches, e.g. `bundle.val` whose items are (x, y)), resized (bilinear) to
     `resolution` if given. The model is used in eval mode and left as it was."""
+    if resolution is not None:
+        from lknas.measure.complexity import check_input_size
+
+        check_input_size(model, resolution, "--erf-resolution")
     dev = torch.device(device)
     was_training = model.training
     model.eval()

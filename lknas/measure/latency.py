@@ -16,6 +16,7 @@ from torch import nn
 
 from lknas import quiet
 from lknas.arch import ArchConfig
+from lknas.errors import LknasError
 
 __all__ = ["measure_latency", "device_name"]
 
@@ -66,12 +67,27 @@ def measure_latency(
     `resolution`, `repeats`, `method` ('quiet-lock': no lknas work ran on the node meanwhile;
     'plain' with LKNAS_QUIET=0), `waited_s` (time spent waiting for the node) and `stripe_forms`
     (the deploy form of each stripe kernel timed).
+
+    Raises:
+        LknasError: a count below its minimum (batch_size, repeats, threads >= 1), CUDA asked for
+            where there is none, or a resolution below the architecture's total stride.
     """
     from lknas.models import build_model, reparameterize
 
-    dev = torch.device(device)
+    from lknas.device import resolve_device
+
+    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0),
+                             ("resolution", resolution, 1), ("throughput_batch", throughput_batch or 0, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise LknasError(f"latency: {name} must be an integer >= {low}, got {value!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise LknasError(f"latency: threads must be an integer >= 1 (or None for torch's setting), got {threads!r}")
+    dev = resolve_device(device)
     if isinstance(model, ArchConfig):
         model = build_model(model, num_classes=num_classes, in_chans=in_chans)
+    from lknas.measure.complexity import check_input_size
+
+    check_input_size(model, resolution)
     net = reparameterize(model, resolution=resolution, in_chans=in_chans) if deploy else model
     net = net.to(dev).eval()
     previous_threads = torch.get_num_threads()

@@ -20,7 +20,7 @@ from lknas.report.export import export_pngs
 from lknas.report.search_figures import hypervolume_figure, importance_figure, load_study
 from lknas.search.objectives import metric_of
 from lknas.search.store import RunStore, arch_file_name
-from lknas.space.configs import DEFAULT_OBJECTIVES, Objective
+from lknas.space.configs import Objective
 
 __all__ = ["Figure", "ReportResult", "build_figures", "write_report", "run_objectives"]
 
@@ -47,8 +47,9 @@ ERF_TITLE_TRAINED = ("Effective receptive fields of the trained proxies (|d cent
 
 
 def run_objectives(settings: dict[str, Any]) -> tuple[Objective, ...]:
-    objs = settings.get("search", {}).get("objectives")
-    return tuple(Objective(**o) for o in objs) if objs else DEFAULT_OBJECTIVES
+    from lknas.search.store import run_objectives as objectives_of
+
+    return objectives_of(settings)
 
 
 def _load(run: str | os.PathLike) -> tuple[RunStore, dict[str, Any], pd.DataFrame]:
@@ -58,7 +59,11 @@ def _load(run: str | os.PathLike) -> tuple[RunStore, dict[str, Any], pd.DataFram
     if not store.trials_jsonl.is_file():
         raise LknasError(f"{run}: no trials.jsonl: not a search or scaling run (or no trial has finished yet)")
     settings = store.read_settings()
-    return store, settings, store.frame()
+    df = store.frame()
+    if df.empty:
+        raise LknasError(f"{store.trials_jsonl}: no trial record in it (no trial has finished yet, or its lines "
+                         f"are not trial records): nothing to report")
+    return store, settings, df
 
 
 def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int = 4) -> dict[str, Any]:

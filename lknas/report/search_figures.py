@@ -25,6 +25,9 @@ def load_study(study_db: str | Path, name: str | None = None):
     path = Path(study_db)
     if not path.is_file():
         return None
+    from lknas.search.store import check_study_db
+
+    check_study_db(path)
     storage = f"sqlite:///{path.resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]

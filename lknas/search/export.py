@@ -19,7 +19,7 @@ from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.io import write_text_atomic
 from lknas.search.objectives import metric_of
-from lknas.search.store import FEASIBLE, RunStore
+from lknas.search.store import FEASIBLE, RunStore, run_objectives
 from lknas.space.configs import OBJECTIVE_MODES, Objective
 
 __all__ = ["export_archs", "select_rows"]
@@ -30,7 +30,7 @@ _METRIC_KEYS = ("accuracy", "val_loss", "latency_ms", "latency_device", "latency
 
 
 def _objectives(settings: dict[str, Any]) -> tuple[Objective, ...]:
-    return tuple(Objective(**o) for o in settings["search"]["objectives"])
+    return run_objectives(settings)
 
 
 def select_rows(store: RunStore, *, pareto: bool = False, trial: int | None = None,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lknas.errors import LknasError
+from lknas.io import make_run_dir
 
 __all__ = ["RunLock", "RunBusyError", "hold_run", "LOCK_NAME"]
 
@@ -57,7 +58,7 @@ class RunLock:
             RunBusyError: another process holds the lock; the message names its pid and host.
         """
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        make_run_dir(root, results=("trials.jsonl",))  # a new directory is taken back if the command then fails
         fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

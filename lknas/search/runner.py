@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import os
 import shutil
 import sys
@@ -61,6 +60,8 @@ def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
         mode = mode or OBJECTIVE_MODES[name]
         if mode not in ("max", "min"):
             raise LknasError(f"--objectives: mode of {name!r} must be max or min, got {mode!r}")
+        if any(o.name == name for o in out):
+            raise LknasError(f"--objectives: {name!r} is given twice; list each objective once, e.g. accuracy,latency")
         out.append(Objective(name, mode))
     if not out:
         raise LknasError("--objectives: give at least one, e.g. accuracy,latency")
@@ -83,28 +84,33 @@ def _settings(space: SearchSpace, overrides: dict[str, Any]) -> dict[str, Any]:
             "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": space.name}
 
 
-def _search_config(settings: dict[str, Any]) -> SearchConfig:
-    data = dict(settings["search"])
-    data["objectives"] = tuple(Objective(**o) for o in data["objectives"])
-    return SearchConfig(**data)
+def _search_config(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchConfig:
+    """The SearchConfig of `settings`, checked as the space file's own `search` and `train`
+    sections are (trials >= 1, cpus_per_trial > 0, steps >= 1, ...); LknasError naming `where`."""
+    from lknas.space.configs import parse_search, parse_train
 
-
-def _init_ray(address: str | None, quiet: bool) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
-                                  log_to_driver=not quiet, configure_logging=True)
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except ConnectionError as err:
-            raise LknasError(f"--address {address}: no Ray cluster answers there ({err}); start one with "
-                             f"`ray start --head` or leave --address out for a local Ray") from None
+    issues: list[tuple[str, str]] = []
+    search = parse_search(settings.get("search"), issues)
+    overrides = settings.get("train_overrides")
+    if not isinstance(overrides, dict) or not set(overrides) <= set(_TRAIN_OVERRIDES):
+        issues.append(("train_overrides", f"a mapping of {', '.join(_TRAIN_OVERRIDES)}; got {overrides!r}"))
     else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+        parse_train({**space.train.to_dict(), **overrides}, issues)
+    for key in ("address", "ray_storage"):
+        if not isinstance(settings.get(key), (str, type(None))):
+            issues.append((key, f"a string or null; got {settings.get(key)!r}"))
+    if not isinstance(settings.get("space_name"), str):
+        issues.append(("space_name", f"the space's name; got {settings.get('space_name')!r}"))
+    if issues:
+        raise LknasError(f"{where}: " + "; ".join(f"{path}: {message}" for path, message in issues))
+    return search
+
+
+def _init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0) -> None:
+    """Start or join Ray; fails fast (LknasError) on an unreachable address or a trial no node holds."""
+    from lknas.search.cluster import init_ray
+
+    init_ray(address, quiet, cpus_per_trial, gpus_per_trial)
 
 
 def run_search(
@@ -136,7 +142,8 @@ def run_search(
             print(f"warning: {warning}", file=stream)
         settings = _settings(space_obj, overrides)
         # the overrides too: grid size, cmaes objectives, the largest model's memory at --batch-size
-        space_obj.check_run(_search_config(settings), space_obj.train.replace(**settings["train_overrides"]))
+        space_obj.check_run(_search_config(settings, space_obj, "settings"),
+                            space_obj.train.replace(**settings["train_overrides"]))
         store = RunStore(out or default_run_dir(space_obj))
     with store.hold("search"):
         if resume is not None:
@@ -156,7 +163,7 @@ def run_search(
 
 def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
             overrides: dict[str, Any]) -> SearchOutcome:
-    search = _search_config(settings)
+    search = _search_config(settings, space_obj, str(store.settings_file))
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
         from lknas.search.seeds import seed_points
@@ -192,7 +199,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         storage, repaired = open_study(store, study_name, ctx, search.objectives)  # reconciled with trials.jsonl
         for note in repaired:
             print(f"resume: {note}", file=stream)
-        _init_ray(settings.get("address"), quiet)
+        _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
         from lknas.search.monitor import SearchMonitor
 
         monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
@@ -243,7 +250,7 @@ def _confirm_phase(store: RunStore, settings: dict[str, Any], search: SearchConf
     print(f"confirm: {plan.reason}" + (f"; {len(jobs)} re-training(s) to run" if jobs else ""), file=stream)
     if not jobs:
         return False
-    _init_ray(settings.get("address"), quiet)
+    _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
     try:
         run_confirm(store, jobs, ctx, search.objectives, search.cpus_per_trial, search.gpus_per_trial,
                     search.max_concurrent, quiet=quiet, stream=stream, summary=summary)

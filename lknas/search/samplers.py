@@ -14,11 +14,12 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from lknas.errors import LknasError
+from lknas.space.configs import SAMPLERS
 from lknas.limits import MAX_GRID
 
 __all__ = ["make_sampler", "constraints_of", "record_constraints", "SAMPLER_NAMES"]
 
-SAMPLER_NAMES = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid", "cmaes")
+SAMPLER_NAMES = SAMPLERS  # one registry: the space file's `search.sampler` choices
 NATIVE_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 
 

@@ -38,7 +38,8 @@ from lknas.search.objectives import metric_of, objective_values
 from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
-__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "parse_record", "PARAM_PREFIX", "FEASIBLE"]
+__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "parse_record", "check_study_db",
+           "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
 
 PARAM_PREFIX = "param."
 FEASIBLE = "ok"  # the only status that can be on the Pareto front
@@ -122,7 +123,14 @@ class RunStore:
         if not self.settings_file.is_file():
             raise LknasError(f"{self.root}: not a search run (no run.json); give the directory a search wrote, "
                              f"e.g. results/peleK_space-20261122-101500")
-        return json.loads(self.settings_file.read_text())
+        try:
+            settings = json.loads(self.settings_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise LknasError(f"{self.settings_file}: cannot read the run's settings ({err}); {_REWRITE}") from None
+        problems = settings_problems(settings)
+        if problems:
+            raise LknasError(f"{self.settings_file}: malformed run settings: {'; '.join(problems)}; {_REWRITE}")
+        return settings
 
     def erf_file(self, trial: int) -> Path:
         return self.root / "erf" / f"trial-{int(trial):04d}.npy"
@@ -266,6 +274,51 @@ class RunStore:
         if summary is not None:
             write_text_atomic(self.root / "summary.txt", summary)
         return front
+
+
+_REWRITE = ("the file is written by `python -m lknas search` / `scale`: restore it from a backup, or start a new "
+            "run with another --out")
+
+
+def settings_problems(settings: Any) -> list[str]:
+    """What is wrong with the contents of a run.json (empty when nothing): a JSON object whose
+    `search` section passes the space file's own checks (objectives, trials, resources)."""
+    from lknas.space.configs import parse_search
+
+    if not isinstance(settings, dict):
+        return [f"expected a JSON object, found {type(settings).__name__}"]
+    if not isinstance(settings.get("search"), dict):
+        return ["no 'search' object"]
+    issues: list[tuple[str, str]] = []
+    parse_search(settings["search"], issues)
+    return [f"{path}: {message}" for path, message in issues]
+
+
+def run_objectives(settings: dict[str, Any]) -> tuple[Objective, ...]:
+    """The objectives of a run's settings (as `read_settings` returned them), as the space file
+    reads them: names or {name, mode} mappings, the defaults when absent."""
+    from lknas.space.configs import parse_search
+
+    return parse_search(settings.get("search"), []).objectives
+
+
+def check_study_db(path: str | os.PathLike) -> None:
+    """LknasError unless `path` (a run's study.db) is absent or a readable SQLite database; Optuna
+    would otherwise fail deep inside SQLAlchemy."""
+    import sqlite3
+
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            status = db.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as err:
+        status = (str(err),)
+    if not status or status[0] != "ok":
+        raise LknasError(f"{path}: the Optuna study is not a readable SQLite database ({status[0] if status else '?'}); "
+                         f"restore it from a backup, or move it away (the sampler then starts afresh and the report "
+                         f"has no parameter importances)")
 
 
 def arch_file_name(row: dict[str, Any] | pd.Series) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import math
 import os
 import shutil
@@ -34,7 +33,7 @@ from lknas.search.store import RunStore
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
 from lknas.study.rank_stats import icc_oneway, rank_agreement
-from lknas.study.runner import Job, _run_jobs
+from lknas.study.runner import Job, _read_jobs, _run_jobs
 
 __all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
 
@@ -136,7 +135,7 @@ def run_fidelity(
         if not new:
             store.repair_tail()
             settings = store.read_settings()
-            jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
+            jobs = _read_jobs(store.root / "jobs.json")
             print(f"continuing the fidelity run in {store.root}", file=stream)
         else:
             if store.trials_jsonl.exists():

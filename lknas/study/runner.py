@@ -159,7 +159,8 @@ def run_scale(
         if exp is None:
             store.repair_tail()
             settings = store.read_settings()
-            jobs = [Job(**j) for j in json.loads((store.root / "jobs.json").read_text())]
+            _check_settings(settings, str(store.settings_file))
+            jobs = _read_jobs(store.root / "jobs.json")
             print(f"continuing the study in {store.root}", file=stream)
         else:
             settings, jobs = _new_study(store, exp, seeds=seeds, epochs=epochs, steps=steps, dataset=dataset,
@@ -191,18 +192,51 @@ def _new_study(store: RunStore, exp: Experiment, *, seeds, epochs, steps, datase
         "variants": exp.variants, "scale": exp.scale, "points": len(points), "address": address,
         "created": dt.datetime.now().isoformat(timespec="seconds"), "space_name": exp.name,
     }
+    _check_settings(settings, f"{exp.file} with the flags")  # e.g. run.cpus_per_trial 0: before any file
     shutil.copyfile(exp.file, store.root / "experiment.yaml")
     store.write_settings(settings)
     write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
     return settings, jobs
 
 
+def _check_settings(settings: dict[str, Any], where: str) -> None:
+    """LknasError naming `where` unless a study's settings hold what `_run_jobs` reads, each passing
+    the space file's own checks (run resources > 0, train.epochs >= 1, ...)."""
+    from lknas.search.store import settings_problems
+    from lknas.space.configs import parse_train
+
+    problems = settings_problems(settings)
+    if not problems:
+        issues: list[tuple[str, str]] = []
+        parse_train(settings.get("train"), issues)
+        problems = [f"{path}: {message}" for path, message in issues]
+        for key, kind in (("name", str), ("experiment", str), ("points", int), ("datasets", list), ("seeds", list)):
+            if not isinstance(settings.get(key), kind):
+                problems.append(f"{key}: expected {kind.__name__}, got {settings.get(key)!r}")
+        if not isinstance(settings.get("address"), (str, type(None))):
+            problems.append(f"address: expected a string or null, got {settings.get('address')!r}")
+    if problems:
+        raise LknasError(f"{where}: " + "; ".join(problems))
+
+
+def _read_jobs(path: Path) -> list[Job]:
+    """The study's jobs.json; LknasError naming the file when it is not what `run_scale` wrote."""
+    try:
+        jobs = [Job(**j) for j in json.loads(path.read_text())]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+        raise LknasError(f"{path}: cannot read the study's jobs ({type(err).__name__}: {err}); it is written by "
+                         f"`python -m lknas scale`: restore it, or start the study again with another --out") from None
+    if not jobs:
+        raise LknasError(f"{path}: the study has no jobs; start it again with another --out")
+    return jobs
+
+
 def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf: bool, quiet: bool,
               stream) -> ScaleOutcome:
     from lknas.data import build_data
-    from lknas.space.configs import Objective
+    from lknas.search.store import run_objectives
 
-    objectives = tuple(Objective(**o) for o in settings["search"]["objectives"])
+    objectives = run_objectives(settings)
     run = settings["search"]
     train = settings["train"]
     classes: dict[str, tuple[int, int]] = {}
@@ -223,7 +257,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
                        device="cuda" if gpus > 0 else "cpu", erf=erf)
     from lknas.search.runner import _init_ray
 
-    _init_ray(settings.get("address"), quiet)
+    _init_ray(settings.get("address"), quiet, cpus, gpus)
     from lknas.search.monitor import SearchMonitor
 
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from lknas.errors import LknasError
-from lknas.train.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from lknas.train.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["deploy_checkpoint", "load_deploy_model", "EXPORT_FORMATS"]
 
@@ -38,7 +38,10 @@ def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     from lknas.models import reparameterize
 
     data = load_checkpoint(checkpoint)
-    arch, model = build_from_checkpoint(data)
+    try:
+        arch, model = build_from_checkpoint(data)
+    except CheckpointError as err:
+        raise CheckpointError(f"{checkpoint}: {err}") from None
     deploy = model.eval() if data["kind"] == "deploy" else reparameterize(
         model, resolution=resolution, in_chans=data["in_chans"])  # the form `count` and `latency` use
     out = Path(out)

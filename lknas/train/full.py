@@ -31,13 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from lknas import limits as L
 from lknas.arch import ArchConfig
-from lknas.io import write_json_atomic, write_text_atomic
+from lknas.errors import LknasError
+from lknas.io import make_run_dir, write_json_atomic, write_text_atomic
 from lknas.train.checkpoint import load_checkpoint, save_checkpoint
 from lknas.train.proxy import _autocast, _device, evaluate
 from lknas.train.recipe import backward_and_step, make_optimizer, make_scheduler
 
-__all__ = ["SeededMixup", "TrainRecipe", "train_full"]
+__all__ = ["SeededMixup", "TrainRecipe", "train_full", "check_recipe"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,43 @@ class TrainRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_RECIPE_RANGES = {  # field: (low, low is open, high, high is open), from lknas.limits; every number finite
+    "epochs": (1, False, L.MAX_EPOCHS, False), "batch_size": (1, False, L.MAX_BATCH_SIZE, False),
+    "lr": (0, True, L.MAX_LR, False), "weight_decay": (0, False, L.MAX_WEIGHT_DECAY, False),
+    "warmup_epochs": (0, False, L.MAX_EPOCHS, False), "label_smoothing": (0, False, 1, True),
+    "mixup": (0, False, L.MAX_MIX_ALPHA, False), "cutmix": (0, False, L.MAX_MIX_ALPHA, False),
+    "drop_path": (0, False, 1, True), "ema_decay": (0, False, 1, True),
+    "resolution": (L.MIN_RESOLUTION, False, L.MAX_RESOLUTION, False), "workers": (0, False, L.MAX_WORKERS, False),
+    "seed": (0, False, L.MAX_SEED, False),
+}
+
+
+def check_recipe(recipe: TrainRecipe) -> None:
+    """LknasError naming every recipe value outside its range (NaN and infinities included) and an
+    auto-augment policy timm does not know; `train_full` calls it before building anything."""
+    problems = []
+    for name, (lo, lo_open, hi, hi_open) in _RECIPE_RANGES.items():
+        value = getattr(recipe, name)
+        if value is None and name in ("lr", "drop_path"):
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and not (value <= lo if lo_open else value < lo)
+        ok = ok and (hi is None or (value < hi if hi_open else value <= hi))
+        if not ok:
+            bound = f"{'>' if lo_open else '>='} {lo}" + (f" and {'<' if hi_open else '<='} {hi}" if hi is not None else "")
+            problems.append(f"--{name.replace('_', '-')} must be a finite number {bound}, got {value!r}")
+    if recipe.auto_augment:
+        try:
+            from timm.data import create_transform
+
+            create_transform(input_size=(3, 32, 32), is_training=True, auto_augment=recipe.auto_augment)
+        except Exception as err:  # timm asserts or raises on an unknown policy string
+            problems.append(f"--aa {recipe.auto_augment}: timm does not know this auto-augment policy ({err or type(err).__name__}); "
+                            f"e.g. rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, original, or none")
+    if problems:
+        raise LknasError("; ".join(problems))
 
 
 class SeededMixup:
@@ -170,14 +209,14 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
     """
     from lknas.models import build_model, reparameterize
 
+    check_recipe(recipe)
     from lknas.space.budget import check_arch_budget
 
     num_classes, in_chans = data.num_classes, data.in_chans
     check_arch_budget(arch, getattr(data, "resolution", recipe.resolution), recipe.batch_size,
                       num_classes=num_classes, in_chans=in_chans)  # before anything is built or written
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
+    out = make_run_dir(out, results=("checkpoint-last.pt",))  # taken back if the CLI then fails
     torch.manual_seed(recipe.seed)
     model = build_model(arch, num_classes=num_classes, in_chans=in_chans,
                         drop_path_rate=recipe.drop_path).to(dev)

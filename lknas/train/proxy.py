@@ -71,9 +71,9 @@ def _is_oom(err: BaseException) -> bool:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    from lknas.device import resolve_device
+
+    return resolve_device(device)
 
 
 def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, torch.dtype | None]:
