@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import lknas.data.pathfinder as pathfinder_mod
-import lknas.data.shapes as shapes_mod
-from lknas.data import DataBundle, DataError, build_data, parse_spec
+from lknas.data import SYNTHETIC, DataBundle, DataError, build_data, parse_spec
 from lknas.errors import LknasError
 
 
@@ -99,7 +98,7 @@ def test_parse_spec():
 
 
 # ----------------------------------------------------------------------------- synthetic sets
-@pytest.mark.parametrize("name", ["pathfinder", "shapes"])
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
 def test_synthetic_deterministic_per_seed(name):
     a = small(name, seed=3, cache=False)
     b = small(name, seed=3, cache=False)
@@ -112,7 +111,7 @@ def test_synthetic_deterministic_per_seed(name):
 
 
 @pytest.mark.parametrize(
-    "name, classes, chans", [("pathfinder", 2, 1), ("shapes", 8, 3), ("shapes:classes=5", 5, 3)]
+    "name, classes, chans", [("pathfinder", 2, 1), ("pointer", 2, 1), ("shapes", 8, 3), ("shapes:classes=5", 5, 3)]
 )
 @pytest.mark.parametrize("res", [32, 48, 64])
 def test_synthetic_shapes_and_dtypes(name, classes, chans, res):
@@ -132,7 +131,7 @@ def test_synthetic_shapes_and_dtypes(name, classes, chans, res):
     assert len(b.classes) == classes
 
 
-@pytest.mark.parametrize("name", ["pathfinder", "shapes"])
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
 def test_synthetic_extreme_resolutions(name):
     for res in (32, 256):
         b = small(name, resolution=res, batch_size=8, train_size=8, val_size=8, cache=False)
@@ -140,7 +139,8 @@ def test_synthetic_extreme_resolutions(name):
         assert x.shape[-2:] == (res, res)
 
 
-@pytest.mark.parametrize("name, classes", [("pathfinder:hard", 2), ("shapes", 8)])
+@pytest.mark.parametrize("name, classes", [("pathfinder:hard", 2), ("pathfinder:length=6,min_length=2", 2),
+                                           ("pointer", 2), ("shapes", 8)])
 def test_synthetic_balanced(name, classes):
     b = small(name, train_size=1024, val_size=256, batch_size=64)
     train_counts = torch.bincount(b.train.y, minlength=classes)
@@ -180,6 +180,19 @@ def test_options_change_the_task():
     assert custom.info["params"] == {"difficulty": "easy", "length": 3, "distractors": 0}
 
 
+def test_pathfinder_mixed_lengths():
+    """min_length: each image draws its path length; a fixed-length set is unchanged by the option."""
+    fixed = small("pathfinder:length=6,distractors=0", cache=False)
+    same = small("pathfinder:length=6,min_length=6,distractors=0", cache=False)
+    assert torch.equal(fixed.train.x, same.train.x)  # min_length = length is the fixed-length set
+    mixed = small("pathfinder:length=6,min_length=2,distractors=0", cache=False)
+    assert mixed.info["params"]["min_length"] == 2 and not torch.equal(mixed.train.x, fixed.train.x)
+    ink = lambda b: b.train.x.float().flatten(1).mean(1)  # noqa: E731
+    assert ink(mixed).mean() < ink(fixed).mean()  # shorter curves on average
+    with pytest.raises(DataError, match="min_length"):
+        small("pathfinder:length=6,min_length=7", cache=False)
+
+
 def test_pathfinder_classes_share_ink():
     """Both classes draw the same curves; only the second marker moves, so the amount of ink does
     not give the label away."""
@@ -203,7 +216,7 @@ def test_pathfinder_marker_distance_does_not_give_the_label_away():
 
 
 # ----------------------------------------------------------------------------- cache
-@pytest.mark.parametrize("name, module", [("pathfinder", pathfinder_mod), ("shapes", shapes_mod)])
+@pytest.mark.parametrize("name, module", [(name, module) for name, module in sorted(SYNTHETIC.items())])
 def test_disk_cache_is_hit_the_second_time(name, module, monkeypatch, tmp_path):
     calls = []
     real = module.generate

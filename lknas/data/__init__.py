@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from lknas.data import cache as _cache
-from lknas.data import folders, pathfinder, shapes
+from lknas.data import folders, pathfinder, pointer, shapes
 from lknas.data.base import KINDS, DataBundle, DataError, DataSpec, parse_spec
 from lknas.data.loaders import SampleLoader, TensorLoader
 from lknas.limits import (
@@ -59,7 +59,7 @@ from lknas.limits import (
 
 DEFAULT_TRAIN_SIZE = 5000
 DEFAULT_VAL_SIZE = 1000
-SYNTHETIC = {"pathfinder": pathfinder, "shapes": shapes}
+SYNTHETIC = {"pathfinder": pathfinder, "pointer": pointer, "shapes": shapes}
 MIN_SYNTHETIC_RESOLUTION, MAX_SYNTHETIC_RESOLUTION = 32, 256
 MAX_INT = 2**63 - 1  # seeds
 
@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_TRAIN_SIZE",
     "DEFAULT_VAL_SIZE",
     "KINDS",
+    "SYNTHETIC",
     "DataBundle",
     "DataError",
     "DataSpec",

@@ -44,7 +44,7 @@ class DataBundle:
         )
 
 
-SYNTHETIC_KINDS = ("pathfinder", "shapes")
+SYNTHETIC_KINDS = ("pathfinder", "pointer", "shapes")
 PATH_KINDS = ("imagefolder", "cifar10", "cifar100")
 KINDS = SYNTHETIC_KINDS + PATH_KINDS
 

@@ -167,7 +167,8 @@ def resolve_options(options: dict[str, str]) -> dict:
     """Generator parameters from the name options (sizes are handled by the caller)."""
     from lknas.data.base import DataError
 
-    valid = f"difficulty (easy|medium|hard), length (1..{MAX_LENGTH} steps), distractors (0..20), train, val"
+    valid = (f"difficulty (easy|medium|hard), length (1..{MAX_LENGTH} steps), min_length (1..length: each image "
+             f"draws its length from min_length..length), distractors (0..20), train, val")
     difficulty = options.get("difficulty", options.get("", "easy")).lower()
     if difficulty not in DIFFICULTY_LENGTH:
         raise DataError(f"pathfinder: difficulty must be one of easy, medium, hard; got {difficulty!r}")
@@ -185,7 +186,17 @@ def resolve_options(options: dict[str, str]) -> dict:
             if value is None or not lo <= value <= hi:
                 raise DataError(f"pathfinder: {key} must be an integer in {lo}..{hi}, got {options[key]!r}")
             params[key] = value
-    unknown = set(options) - {"", "difficulty", "length", "distractors", "train", "val"}
+    if "min_length" in options:
+        try:
+            low = int(options["min_length"])
+        except ValueError:
+            low = None
+        if low is None or not 1 <= low <= params["length"]:
+            raise DataError(f"pathfinder: min_length must be an integer in 1..length ({params['length']}), "
+                            f"got {options['min_length']!r}")
+        if low < params["length"]:
+            params["min_length"] = low
+    unknown = set(options) - {"", "difficulty", "length", "min_length", "distractors", "train", "val"}
     if unknown:
         raise DataError(f"pathfinder: unknown option(s) {sorted(unknown)}; valid: {valid}")
     return params
@@ -193,12 +204,22 @@ def resolve_options(options: dict[str, str]) -> dict:
 
 def generate(n: int, resolution: int, seed: int, split: int, params: dict) -> dict:
     """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k (always rendered whole) is drawn
-    from its own stream (seed, split, k), so a smaller n is a prefix of a larger one."""
+    from its own stream (seed, split, k), so a smaller n is a prefix of a larger one. With
+    `min_length`, each image of a chunk draws its path length from min_length..length (uniform),
+    so one set holds paths a small receptive field can follow and paths it cannot."""
     xs, ys = [], []
     for k in range(-(-n // CHUNK)):
         rng = np.random.default_rng([seed, split, k, VERSION, 1])
         labels = rng.permutation(np.arange(CHUNK) % 2)
-        xs.append(render_chunk(rng, labels, resolution, params["length"], params["distractors"]))
+        if "min_length" in params:
+            lengths = rng.integers(params["min_length"], params["length"] + 1, CHUNK)
+            img = np.empty((CHUNK, resolution, resolution), dtype=np.uint8)
+            for length in np.unique(lengths):
+                sel = lengths == length
+                img[sel] = render_chunk(rng, labels[sel], resolution, int(length), params["distractors"])
+            xs.append(img)
+        else:
+            xs.append(render_chunk(rng, labels, resolution, params["length"], params["distractors"]))
         ys.append(labels)
     return {"x": np.concatenate(xs)[:n, None], "y": np.concatenate(ys)[:n].astype(np.int64)}
 

@@ -1,0 +1,70 @@
+"""The pointer task: labels mean what they say, and nothing but the long-range relation tells them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lknas.data import DataError, build_data
+from lknas.data import pointer
+
+
+def _geometry(n=2048, seed=0, **options):
+    params = pointer.resolve_options({k: str(v) for k, v in options.items()})
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 2)
+    img, geo = pointer.render_chunk(rng, labels, 64, params, with_geometry=True)
+    return labels, img, geo, params
+
+
+def test_labels_mean_the_arrow_points_at_the_disk():
+    labels, _, geo, params = _geometry()
+    hits = np.all(np.isclose(geo["aim"], geo["disk"]), axis=1)
+    assert (hits == (labels == 1)).all()
+    d_disk = np.linalg.norm(geo["disk"] - geo["arrow"], axis=1)
+    d_other = np.linalg.norm(geo["other"] - geo["arrow"], axis=1)
+    assert np.allclose(d_disk, d_other)  # the other place is as far from the arrow as the disk
+    assert (d_disk >= params["min_distance"] - 1e-9).all() and (d_disk <= params["max_distance"] + 1e-9).all()
+    u, v = geo["disk"] - geo["arrow"], geo["other"] - geo["arrow"]
+    angle = np.degrees(np.arccos(np.clip((u * v).sum(1) / (d_disk * d_other), -1, 1)))
+    assert angle.min() >= params["miss"] - 1e-6  # a miss misses by at least `miss` degrees
+
+
+def test_no_statistic_but_the_relation_gives_the_label_away():
+    labels, img, geo, _ = _geometry(n=4096)
+    hit, miss = labels == 1, labels == 0
+    ink = img.reshape(len(img), -1).astype(float).mean(1)
+    assert abs(ink[hit].mean() - ink[miss].mean()) / ink.mean() < 0.02  # the same strokes
+    for key in ("arrow", "disk"):  # where things are
+        assert np.abs(geo[key][hit].mean(0) - geo[key][miss].mean(0)).max() < 0.03  # ~4 standard errors
+    heading = geo["aim"] - geo["arrow"]  # where the arrow points, and whether that is inwards
+    inward = ((0.5 - geo["arrow"]) * heading).sum(1) > 0
+    assert abs(inward[hit].mean() - inward[miss].mean()) < 0.04
+    dist = np.linalg.norm(geo["disk"] - geo["arrow"], axis=1)
+    assert abs(np.median(dist[hit]) - np.median(dist[miss])) < 0.02
+
+
+def test_images_show_both_objects_at_any_resolution():
+    for res in (32, 64, 128):
+        b = build_data("pointer:train=64,val=16", resolution=res, batch_size=16, cache=False)
+        raw = b.train.x.reshape(len(b.train.x), -1)
+        assert (raw.max(1).values == 255).all()
+        assert (raw.float().mean(1) > 0.004).all()
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("pointer:miss=1", "miss must be in 5..90"), ("pointer:distance=0.9-0.2", "distance must be LO-HI"),
+    ("pointer:distance=far", "distance must be LO-HI"), ("pointer:colour=red", "unknown option"),
+    ("pointer:distractors=20", "distractors must be in 0..8"),
+])
+def test_bad_options(spec, needle):
+    with pytest.raises(DataError, match=needle):
+        build_data(spec, train_size=16, val_size=16, batch_size=8, cache=False)
+
+
+def test_distractors_keep_clear_of_the_arrow_and_both_places():
+    labels, img, geo, params = _geometry(n=256, distractors=3)
+    assert params["distractors"] == 3
+    assert img.reshape(len(img), -1).astype(float).mean() > 0
+    assert math.isfinite(float(img.mean()))
