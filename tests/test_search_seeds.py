@@ -3,11 +3,12 @@ import pytest
 from lknas import load_space
 from lknas.errors import LknasError
 from lknas.search.seeds import arch_to_params, seed_points
+from lknas.space.loader import bundled_spaces
 
 
-@pytest.mark.parametrize("name", ["peleK_space", "replknet_space", "slak_space", "unireplknet_space", "convnext_space"])
+@pytest.mark.parametrize("name", [n for n in bundled_spaces() if not n.startswith("reference/")])
 def test_sampled_architectures_map_back_to_their_parameters(name):
-    space = load_space(f"{name}.yaml")
+    space = load_space(name)
     for seed in range(8):
         arch = space.sample(seed)
         params, why = arch_to_params(space, arch)
@@ -20,7 +21,7 @@ def test_sampled_architectures_map_back_to_their_parameters(name):
 def test_an_architecture_outside_the_space_is_skipped_with_the_key():
     points, skipped = seed_points(load_space("peleK_space.yaml"), "search_spaces/reference/pelk_t.yaml")
     assert points == []
-    assert "stages[0].depth is 3 there, outside int 1..2" in skipped[0]
+    assert "reparam is 5 there, outside choice 0, 3" in skipped[0]  # the first key that differs
 
 
 def test_a_directory_of_architectures(tmp_path):

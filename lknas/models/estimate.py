@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lknas.arch import ArchConfig, KernelSpec, StageSpec
-from lknas.ops.large_kernel import DILATED_BRANCHES
+from lknas.ops.large_kernel import DILATED_BRANCHES, resolved_kernel
 from lknas.ops.peripheral import peripheral_k_prime
 
 __all__ = ["Estimate", "estimate", "stem_cost", "stage_cost", "head_params", "STATE_BYTES_PER_PARAM",
@@ -81,14 +81,7 @@ def _n_mixed(channels: int, partial: float) -> int:
 def _mixer(kernel: KernelSpec, channels: int, k: int, *, bias: bool, norm: bool) -> tuple[int, int]:
     """(params, depthwise conv branches) of `make_large_kernel(kernel, channels, k, bias=, norm=)`."""
     n = _n_mixed(channels, kernel.partial)
-    reparam = kernel.reparam or 0
-    if reparam >= k:
-        reparam = 0
-    kind = kernel.type
-    if kind == "stripe" and (kernel.stripe_n or 5) >= k:
-        kind = "dense"
-    if kind == "dilated" and k not in DILATED_BRANCHES:
-        kind, reparam = "dense", 0
+    kind, reparam = resolved_kernel(kernel, k)
     small = (n * reparam * reparam + 2 * n, 1) if reparam else (0, 0)
     if kind == "dense":
         if reparam:

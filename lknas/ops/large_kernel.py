@@ -27,6 +27,7 @@ __all__ = [
     "DeployStripeConv",
     "PartialChannels",
     "make_large_kernel",
+    "resolved_kernel",
     "n_mixed_channels",
     "LARGE_KERNEL_MODULES",
     "DEPLOY_KERNEL_MODULES",
@@ -305,6 +306,21 @@ def n_mixed_channels(channels: int, partial: float) -> int:
     return max(1, min(channels, round(channels * partial)))
 
 
+def resolved_kernel(kernel: KernelSpec, k: int) -> tuple[str, int]:
+    """(kernel type, reparam size) a block of size `k` really gets from its stage's `KernelSpec`:
+    a reparam branch not smaller than k is dropped, a stripe with n >= k and a dilated kernel
+    without a branch table entry become dense (see `make_large_kernel`)."""
+    reparam = kernel.reparam or 0
+    if reparam >= k:
+        reparam = 0
+    kind = kernel.type
+    if kind == "stripe" and (kernel.stripe_n or 5) >= k:
+        kind = "dense"
+    if kind == "dilated" and k not in DILATED_BRANCHES:
+        kind, reparam = "dense", 0
+    return kind, reparam
+
+
 def make_large_kernel(
     kernel: KernelSpec,
     channels: int,
@@ -324,14 +340,7 @@ def make_large_kernel(
     block has its own BN: norm=False); multi-branch kernels always use conv+BN branches.
     """
     n_mixed = n_mixed_channels(channels, kernel.partial)
-    reparam = kernel.reparam or 0
-    if reparam >= k:
-        reparam = 0
-    kind = kernel.type
-    if kind == "stripe" and (kernel.stripe_n or 5) >= k:
-        kind = "dense"
-    if kind == "dilated" and k not in DILATED_BRANCHES:
-        kind, reparam = "dense", 0
+    kind, reparam = resolved_kernel(kernel, k)
 
     if kind == "dense":
         if reparam:

@@ -33,6 +33,7 @@ COUNTS_KEY = "lknas.counts"  # params/FLOPs counted on the driver, at the constr
 CONFIRMS_KEY = "lknas.confirms"  # a confirm re-training: the search trial it repeats
 SEED_KEY = "lknas.seed"  # its training seed
 INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY, CONFIRMS_KEY, SEED_KEY)
+LATENCY_REPEATS = 50  # median of 50 batch-1 runs: a proxy net takes milliseconds, so this is cheap
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
     else:
         out = effective_counts(measure_static(arch, cfg.resolution, ctx.num_classes, ctx.in_chans))
     lat = measure_latency(arch, cfg.resolution, threads=ctx.latency_threads, num_classes=ctx.num_classes,
-                          in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device)
+                          in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device,
+                          repeats=LATENCY_REPEATS)
     out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
                latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"])
     return out

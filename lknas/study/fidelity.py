@@ -199,7 +199,7 @@ def _kernel_dims(arch_yaml: str, resolution: int) -> dict[str, Any]:
     from lknas.arch import ArchConfig
 
     arch = ArchConfig.from_yaml(arch_yaml)
-    dims: dict[str, Any] = {"kernel_type": "/".join(sorted(set(arch.kernel_types)))}
+    dims: dict[str, Any] = {"kernel_type": arch.kernel_types[0]}  # the design (a last stage may fall back to dense)
     for i, k in enumerate(arch.applied_kernel_sizes(resolution)):
         dims[f"stages[{i}].kernel"] = k
     return dims
