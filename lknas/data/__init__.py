@@ -105,11 +105,14 @@ def build_data(
     train_size: int | None = None,
     val_size: int | None = None,
     cache: bool = True,
+    order_seed: int | None = None,
 ) -> DataBundle:
     """Build the train/val iterables of data set `name` (see the module docstring for names).
 
     `train_size` / `val_size` override the synthetic sets' sizes (as do the `train=` / `val=`
-    name options); `cache=False` skips the on-disk cache.
+    name options); `cache=False` skips the on-disk cache. `seed` draws a synthetic set (and a
+    real set's fixed subset); `order_seed` (default `seed`) the training order and augmentation,
+    so a re-training with another seed can keep the same data.
     """
     spec = parse_spec(name)
     resolution = _positive_int("resolution", resolution, 8, MAX_RESOLUTION)
@@ -135,6 +138,8 @@ def build_data(
         bundle = _build_cifar(spec, resolution, batch_size, seed, subset, augment, workers, device)
     else:
         bundle = _build_imagefolder(spec, resolution, batch_size, seed, subset, augment, workers, device)
+    if order_seed is not None:  # the data stays the one `seed` drew; the order follows this seed
+        bundle.train.seed = _positive_int("order_seed", order_seed, 0)
     if bundle.train_size < batch_size:
         raise DataError(
             f"{bundle.spec}: {bundle.train_size} training samples, fewer than batch_size "

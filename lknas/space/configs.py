@@ -44,6 +44,8 @@ class TrainConfig:
     subset: int | None = None
     time_limit: float | None = None
     seed: int = 0
+    data_seed: int | None = None  # a synthetic data set's seed; None: `seed` (a re-training with another
+    # seed keeps the data set: lknas.search.confirm, lknas fidelity)
 
     @property
     def is_fixed(self) -> bool:
@@ -139,6 +141,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "subset": int_field("subset", 1, MAX_SUBSET, nullable=True, searchable=False),
     "time_limit": float_field("time_limit", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
     "seed": int_field("seed", 0, MAX_SEED, searchable=False),
+    "data_seed": int_field("data_seed", 0, MAX_SEED, nullable=True, searchable=False),
 }
 SEARCH_FIELDS: dict[str, Field] = {
     "sampler": enum_field("sampler", SAMPLERS, searchable=False),

@@ -185,8 +185,9 @@ def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jo
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
                target_dataset: str, seeds: int) -> list[Job]:
     jobs: list[Job] = []
-    for budget, train, res, data in ((PROXY, {}, proxy.resolution, proxy.dataset),
-                                     (TARGET, target, target_resolution, target_dataset)):
+    fixed = {"data_seed": proxy.seed if proxy.data_seed is None else proxy.data_seed}  # seeds vary init and order
+    for budget, train, res, data in ((PROXY, fixed, proxy.resolution, proxy.dataset),
+                                     (TARGET, {**fixed, **target}, target_resolution, target_dataset)):
         for i, arch in enumerate(archs):
             for seed in range(seeds):
                 jobs.append(Job(len(jobs), "fidelity", "arch", f"a{i:02d}", float(i), data, seed, res,

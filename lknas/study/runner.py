@@ -240,7 +240,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     run = settings["search"]
     train = settings["train"]
     classes: dict[str, tuple[int, int]] = {}
-    for key in sorted({(j.dataset, j.resolution, j.seed) for j in jobs}):  # bad data fails before Ray; cached
+    for key in sorted({(j.dataset, j.resolution, j.train.get("data_seed", j.seed)) for j in jobs}):  # fails before Ray
         bundle = build_data(key[0], resolution=key[1], batch_size=train["batch_size"], seed=key[2],
                             subset=train.get("subset"))
         classes[key[0]] = (bundle.num_classes, bundle.in_chans)
