@@ -141,7 +141,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     arch = space.suggest(fixed)
     cfg = _train_cfg(space, fixed, ctx)
     if seed is not None:  # a confirm re-training: another initialization and order, the same data
-        cfg = cfg.replace(seed=int(seed), data_seed=data_seed(cfg))
+        cfg = cfg.replace(seed=int(seed), data_seed=cfg.data_set_seed)
     base.update(trial_identity(arch, params, number))
     base["seed"] = cfg.seed
     base.update(_static(arch, cfg, ctx, counts))
@@ -149,11 +149,6 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
     _train_and_report(arch, cfg, ctx, base)
-
-
-def data_seed(cfg: TrainConfig) -> int:
-    """The seed that draws the trial's (synthetic) data set."""
-    return cfg.seed if cfg.data_seed is None else cfg.data_seed
 
 
 def report(metrics: dict[str, Any]) -> None:
@@ -187,7 +182,7 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
     from lknas.data import build_data
     from lknas.measure.trial import measure_trial
 
-    bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=data_seed(cfg),
+    bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.data_set_seed,
                         subset=cfg.subset, device=ctx.device, order_seed=cfg.seed)
     per_epoch = max(1, len(bundle.train))
     epochs = -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)

@@ -51,6 +51,11 @@ class TrainConfig:
     def is_fixed(self) -> bool:
         return not any(isinstance(v, Domain) for v in (self.lr, self.weight_decay))
 
+    @property
+    def data_set_seed(self) -> int:
+        """The seed that draws a synthetic data set: `data_seed`, else `seed`."""
+        return self.seed if self.data_seed is None else self.data_seed
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _raw(getattr(self, f.name)) for f in dataclasses.fields(self)}
 

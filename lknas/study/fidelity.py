@@ -185,7 +185,7 @@ def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jo
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
                target_dataset: str, seeds: int) -> list[Job]:
     jobs: list[Job] = []
-    fixed = {"data_seed": proxy.seed if proxy.data_seed is None else proxy.data_seed}  # seeds vary init and order
+    fixed = {"data_seed": proxy.data_set_seed}  # the seeds vary initialization and order, not the data
     for budget, train, res, data in ((PROXY, fixed, proxy.resolution, proxy.dataset),
                                      (TARGET, {**fixed, **target}, target_resolution, target_dataset)):
         for i, arch in enumerate(archs):

@@ -125,7 +125,7 @@ def _load_data(data: Any, cfg: TrainConfig, device: torch.device):
         from lknas.data import build_data
 
         return build_data(data or cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size,
-                          seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, order_seed=cfg.seed,
+                          seed=cfg.data_set_seed, order_seed=cfg.seed,
                           subset=cfg.subset, device=str(device))
     return data
 
