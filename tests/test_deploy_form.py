@@ -84,7 +84,8 @@ def test_count_latency_deploy_and_export_share_one_form(fake_timings, tmp_path):
     assert latency["stripe_forms"] == expected
 
     # deploy checkpoint (lknas deploy) and train's deploy.pt format keep the form when reloaded
-    ckpt = save_checkpoint(tmp_path / "train.pt", "train", arch, model, num_classes=3, in_chans=3)
+    ckpt = save_checkpoint(tmp_path / "train.pt", "train", arch, model, num_classes=3, in_chans=3, epoch=1,
+                           optimizer={}, scheduler={}, rng=torch.get_rng_state(), history="[]", best_accuracy=0.0)
     result = deploy_checkpoint(ckpt, tmp_path / "model.pt", resolution=RES, export="export", threads=1)
     assert result["flops"] == counts["flops"]
     _, reloaded = build_from_checkpoint(load_checkpoint(tmp_path / "model.pt"))

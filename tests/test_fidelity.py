@@ -98,7 +98,8 @@ def test_fidelity_run_end_to_end(local_ray, tmp_path, capsys):
     assert len(df) == 12 and set(df["budget"]) == {PROXY, TARGET}
     assert set(df[df["budget"] == TARGET]["steps"]) == {4} and set(df[df["budget"] == PROXY]["steps"]) == {2}
     stats = json.loads((out / "fidelity.json").read_text())
-    assert stats["archs"] == 3 and -1 <= stats["kendall"] <= 1 and "icc_proxy" in stats
+    tau = stats["kendall"]  # NaN when 2 steps leave every architecture at the same accuracy (ties)
+    assert stats["archs"] == 3 and (tau != tau or -1 <= tau <= 1) and "icc_proxy" in stats
     assert "fidelity of the proxy budget (2 steps vs 4 steps)" in capsys.readouterr().out
     result = write_report(out, png=False, erf=False)
     assert any(f.name == "fidelity" for f in result.figures)
