@@ -55,8 +55,10 @@ def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int) -> Pat
             raw[key] = first(raw[key])
     for i, stage in enumerate(raw["stages"]):
         for key in list(stage):
-            if f"stages[{i}].{key}" not in FREE:
-                stage[key] = first(stage[key])
+            if f"stages[{i}].{key}" not in FREE:  # kernels at their largest, so every kernel type applies
+                value = stage[key]
+                stage[key] = max(value["choice"]) if key == "kernel" and isinstance(value, dict) \
+                    and "choice" in value else first(value)
     if isinstance(raw.get("sparsity"), dict):
         raw["sparsity"] = {k: first(v) for k, v in raw["sparsity"].items()}
     raw.pop("constraints", None)
