@@ -133,6 +133,22 @@ def test_running_trials_are_told_their_outcome_from_the_log(run):
     assert trials[lost.number].state == TrialState.FAIL
 
 
+def test_a_trial_optuna_was_told_of_but_the_log_missed_is_run_again_under_a_new_number(run):
+    """Ray tells the searcher before the callback appends the record: a kill between the two."""
+    store = RunStore(run)
+    ctx = _ctx(run)
+    study = _study(run)
+    told = study.ask()
+    row = fake_row(sample(DefineByRun(ctx), told), ctx)
+    study.tell(told.number, [row["accuracy"], row["latency_ms"]])  # ... and killed before store.append
+    storage, notes = open_study(store, STUDY, ctx, OBJECTIVES)
+    assert len(notes) == 1 and f"is ahead of the log (trial {told.number} finished in the study" in notes[0]
+    rebuilt = optuna.load_study(study_name=STUDY, storage=storage)
+    assert rebuilt.trials[told.number].state == TrialState.FAIL  # the sampler forgets what the log lacks
+    assert all(rebuilt.trials[r["trial"]].state == TrialState.COMPLETE for r in store.rows())
+    assert rebuilt.ask().number == told.number + 1  # and its number is not given out again
+
+
 def test_flags_given_at_resume_are_saved_for_the_next_resume(run):
     store = RunStore(run)
     space = load_space(run / "space.yaml")

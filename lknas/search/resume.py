@@ -14,7 +14,11 @@ trials than the log's highest number, or numbers are reused (two trials 0, one E
 Kills leave the two apart in known ways, handled as follows:
 
 - the study is consistent with the log: trials the killed process left RUNNING are told their
-  outcome from the log when the log has their record (appended before Optuna was told), else FAIL;
+  outcome from the log when the log has their record, else FAIL;
+- the study holds a finished trial the log lacks: Ray Tune tells the searcher (Optuna) before it
+  calls the callback that appends the record, so a kill between the two leaves a result the
+  sampler knows and the results do not. The study is rebuilt from the log, keeping that number as
+  a FAIL placeholder (the log stays the one source of truth; the trial is run again);
 - study.db is missing, unreadable, lacks this study, is behind the log (fewer trials than the log's
   highest number + 1) or disagrees with it (another architecture under a trial number): it is set
   aside (`study.db.broken-STAMP`, with its SQLite journal) and rebuilt from the log (`rebuild_study`).
@@ -140,9 +144,10 @@ def open_study(store: RunStore, study_name: str, ctx: TrialContext,
     notes = []
     problem = _study_problem(store.study_db, study_name, rows, objectives)
     if problem:
+        reserved = _trial_count(store.study_db, study_name)
         kept = _set_aside(store.study_db)
         space = _space(ctx)
-        count = rebuild_study(store.study_db, study_name, rows, space, ctx, objectives)
+        count = rebuild_study(store.study_db, study_name, rows, space, ctx, objectives, reserved=reserved)
         notes.append(f"study.db {problem}: rebuilt it from trials.jsonl ({len(rows)} finished trials, "
                      f"{count} in the study)" + (f"; the old file is kept as {kept.name}" if kept else ""))
     storage = study_storage(store.study_db)
@@ -190,7 +195,29 @@ def _study_problem(path: Path, study_name: str, rows: list[dict[str, Any]],
         known = trials[r["trial"]].user_attrs.get("hash") if r["trial"] >= 0 else None
         if known and r.get("hash") and known != r["hash"]:
             return f"disagrees with the log on trial {r['trial']} (architecture {known}, the log: {r['hash']})"
+    logged = {r["trial"] for r in rows}
+    unlogged = [t.number for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and t.number not in logged]
+    if unlogged:
+        shown = ", ".join(str(n) for n in unlogged[:5]) + (" ..." if len(unlogged) > 5 else "")
+        return (f"is ahead of the log (trial {shown} finished in the study but not in trials.jsonl: "
+                f"killed between Optuna's tell and the log's write)")
     return None
+
+
+def _trial_count(path: Path, study_name: str) -> int:
+    """How many trial numbers a study file has given out (0 when it cannot be read)."""
+    if not path.exists():  # opening it would create it
+        return 0
+    storage = None
+    try:
+        storage = study_storage(path)
+        return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+    except Exception:  # noqa: BLE001  missing, corrupt or foreign: nothing to keep
+        return 0
+    finally:
+        if storage is not None:
+            _close(storage)
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
@@ -211,8 +238,11 @@ def _set_aside(path: Path) -> Path | None:
 
 
 def rebuild_study(path: str | os.PathLike, study_name: str, rows: list[dict[str, Any]], space: SearchSpace,
-                  ctx: TrialContext, objectives: tuple[Objective, ...]) -> int:
-    """Write a new study at `path` (atomically) holding the log's trials; returns its trial count."""
+                  ctx: TrialContext, objectives: tuple[Objective, ...], reserved: int = 0) -> int:
+    """Write a new study at `path` (atomically) holding the log's trials; returns its trial count.
+
+    Numbers below `reserved` (those the old study gave out) are kept, as FAIL placeholders where
+    the log has no record, so no number is ever given out twice."""
     first: dict[int, dict[str, Any]] = {}
     later: list[dict[str, Any]] = []
     for row in rows:
@@ -220,7 +250,7 @@ def rebuild_study(path: str | os.PathLike, study_name: str, rows: list[dict[str,
             first[row["trial"]] = row
         else:
             later.append(row)
-    ordered = [first.get(n) for n in range(max(first, default=-1) + 1)] + later
+    ordered = [first.get(n) for n in range(max(max(first, default=-1) + 1, reserved))] + later
     with atomic_path(path) as tmp:
         storage = study_storage(tmp)
         try:
