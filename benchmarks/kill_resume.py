@@ -11,7 +11,7 @@ round finishes on its own) a last resume runs to the end. Counted:
 - trials duplicated: a trial number recorded more than once;
 - study disagreements: finished trials whose study.db entry has another architecture or state.
 
-    python benchmarks/kill_resume.py                        # 20 kills of a 40-trial tiny search
+    python benchmarks/kill_resume.py                        # 20 kills of an 80-trial tiny search
     python benchmarks/kill_resume.py --kills 3 --trials 10  # a quick check (about 2 minutes)
 
 Writes results/benchmarks/kill_resume.json (every kill) and .md.
@@ -50,11 +50,13 @@ search: {sampler: tpe, objectives: [accuracy, latency], trials: 40, seed: 0}
 """
 
 
-def logged(run: Path) -> list[tuple[int, str]]:
-    """(trial, hash) of each whole record in the log, in order."""
+def logged(run: Path, phase: str | None | bool = False) -> list[tuple[int, str]]:
+    """(trial, hash) of each whole record in the log, in order (only those of `phase`, None for the
+    search's own trials, when given)."""
     path = run / "trials.jsonl"
     records = [parse_record(line)[0] for line in path.read_bytes().splitlines()] if path.exists() else []
-    return [(r["trial"], str(r.get("hash"))) for r in records if r is not None]
+    return [(r["trial"], str(r.get("hash"))) for r in records
+            if r is not None and (phase is False or r.get("phase") == phase)]
 
 
 def search(args: list[str], log: Path) -> subprocess.Popen:
@@ -81,7 +83,8 @@ def kill_round(proc: subprocess.Popen, run: Path, wait_records: int, delay: floa
 
 
 def study_disagreements(run: Path) -> int:
-    """Finished trials whose study entry has another architecture, plus trials left RUNNING."""
+    """Search trials whose study entry has another architecture, study trials finished but not in
+    the log, plus trials left RUNNING. Confirm-phase re-trainings are not Optuna's: skipped."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -89,17 +92,20 @@ def study_disagreements(run: Path) -> int:
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{run / 'study.db'}")
     trials = study.trials
     bad = 0
-    for number, hash_ in logged(run):
+    searched = logged(run, phase=None)
+    for number, hash_ in searched:
         t = trials[number] if 0 <= number < len(trials) else None
         if t is None or t.user_attrs.get("hash") != hash_:
             bad += 1
+    numbers = {n for n, _ in searched}
+    bad += sum(t.state.name in ("COMPLETE", "PRUNED") and t.number not in numbers for t in trials)
     return bad + sum(t.state.name == "RUNNING" for t in trials)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="kill points (N)")
-    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--trials", type=int, default=80)
     ap.add_argument("--space", help="a space file (default: a tiny built-in space, 1 training step per trial)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     ap.add_argument("--max-delay", type=float, default=1.5, help="most seconds to wait past the chosen record")
@@ -144,6 +150,7 @@ def main() -> int:
         result = {
             "kills": len(kills), "kills_asked": args.kills, "finished_before_all_kills": finished_early,
             "trials_asked": args.trials, "trials_recorded": len(final),
+            "confirm_records": len(logged(run, phase="confirm")),
             "trials_lost": len(seen - set(final)), "trials_duplicated": len(numbers) - len(set(numbers)),
             "study_disagreements": study_disagreements(run),
             "torn_tails_added": sum(k["torn_tail_added"] for k in kills), "final_exit_code": final_rc,
@@ -157,7 +164,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kill_resume.json").write_text(json.dumps(result, indent=2) + "\n")
-    cells = [result["kills"], result["torn_tails_added"], args.trials, len(final), result["trials_lost"],
+    cells = [result["kills"], result["torn_tails_added"], args.trials,
+             f"{len(final)} ({result.get('confirm_records', 0)} of them confirm re-trainings)", result["trials_lost"],
              result["trials_duplicated"], result["study_disagreements"]]
     table = ("| kill points | torn tails added | trials asked | recorded | lost | duplicated | study disagreements |\n"
              "|---|---|---|---|---|---|---|\n| " + " | ".join(str(c) for c in cells) + " |\n")
