@@ -186,7 +186,9 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     total_steps = cfg.steps or cfg.epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
     optimizer = make_optimizer(model, cfg.optimizer, float(cfg.lr), float(cfg.weight_decay))
-    scheduler = make_scheduler(optimizer, epochs, min(cfg.warmup_epochs, max(0, epochs - 1)), per_epoch)
+    # warm-up stops an epoch before the end; a one-epoch run warms up for at most half of it
+    warmup_limit = epochs - 1 if epochs > 1 else 0.5 * total_steps / per_epoch
+    scheduler = make_scheduler(optimizer, epochs, min(cfg.warmup_epochs, warmup_limit), per_epoch)
     loss_fn = make_loss(cfg.label_smoothing)
     amp, amp_dtype = _autocast(dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -18,16 +18,20 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs: float, updates_per_epoch: int):
-    """Cosine decay with linear warm-up, stepped per update (`scheduler.step_update(n)`)."""
+    """Cosine decay with linear warm-up, stepped per update (`scheduler.step_update(n)`).
+
+    `warmup_epochs` may be a fraction (0.05 of a one-epoch proxy run is 5% of its updates); it is
+    rounded to whole updates."""
+    updates = max(1, updates_per_epoch)
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched="cosine",
         num_epochs=epochs,
-        warmup_epochs=int(round(warmup_epochs)),
+        warmup_epochs=round(warmup_epochs * updates) / updates,
         warmup_lr=1e-6,
         min_lr=1e-6,
         step_on_epochs=False,
-        updates_per_epoch=max(1, updates_per_epoch),
+        updates_per_epoch=updates,
     )
     return scheduler
 

@@ -1,0 +1,37 @@
+"""The learning-rate schedule shared by the proxy trainer and the full recipe."""
+import pytest
+import torch
+
+from lknas.train.recipe import make_scheduler
+
+
+def _lrs(epochs, warmup_epochs, per_epoch, lr=3e-3):
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=lr)
+    scheduler = make_scheduler(optimizer, epochs, warmup_epochs, per_epoch)
+    out = []
+    for step in range(epochs * per_epoch):
+        scheduler.step_update(step)
+        out.append(optimizer.param_groups[0]["lr"])
+    return out
+
+
+def test_fractional_warmup_is_whole_updates_of_a_one_epoch_run():
+    lrs = _lrs(1, 0.05, 800)  # 5% of 800 updates = 40 updates of linear warm-up
+    assert lrs[0] == pytest.approx(1e-6)
+    assert lrs[20] == pytest.approx(1e-6 + (3e-3 - 1e-6) * 20 / 40)
+    assert all(a < b for a, b in zip(lrs[:39], lrs[1:40]))  # up for 40 updates, then cosine down
+    assert all(a >= b for a, b in zip(lrs[40:], lrs[41:]))
+    assert lrs[-1] < 1e-5
+
+
+def test_no_warmup_starts_at_the_peak():
+    lrs = _lrs(1, 0, 100)
+    assert lrs[0] == pytest.approx(3e-3)
+
+
+def test_whole_epoch_warmup_unchanged():
+    lrs = _lrs(4, 1, 10)
+    assert lrs[0] == pytest.approx(1e-6)
+    assert lrs[5] == pytest.approx(1e-6 + (3e-3 - 1e-6) * 5 / 10)
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))  # linear up for 10 updates, then cosine down
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
