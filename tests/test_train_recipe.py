@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from lknas.train.proxy import warmup_for
 from lknas.train.recipe import make_scheduler
 
 
@@ -35,3 +36,14 @@ def test_whole_epoch_warmup_unchanged():
     assert lrs[5] == pytest.approx(1e-6 + (3e-3 - 1e-6) * 5 / 10)
     assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))  # linear up for 10 updates, then cosine down
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+@pytest.mark.parametrize("warmup, steps, per_epoch, expected", [
+    (0.05, 800, 800, 0.05),  # a fraction of a one-epoch proxy run is kept
+    (0.9, 800, 800, 0.5),  # ... up to half of it
+    (1.0, 800, 800, 0.0),  # whole epochs are dropped in a one-epoch run, as before
+    (20, 4000, 800, 4),  # and end an epoch before a longer run does
+    (2, 4000, 800, 2),
+])
+def test_the_proxy_warmup_fits_the_run(warmup, steps, per_epoch, expected):
+    assert warmup_for(warmup, steps, per_epoch) == pytest.approx(expected)
