@@ -9,7 +9,7 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from lknas.arch import ArchConfig
-from lknas.errors import Problem, SpaceError
+from lknas.errors import LknasError, Problem, SpaceError
 from lknas.space.configs import Constraints, SearchConfig, TrainConfig
 from lknas.space.budget import check_budget
 from lknas.space.checks import check_search, grid_problem
@@ -58,10 +58,12 @@ class SearchSpace:
     def fixed(self) -> ArchConfig:
         """The one architecture of a domain-free space; SpaceError naming the domains otherwise."""
         if self.dimensions:
-            names = ", ".join(d.name for d in self.dimensions)
-            raise SpaceError([Problem(self.file, d.name, f"is a domain ({d.domain}); a fixed architecture needs "
-                                                         f"single values (domains here: {names})")
-                              for d in self.dimensions])
+            names = [d.name for d in self.dimensions]
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            where = self.file or "this file"
+            raise LknasError(f"{where} is a search space ({len(names)} searched dimensions: {shown}), and this "
+                             f"command needs one architecture: sample one first (`python -m lknas sample {where} "
+                             f"--seed 0 --out arch.yaml`), or give a search result (results/RUN/archs/*.yaml)")
         return resolve(self.template, _no_pick, _normalize)
 
     # ----------------------------------------------------------------- training settings
