@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-train the Pareto set with N extra seeds after the search (0..10; default auto: 2 or 1 "
                         "when that costs at most 30%% of the search)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.add_argument("--verbose", action="store_true", help="keep Ray's own hints (token authentication, Tuner.restore)")
     p.set_defaults(func=_cmd_search)
 
     p = command("export", "write found architectures as self-contained YAMLs (with provenance)")
@@ -441,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.add_argument("--verbose", action="store_true", help="keep Ray's own hints (token authentication, Tuner.restore)")
     p.set_defaults(func=_cmd_scale)
 
     p = command("fidelity", "rank agreement of the proxy budget with a larger one, and its seed noise")
@@ -460,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
     _add_ray_flags(p)
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
+    p.add_argument("--verbose", action="store_true", help="keep Ray's own hints (token authentication, Tuner.restore)")
     p.set_defaults(func=_cmd_fidelity)
 
     p = command("report", "plots and report.html of a search or scaling run")
@@ -507,6 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("LKNAS_DEBUG", "") not in ("", "0")
     func: Callable[[argparse.Namespace], int] = args.func
+    if hasattr(args, "verbose") and not args.verbose:
+        from lknas.ray_messages import filter_ray_hints
+
+        filter_ray_hints()
     try:
         code = func(args)
     except LknasError as err:
