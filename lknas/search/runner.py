@@ -139,10 +139,9 @@ def run_search(
             raise LknasError("give a space (--space NAME.yaml) or a run to resume (--resume results/RUN)")
         space_obj = load_space(space)  # a malformed space fails here, before Ray starts
         if space_obj.is_fixed and not space_obj.template.train:
-            raise LknasError(f"{space_obj.file} is one architecture (nothing in it is searched): train it with "
-                             f"`python -m lknas train-proxy --arch {space_obj.file}` or count it with "
-                             f"`python -m lknas count {space_obj.file}`; a search needs a space with domains "
-                             f"such as `kernel: {{choice: [7, 13]}}` (docs/space-format.md)")
+            print(f"warning: {space_obj.file} is one architecture (nothing in it is searched): every trial trains "
+                  f"the same network. To train it once: `python -m lknas train-proxy --arch {space_obj.file}`; to "
+                  f"search, give domains such as `kernel: {{choice: [7, 13]}}` (docs/space-format.md)", file=stream)
         for warning in space_obj.warnings():
             print(f"warning: {warning}", file=stream)
         settings = _settings(space_obj, overrides)
