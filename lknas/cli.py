@@ -235,7 +235,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, mixup=args.mixup, cutmix=args.cutmix,
         auto_augment=None if args.aa in ("", "none") else args.aa, drop_path=args.drop_path,
-        model_ema=not args.no_ema, resolution=args.resolution, workers=args.workers, seed=args.seed,
+        model_ema=not args.no_ema, resolution=args.resolution, seed=args.seed,
+        **({"workers": args.workers} if args.workers is not None else {}),
     )
     check_recipe(recipe)  # a policy timm does not know fails before the data is scanned
     bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="no model EMA")
     _num(p, "--resolution", A.RESOLUTION, "input size (default 224)", default=224)
     _num(p, "--subset", A.SUBSET, "use at most this many training images")
-    _num(p, "--workers", A.WORKERS, "data loader workers (default 4)", default=4)
+    _num(p, "--workers", A.WORKERS, "data loader workers (default: one per core, at most 4)")
     _num(p, "--seed", A.SEED, "seed (default 0)", default=0)
     p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--out", type=A.out_dir, help="output directory (default results/train/ARCH-HASH)")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
+import os
 import subprocess
 import sys
 
@@ -34,6 +37,8 @@ def test_writes_checkpoint_metrics_and_deploy(trained):
     out, summary = trained
     assert [r["epoch"] for r in rows(out / "metrics.csv")] == ["1", "2", "3"]
     assert summary["deploy_matches"] and summary["accuracy"] > 70
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["lr"] == pytest.approx(3e-3) and saved["warmup_epochs"] == 1  # what ran, never null
     ckpt = load_checkpoint(out / "checkpoint-last.pt", kind="train")
     assert ckpt["epoch"] == 3 and ckpt["sparsity"] is not None and ckpt["ema"] is not None
     # torch.load(weights_only=True) reads both files
@@ -132,3 +137,17 @@ def test_truncated_and_foreign_checkpoints_get_clear_errors(trained, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lknas", "deploy", str(tmp_path / "cut.pt"), "--out",
                            str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "truncated" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_warmup_longer_than_the_run_is_clamped_with_a_warning(tmp_path, capsys):
+    recipe = dataclasses.replace(RECIPE, epochs=1, warmup_epochs=20, drop_path=None)
+    assert recipe.effective_warmup == 0 and dataclasses.replace(recipe, epochs=3).effective_warmup == 2
+    summary = train_full(ARCH, ToyData(), recipe, tmp_path / "run", progress=True)
+    assert "warning: a warm-up of 20 epochs does not fit 1 epochs: using 0" in capsys.readouterr().err
+    assert summary["warmup_epochs"] == 0
+    default_lr = dataclasses.replace(recipe, lr=None, batch_size=256)
+    assert default_lr.peak_lr == pytest.approx(4e-3 * 256 / 4096)
+
+
+def test_default_loader_workers_follow_the_cores():
+    assert TrainRecipe().workers == max(1, min(4, os.cpu_count() or 1))

@@ -20,10 +20,11 @@ import dataclasses
 import io
 import json
 import math
+import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ from lknas.train.proxy import _autocast, _device, evaluate
 from lknas.train.recipe import backward_and_step, make_optimizer, make_scheduler
 
 __all__ = ["SeededMixup", "TrainRecipe", "train_full", "check_recipe"]
+
+
+def default_workers() -> int:
+    """Data-loader workers: one per core, at most 4 (torch warns above the core count)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,13 @@ class TrainRecipe:
     model_ema: bool = True
     ema_decay: float = 0.9999
     resolution: int = 224
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())
     seed: int = 0
+
+    @property
+    def effective_warmup(self) -> float:
+        """The warm-up that fits the run: it ends at least one epoch before the last."""
+        return min(self.warmup_epochs, max(0, self.epochs - 1))
 
     @property
     def peak_lr(self) -> float:
@@ -222,8 +233,10 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
                         drop_path_rate=recipe.drop_path).to(dev)
     per_epoch = len(data.train)
     optimizer = make_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
-    scheduler = make_scheduler(optimizer, recipe.epochs, min(recipe.warmup_epochs, max(0, recipe.epochs - 1)),
-                               per_epoch)
+    if recipe.effective_warmup < recipe.warmup_epochs and progress:
+        print(f"warning: a warm-up of {recipe.warmup_epochs:g} epochs does not fit {recipe.epochs} epochs: using "
+              f"{recipe.effective_warmup:g} (set --warmup-epochs to choose)", file=sys.stderr)
+    scheduler = make_scheduler(optimizer, recipe.epochs, recipe.effective_warmup, per_epoch)
     mixup = _mixup(recipe, num_classes)
     loss_fn = _loss(recipe, mixup)
     amp, amp_dtype = _autocast(dev)
@@ -323,6 +336,7 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
         "deploy_matches": abs(deploy_accuracy - accuracy) <= one_sample + 1e-9,
         "ema_accuracy": metrics.rows[-1].get("ema_accuracy") if metrics.rows else None,
         "checkpoint": str(last), "deploy_checkpoint": str(out / "deploy.pt"), "recipe": recipe.to_dict(),
+        "lr": recipe.peak_lr, "warmup_epochs": recipe.effective_warmup,  # what ran, not what was asked
     }
     save_checkpoint(out / "deploy.pt", "deploy", arch, deploy.cpu(), num_classes=num_classes, in_chans=in_chans,
                     metrics=json.dumps({k: summary[k] for k in ("accuracy", "deploy_accuracy", "epochs")}))
