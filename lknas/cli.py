@@ -94,6 +94,10 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
     from lknas.measure import measure_trial
 
     arch, cfg = _arch_and_train(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"training {arch.summary()} on {cfg.dataset} @ {cfg.resolution}px: "
           f"{cfg.steps or cfg.epochs} {'steps' if cfg.steps else 'epochs'}, batch {cfg.batch_size}, lr {cfg.lr:g}",
           file=sys.stderr, flush=True)
@@ -225,12 +229,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_dataset(path: str) -> str:
+    """The `train.dataset` an architecture file carries (search results and exports do)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:  # already read and bounded by load_arch
+        raw = yaml.safe_load(f)
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if isinstance(train, dict) and isinstance(train.get("dataset"), str):
+        return train["dataset"]
+    raise LknasError(f"{path} names no data set (no train.dataset): give one with --data, e.g. "
+                     f"--data imagefolder:PATH or --data cifar10:PATH")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from lknas.data import build_data
     from lknas.space import load_arch
     from lknas.train.full import TrainRecipe, check_recipe, train_full
 
     arch = load_arch(args.arch)
+    if args.dataset is None:
+        args.dataset = _file_dataset(args.arch)
     recipe = TrainRecipe(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, mixup=args.mixup, cutmix=args.cutmix,
@@ -404,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
     p.add_argument("--arch", required=True, help="architecture YAML (e.g. from `lknas export`)")
-    p.add_argument("--data", dest="dataset", required=True,
-                   help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes")
+    p.add_argument("--data", dest="dataset",
+                   help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes (default: the "
+                        "file's train.dataset, as a search result or export carries it)")
     _num(p, "--epochs", A.EPOCHS, "epochs (default 300)", default=300)
     _num(p, "--batch-size", A.BATCH, "batch size (default 128)", default=128)
     _num(p, "--lr", A.LR, "peak lr (default 4e-3 * batch / 4096)")
@@ -478,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=A.device, default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--no-erf", action="store_true", help="skip the effective receptive field")
+    _num(p, "--threads", A.THREADS, "CPU threads for training (default: torch's setting; a search trial "
+                                    "trains with its --cpus-per-trial, 1 by default)")
     p.set_defaults(func=_cmd_train_proxy)
 
     p = command("latency", "latency and throughput of the deploy (reparameterized) form")

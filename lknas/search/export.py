@@ -90,8 +90,11 @@ def export_archs(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             "metrics": {k: _clean(row[k]) for k in _METRIC_KEYS if k in row and pd.notna(row[k])},
             "exported": dt.datetime.now().isoformat(timespec="seconds"),
         }
+        if isinstance(row.get("train"), dict) and row["train"]:
+            data["train"] = row["train"]  # the proxy training it was ranked with: train-proxy repeats it
         name = f"{space}_trial{int(row['trial'])}.yaml"
+        data_hint = "" if "train" in data else " --data imagefolder:PATH"
         header = (f"# {arch.summary()}\n# from {store.root}, trial {int(row['trial'])}: load with lknas.load_arch, "
-                  f"train with `python -m lknas train --arch {name}`\n")
+                  f"train with `python -m lknas train --arch {out_dir / name}{data_hint}`\n")
         written.append(write_text_atomic(out_dir / name, header + yaml.safe_dump(data, sort_keys=False)))
     return written

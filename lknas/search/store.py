@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
@@ -334,7 +335,19 @@ def _arch_file_text(row: pd.Series, objectives: tuple[Objective, ...]) -> str:
         noise = (f"# accuracy over {int(row['seeds'])} seeds: {row['accuracy_mean']:.2f} +- {row['accuracy_std']:.2f}"
                  + (f" ({row['noise_note']})" if row.get("within_noise") else "") + "\n")
     return (f"# lknas search result: trial {int(row['trial'])} ({row['hash']}): {arch.summary()}\n"
-            f"# {metrics}\n" + noise + row["arch_yaml"])
+            f"# {metrics}\n" + noise + row["arch_yaml"] + _train_section(row))
+
+
+def _train_section(row: pd.Series) -> str:
+    """The proxy training the trial ran, as the file's `train` section, with the command that
+    repeats it (same data, seed and thread count: the same accuracy on the same machine)."""
+    train = row.get("train")
+    if not isinstance(train, dict) or not train:
+        return ""
+    threads = row.get("train_threads")
+    threads = int(threads) if isinstance(threads, (int, float)) and threads == threads else 1
+    return (f"# the proxy training of this trial; `python -m lknas train-proxy --arch FILE --threads {threads}` "
+            f"repeats it\n" + yaml.safe_dump({"train": train}, sort_keys=False))
 
 
 def _write_frame(df: pd.DataFrame, csv_path: Path, parquet_path: Path) -> None:

@@ -144,6 +144,9 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
         cfg = cfg.replace(seed=int(seed), data_seed=cfg.data_set_seed)
     base.update(trial_identity(arch, params, number))
     base["seed"] = cfg.seed
+    # what the trial trained with, so that its archs/*.yaml file repeats it (`lknas train-proxy --arch`)
+    base["train"] = {k: v for k, v in cfg.to_dict().items() if v is not None}
+    base["train_threads"] = max(1, ctx.threads)
     base.update(_static(arch, cfg, ctx, counts))
     if infeasible:
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
