@@ -33,3 +33,15 @@ class SpaceError(LknasError, ValueError):
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in search space"
         return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class NotOneArchitecture(SpaceError):
+    """A search space given where one architecture is expected: one line for the user, and
+    `problems` naming each searched dimension for code."""
+
+    def __init__(self, problems: list[Problem], message: str):
+        self.message = message
+        super().__init__(problems)
+
+    def _format(self) -> str:
+        return self.message

@@ -8,13 +8,18 @@ import pytest
 from lknas.ray_messages import DROPPED, filter_ray_hints
 
 
-@pytest.fixture
-def clean_loggers():
-    yield
+def _remove_filters():
     for name, _ in DROPPED:
         logger = logging.getLogger(name)
         for f in [f for f in logger.filters if getattr(f, "name", "") == "lknas-drop"]:
             logger.removeFilter(f)
+
+
+@pytest.fixture
+def clean_loggers():
+    _remove_filters()  # an in-process `main([...])` of another test may have installed them
+    yield
+    _remove_filters()
 
 
 class _Collect(logging.Handler):

@@ -9,7 +9,7 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from lknas.arch import ArchConfig
-from lknas.errors import LknasError, Problem, SpaceError
+from lknas.errors import NotOneArchitecture, Problem, SpaceError
 from lknas.space.configs import Constraints, SearchConfig, TrainConfig
 from lknas.space.budget import check_budget
 from lknas.space.checks import check_search, grid_problem
@@ -61,9 +61,11 @@ class SearchSpace:
             names = [d.name for d in self.dimensions]
             shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
             where = self.file or "this file"
-            raise LknasError(f"{where} is a search space ({len(names)} searched dimensions: {shown}), and this "
-                             f"command needs one architecture: sample one first (`python -m lknas sample {where} "
-                             f"--seed 0 --out arch.yaml`), or give a search result (results/RUN/archs/*.yaml)")
+            raise NotOneArchitecture(
+                [Problem(self.file, d.name, f"is a domain ({d.domain})") for d in self.dimensions],
+                f"{where} is a search space ({len(names)} searched dimensions: {shown}), and this command needs "
+                f"one architecture: sample one first (`python -m lknas sample {where} --seed 0 --out arch.yaml`), "
+                f"or give a search result (results/RUN/archs/*.yaml)")
         return resolve(self.template, _no_pick, _normalize)
 
     # ----------------------------------------------------------------- training settings
