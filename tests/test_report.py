@@ -138,19 +138,23 @@ def test_pareto_figure_error_bars_from_the_confirm_seeds(search_run):
     front = RunStore(search_run).pareto(OBJECTIVES, df)
     member = front.iloc[0]
     extra = []
-    for i, delta in enumerate((-2.0, 2.0)):  # two confirm seeds around the member: std 2 over 3 seeds
+    for i, delta in enumerate((1.0, 4.0)):  # two confirm seeds above the member: mean +5/3, sd 2.08 over 3
         row = member.to_dict()
         row.update(trial=1000 + i, accuracy=member["accuracy"] + delta, phase="confirm", confirms=member["trial"])
         extra.append(row)
     import pandas as pd
 
     fig = pareto_figure(pd.concat([df, pd.DataFrame(extra)], ignore_index=True), x="latency_ms")
-    markers = [t for t in fig.data if t.mode == "markers"]
+    markers = [t for t in fig.data if t.mode == "markers" and t.name != "mean over seeds"]
     assert sum(len(t.x) for t in markers) == len(df[df["status"] == "ok"])  # confirm rows are no points
-    bars = {int(c[0]): e for t in markers if t.error_y and t.error_y.array is not None
-            for c, e in zip(t.customdata, t.error_y.array)}
-    assert bars[int(member["trial"])] == pytest.approx(2.0)
-    assert all(v == 0 for t, v in bars.items() if t != int(member["trial"]))
+    bars = {int(c[0]): (up, down) for t in markers if t.error_y and t.error_y.array is not None
+            for c, up, down in zip(t.customdata, t.error_y.array, t.error_y.arrayminus)}
+    mean, sd = 5 / 3, float(np.std([0.0, 1.0, 4.0], ddof=1))
+    # the bar spans mean +- sd of the 3 seeds; the marker stays at the search's own seed
+    assert bars[int(member["trial"])] == (pytest.approx(mean + sd), pytest.approx(sd - mean))
+    assert all(v == (0, 0) for t, v in bars.items() if t != int(member["trial"]))
+    means = [t for t in fig.data if t.name == "mean over seeds"]
+    assert len(means) == 1 and list(means[0].y) == [pytest.approx(member["accuracy"] + mean)]
     hover = [c[3] for t in markers for c in t.customdata if int(c[0]) == int(member["trial"])][0]
     assert "over 3 seeds" in hover
 

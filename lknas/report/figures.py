@@ -78,6 +78,8 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
     fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[str(g) for g in groups] if groups[0] else None)
     types = sorted(ok["kernel_type"].unique())
     n_front = 0
+    means: list = []
+    shown_mean = False
     for col, group in enumerate(groups, start=1):
         part_all = ok if group is None else ok[ok[panels] == group]
         mask = np.array(pareto_mask(part_all[[y, x]].astype(float).values.tolist(), [y_mode, x_mode]))
@@ -96,7 +98,13 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                 if on_front and y == "accuracy" and not confirm_rows.empty:
                     noise = noise_columns(sub, pd.concat([sub, confirm_rows]), ())
                     if (noise["seeds"] > 1).any():
-                        error_y = dict(type="data", array=noise["accuracy_std"].fillna(0), thickness=1.5, width=4)
+                        # the bar spans the seeds' mean +- sd; the marker stays at the search's own seed
+                        mean, sd = noise["accuracy_mean"].astype(float), noise["accuracy_std"].fillna(0).astype(float)
+                        own = sub[y].astype(float).values
+                        error_y = dict(type="data", symmetric=False, array=np.maximum(0, mean.values + sd.values - own),
+                                       arrayminus=np.maximum(0, own - (mean.values - sd.values)), thickness=1.5, width=4)
+                        many = (noise["seeds"] > 1).values
+                        means.append((col, sub[x].values[many], mean.values[many]))
                         label = label + [f" · {m:.1f} +- {s:.1f} over {n} seeds" if n > 1 else ""
                                          for m, s, n in zip(noise["accuracy_mean"], noise["accuracy_std"],
                                                             noise["seeds"])]
@@ -112,6 +120,13 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                                    f"<br>{AXIS_TITLES.get(y, y)}: %{{y:.4g}}<br>{AXIS_TITLES.get(x, x)}: %{{x:.4g}}"
                                    "<extra></extra>"),
                 ), row=1, col=col)
+        for mcol, mx, my in means:
+            fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name="mean over seeds", legendgroup="mean",
+                                     showlegend=not shown_mean, hoverinfo="skip",
+                                     marker=dict(symbol="line-ew-open", size=16, color="black", line=dict(width=2))),
+                          row=1, col=mcol)
+            shown_mean = True
+        means.clear()
         front = part_all[mask].sort_values(x)
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", legendgroup="front",
                                  showlegend=col == 1, hoverinfo="skip",
@@ -119,7 +134,8 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                       row=1, col=col)
     fig.update_layout(
         template=TEMPLATE, title=title or f"{AXIS_TITLES.get(y, y)} vs {AXIS_TITLES.get(x, x)}: "
-        f"{len(ok)} feasible of {len(df)} trials, {n_front} on the front (outlined)", legend_title="kernel type",
+        f"{len(ok)} feasible of {len(search_rows(df))} trials, {n_front} on the front (outlined)",
+        legend_title="kernel type",
     )
     fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), type="log" if _log_axis(x, ok[x]) else "linear")
     fig.update_yaxes(title_text=AXIS_TITLES.get(y, y), col=1)
