@@ -209,6 +209,12 @@ def test_importances_and_hypervolume(search_run, tmp_path):
     assert importance_figure(None, OBJECTIVES)[0] is None
     hist = hypervolume_history(_frame(search_run), OBJECTIVES)
     assert len(hist) == 16 and hist["hypervolume"].is_monotonic_increasing and hist["hypervolume"].iloc[-1] > 0
+    # confirm re-trainings are not trials of the search: the history ignores them
+    df = _frame(search_run)
+    confirm = df.iloc[[0]].assign(trial=999, accuracy=100.0, phase="confirm", confirms=int(df["trial"].iloc[0]))
+    import pandas as pd
+
+    assert hypervolume_history(pd.concat([df, confirm], ignore_index=True), OBJECTIVES).equals(hist)
     assert hypervolume_2d(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), np.array([2.0, 2.0])) == pytest.approx(3.25)
 
 
@@ -220,6 +226,8 @@ def test_build_figures_for_a_search_and_a_scaling_run(search_run, scale_run):
         assert name in names, (name, skipped)
     erf = [f for f in figs if f.name == "erf"][0].fig
     assert 1 <= len(erf.data) <= 4 and all(np.asarray(t.z).max() > 0 for t in erf.data)
+    panel_titles = [a.text.split("<br><sub>")[0] for a in erf.layout.annotations]
+    assert all(len(line) <= 30 for t in panel_titles for line in t.split("<br>"))  # wrapped, never run together
     figs, skipped = build_figures(scale_run, erf=False, compare=[search_run])
     names = [f.name for f in figs]
     runs = [f for f in figs if f.name == "edf_runs"][0].fig

@@ -61,6 +61,18 @@ def _visible(arch: ArchConfig) -> ArchConfig:
     return arch.replace(stages=stages)
 
 
+def _wrap(label: str, width: int = 24) -> str:
+    """A panel title on lines of about `width` characters, so that neighbours do not run together."""
+    lines, line = [], ""
+    for word in label.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join(lines + [line])
+
+
 def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Figure | None:
     """Heatmaps side by side, log-scaled as ERF plots are (log10(1 + 99 x) / 2), with each
     architecture's t = 20% / 99% area ratios in its title."""
@@ -69,7 +81,7 @@ def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Fig
     labels = list(results)
     cols = min(cols, len(labels))
     rows = math.ceil(len(labels) / cols)
-    titles = [f"{label}<br><sub>ERF r20 {r.ratios[0.2]:.3f} · r99 {r.ratios[0.99]:.3f}</sub>"
+    titles = [f"{_wrap(label)}<br><sub>ERF r20 {r.ratios[0.2]:.3f} · r99 {r.ratios[0.99]:.3f}</sub>"
               for label, r in results.items()]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
                         vertical_spacing=0.12 if rows > 1 else 0.1)
@@ -83,6 +95,8 @@ def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Fig
     fig.update_yaxes(showticklabels=False, scaleanchor="x", constrain="domain")
     for i in range(1, len(labels)):
         fig.update_yaxes(scaleanchor=f"x{i + 1}", row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(template=TEMPLATE, height=330 * rows + 120, title=title or
-                      "Effective receptive fields at initialization, layer scale 1 (|d centre output / d input|, log scale)")
+    extra = 22 * max(t.count("<br>") - 1 for t in titles)  # wrapped panel titles need room under the title
+    text = title or "Effective receptive fields at initialization, layer scale 1 (|d centre output / d input|, log scale)"
+    fig.update_layout(template=TEMPLATE, height=330 * rows + 120 + extra, margin=dict(t=120 + extra),
+                      title=dict(text=text, yref="container", y=1 - 20 / (330 * rows + 120 + extra), yanchor="top"))
     return fig

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lknas.report.figures import AXIS_TITLES, TEMPLATE, _feasible
+from lknas.search.noise import search_rows
 from lknas.search.objectives import metric_of
 from lknas.space.configs import Objective
 
@@ -94,8 +95,10 @@ def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
 
 def hypervolume_history(df: pd.DataFrame, objectives: tuple[Objective, ...]) -> pd.DataFrame:
     """After each finished trial (in trial order), the hypervolume of the feasible trials so far,
-    each objective min-max normalized over all feasible trials, reference point 1.1 (all minimized)."""
+    each objective min-max normalized over all feasible trials, reference point 1.1 (all minimized).
+    Confirm re-trainings are not trials of the search: left out."""
     cols = [metric_of(o) for o in objectives]
+    df = search_rows(df)
     ok = _feasible(df, *cols)
     if ok.empty:
         return pd.DataFrame(columns=["trial", "hypervolume"])
@@ -121,5 +124,6 @@ def hypervolume_figure(df: pd.DataFrame, objectives: tuple[Objective, ...]) -> t
     fig = go.Figure(go.Scatter(x=hist["trial"], y=hist["hypervolume"], mode="lines+markers", line=dict(shape="hv"),
                                name="hypervolume", hovertemplate="after trial %{x}: %{y:.4f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, xaxis_title="trial", yaxis_title="hypervolume (normalized objectives)",
-                      title=f"Hypervolume history of {names} (objectives normalized to [0, 1], reference 1.1)")
+                      title=f"Hypervolume history of {names}<br><sub>objectives min-max normalized to [0, 1] "
+                            f"over the feasible trials, all minimized, reference point 1.1</sub>")
     return fig, ""
