@@ -229,27 +229,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_dataset(path: str) -> str:
+def _file_dataset(space) -> str:
     """The `train.dataset` an architecture file carries (search results and exports do)."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:  # already read and bounded by load_arch
-        raw = yaml.safe_load(f)
-    train = raw.get("train") if isinstance(raw, dict) else None
+    train = space.raw.get("train")
     if isinstance(train, dict) and isinstance(train.get("dataset"), str):
         return train["dataset"]
-    raise LknasError(f"{path} names no data set (no train.dataset): give one with --data, e.g. "
+    raise LknasError(f"{space.file} names no data set (no train.dataset): give one with --data, e.g. "
                      f"--data imagefolder:PATH or --data cifar10:PATH")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from lknas.data import build_data
-    from lknas.space import load_arch
+    from lknas.space import load_space
     from lknas.train.full import TrainRecipe, check_recipe, train_full
 
-    arch = load_arch(args.arch)
+    space = load_space(args.arch)
+    arch = space.fixed()
     if args.dataset is None:
-        args.dataset = _file_dataset(args.arch)
+        args.dataset = _file_dataset(space)
     recipe = TrainRecipe(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, mixup=args.mixup, cutmix=args.cutmix,

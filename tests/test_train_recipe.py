@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from lknas.train.proxy import warmup_for
-from lknas.train.recipe import make_scheduler
+from lknas.train.recipe import fitted_warmup, make_scheduler
 
 
 def _lrs(epochs, warmup_epochs, per_epoch, lr=3e-3):
@@ -45,5 +44,5 @@ def test_whole_epoch_warmup_unchanged():
     (20, 4000, 800, 4),  # and end an epoch before a longer run does
     (2, 4000, 800, 2),
 ])
-def test_the_proxy_warmup_fits_the_run(warmup, steps, per_epoch, expected):
-    assert warmup_for(warmup, steps, per_epoch) == pytest.approx(expected)
+def test_the_warmup_fits_the_run(warmup, steps, per_epoch, expected):
+    assert fitted_warmup(warmup, steps / per_epoch) == pytest.approx(expected)

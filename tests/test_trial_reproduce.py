@@ -50,7 +50,7 @@ def test_an_export_carries_the_training_and_its_hint_runs_without_data_flag(run,
     assert yaml.safe_load(text)["train"]["dataset"] == "pathfinder:easy,train=96,val=32"
     from lknas.cli import _file_dataset
 
-    assert _file_dataset(str(exported)) == "pathfinder:easy,train=96,val=32"
+    assert _file_dataset(load_space(exported)) == "pathfinder:easy,train=96,val=32"
 
 
 def test_train_without_data_on_a_file_that_names_none_says_to_give_one(tmp_path, capsys):

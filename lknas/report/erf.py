@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -63,14 +64,7 @@ def _visible(arch: ArchConfig) -> ArchConfig:
 
 def _wrap(label: str, width: int = 24) -> str:
     """A panel title on lines of about `width` characters, so that neighbours do not run together."""
-    lines, line = [], ""
-    for word in label.split(" "):
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return "<br>".join(lines + [line])
+    return "<br>".join(textwrap.wrap(label, width, break_long_words=False)) or label
 
 
 def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Figure | None:

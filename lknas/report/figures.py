@@ -78,7 +78,6 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
     fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[str(g) for g in groups] if groups[0] else None)
     types = sorted(ok["kernel_type"].unique())
     n_front = 0
-    means: list = []
     shown_mean = False
     for col, group in enumerate(groups, start=1):
         part_all = ok if group is None else ok[ok[panels] == group]
@@ -104,7 +103,12 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                         error_y = dict(type="data", symmetric=False, array=np.maximum(0, mean.values + sd.values - own),
                                        arrayminus=np.maximum(0, own - (mean.values - sd.values)), thickness=1.5, width=4)
                         many = (noise["seeds"] > 1).values
-                        means.append((col, sub[x].values[many], mean.values[many]))
+                        fig.add_trace(go.Scatter(
+                            x=sub[x].values[many], y=mean.values[many], mode="markers", name="mean over seeds",
+                            legendgroup="mean", showlegend=not shown_mean, hoverinfo="skip",
+                            marker=dict(symbol="line-ew-open", size=16, color="black", line=dict(width=2))),
+                            row=1, col=col)
+                        shown_mean = True
                         label = label + [f" · {m:.1f} +- {s:.1f} over {n} seeds" if n > 1 else ""
                                          for m, s, n in zip(noise["accuracy_mean"], noise["accuracy_std"],
                                                             noise["seeds"])]
@@ -120,13 +124,6 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                                    f"<br>{AXIS_TITLES.get(y, y)}: %{{y:.4g}}<br>{AXIS_TITLES.get(x, x)}: %{{x:.4g}}"
                                    "<extra></extra>"),
                 ), row=1, col=col)
-        for mcol, mx, my in means:
-            fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name="mean over seeds", legendgroup="mean",
-                                     showlegend=not shown_mean, hoverinfo="skip",
-                                     marker=dict(symbol="line-ew-open", size=16, color="black", line=dict(width=2))),
-                          row=1, col=mcol)
-            shown_mean = True
-        means.clear()
         front = part_all[mask].sort_values(x)
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", legendgroup="front",
                                  showlegend=col == 1, hoverinfo="skip",

@@ -38,7 +38,7 @@ from lknas.errors import LknasError
 from lknas.io import make_run_dir, write_json_atomic, write_text_atomic
 from lknas.train.checkpoint import load_checkpoint, save_checkpoint
 from lknas.train.proxy import _autocast, _device, evaluate
-from lknas.train.recipe import backward_and_step, make_optimizer, make_scheduler
+from lknas.train.recipe import backward_and_step, fitted_warmup, make_optimizer, make_scheduler
 
 __all__ = ["SeededMixup", "TrainRecipe", "train_full", "check_recipe"]
 
@@ -66,13 +66,13 @@ class TrainRecipe:
     model_ema: bool = True
     ema_decay: float = 0.9999
     resolution: int = 224
-    workers: int = field(default_factory=lambda: default_workers())
+    workers: int = field(default_factory=default_workers)
     seed: int = 0
 
     @property
     def effective_warmup(self) -> float:
-        """The warm-up that fits the run: it ends at least one epoch before the last."""
-        return min(self.warmup_epochs, max(0, self.epochs - 1))
+        """The warm-up that fits the run (`lknas.train.recipe.fitted_warmup`)."""
+        return fitted_warmup(self.warmup_epochs, self.epochs)
 
     @property
     def peak_lr(self) -> float:

@@ -26,7 +26,7 @@ from lknas.arch import ArchConfig
 from lknas.models import build_model
 from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
-from lknas.train.recipe import backward_and_step, make_loss, make_optimizer, make_scheduler
+from lknas.train.recipe import backward_and_step, fitted_warmup, make_loss, make_optimizer, make_scheduler
 
 __all__ = ["train_proxy", "evaluate", "ProxyResult", "STATUSES"]
 
@@ -178,16 +178,6 @@ def train_proxy(
     return result
 
 
-def warmup_for(warmup_epochs: float, total_steps: int, per_epoch: int) -> float:
-    """The warm-up a run of `total_steps` gets: it ends an epoch before the run does; a one-epoch
-    run drops a warm-up of whole epochs (the default) and keeps a fraction of its one epoch, up to
-    half of it (0.05 of an 800-step proxy run is 40 steps)."""
-    epochs = math.ceil(total_steps / per_epoch)
-    if epochs > 1:
-        return min(warmup_epochs, epochs - 1)
-    return min(warmup_epochs, 0.5 * total_steps / per_epoch) if warmup_epochs < 1 else 0.0
-
-
 def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) -> None:
     per_epoch = len(bundle.train)
     if per_epoch == 0:
@@ -196,7 +186,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     total_steps = cfg.steps or cfg.epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
     optimizer = make_optimizer(model, cfg.optimizer, float(cfg.lr), float(cfg.weight_decay))
-    scheduler = make_scheduler(optimizer, epochs, warmup_for(cfg.warmup_epochs, total_steps, per_epoch), per_epoch)
+    scheduler = make_scheduler(optimizer, epochs, fitted_warmup(cfg.warmup_epochs, total_steps / per_epoch),
+                               per_epoch)
     loss_fn = make_loss(cfg.label_smoothing)
     amp, amp_dtype = _autocast(dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -4,6 +4,8 @@ Kept apart from the loops so the proxy trainer and the full trainer share one re
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
@@ -15,6 +17,17 @@ __all__ = ["make_optimizer", "make_scheduler", "make_loss", "backward_and_step"]
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """timm's `create_optimizer_v2`: no weight decay on biases, norms and `no_weight_decay()` params."""
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay)
+
+
+def fitted_warmup(warmup_epochs: float, run_epochs: float) -> float:
+    """The warm-up a run of `run_epochs` (a fraction for a step budget) gets: it ends an epoch
+    before the run does; a one-epoch run drops a warm-up of whole epochs (the default) and keeps a
+    fraction of its one epoch, up to half of it (0.05 of an 800-step proxy run is 40 steps).
+    The proxy trainer and the full recipe share this rule."""
+    epochs = math.ceil(run_epochs)
+    if epochs > 1:
+        return min(warmup_epochs, epochs - 1)
+    return min(warmup_epochs, 0.5 * run_epochs) if warmup_epochs < 1 else 0.0
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, epochs: int, warmup_epochs: float, updates_per_epoch: int):
