@@ -46,6 +46,8 @@ class TrainConfig:
     seed: int = 0
     data_seed: int | None = None  # a synthetic data set's seed; None: `seed` (a re-training with another
     # seed keeps the data set: lknas.search.confirm, lknas fidelity)
+    curriculum: str | None = None  # an easier data set trained on first (e.g. shorter distances)
+    curriculum_fraction: float = 0.25  # the share of the steps spent on it
 
     @property
     def is_fixed(self) -> bool:
@@ -147,6 +149,8 @@ TRAIN_FIELDS: dict[str, Field] = {
     "time_limit": float_field("time_limit", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
     "seed": int_field("seed", 0, MAX_SEED, searchable=False),
     "data_seed": int_field("data_seed", 0, MAX_SEED, nullable=True, searchable=False),
+    "curriculum": str_field("curriculum", nullable=True),
+    "curriculum_fraction": float_field("curriculum_fraction", 0, 1, lo_open=True, hi_open=True, searchable=False),
 }
 SEARCH_FIELDS: dict[str, Field] = {
     "sampler": enum_field("sampler", SAMPLERS, searchable=False),

@@ -156,8 +156,10 @@ def bool_field(name: str, *, searchable: bool = True) -> Field:
 MAX_TEXT = 4096  # characters of a free-text value (a data-set name with its path)
 
 
-def str_field(name: str) -> Field:
+def str_field(name: str, *, nullable: bool = False) -> Field:
     def check(v: Any) -> Any:
+        if v is None and nullable:
+            return v
         if not isinstance(v, str) or not v or len(v) > MAX_TEXT:
             raise Invalid(f"{name} must be a non-empty string of at most {MAX_TEXT} characters; got {describe(v)}")
         return v

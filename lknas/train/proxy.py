@@ -2,7 +2,8 @@
 
 The unit of work of a search trial: timm's AdamW + cosine (with warm-up), label smoothing, drop
 path, SLaK-style dynamic sparsity when the architecture asks for it, AMP and channels-last on CUDA,
-a budget in epochs or steps plus an optional time limit, evaluation each epoch and a `report`
+a budget in epochs or steps plus an optional time limit, an optional curriculum (the first
+`curriculum_fraction` of the steps on an easier data set), evaluation each epoch and a `report`
 callback per epoch (the search's early-stopping hook). Seeded and deterministic on CPU.
 
 A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
@@ -14,7 +15,8 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +132,33 @@ def _load_data(data: Any, cfg: TrainConfig, device: torch.device):
     return data
 
 
+def curriculum_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """How many of `total_steps` train on `cfg.curriculum` (0 without one)."""
+    if not cfg.curriculum:
+        return 0
+    return min(total_steps, max(1, round(cfg.curriculum_fraction * total_steps)))
+
+
+def _curriculum_batches(cfg: TrainConfig, bundle: Any, dev: torch.device, steps: int) -> Iterator:
+    """`steps` batches of the easier data set `cfg.curriculum`, drawn like the main set's (same
+    resolution, batch size, data and order seeds); a synthetic set is drawn at exactly that size."""
+    if steps == 0:
+        return iter(())
+    from lknas.data import SYNTHETIC, build_data, parse_spec
+
+    synthetic = parse_spec(cfg.curriculum).kind in SYNTHETIC
+    easy = build_data(cfg.curriculum, resolution=getattr(bundle, "resolution", cfg.resolution),
+                      batch_size=cfg.batch_size, seed=cfg.data_set_seed, order_seed=cfg.seed, device=str(dev),
+                      train_size=steps * cfg.batch_size if synthetic else None,
+                      val_size=cfg.batch_size if synthetic else None)
+
+    def cycle() -> Iterator:
+        while True:
+            yield from easy.train
+
+    return itertools.islice(cycle(), steps)
+
+
 def train_proxy(
     arch: ArchConfig,
     train_cfg: TrainConfig | None = None,
@@ -193,10 +222,12 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     sparsity = None
     step = 0
+    easy = _curriculum_batches(cfg, bundle, dev, curriculum_steps(cfg, total_steps))
     for epoch in range(epochs):
         model.train()
         loss_sum, n_seen = 0.0, 0
-        for x, y in bundle.train:
+        batches = itertools.chain(easy, bundle.train) if epoch == 0 else bundle.train  # the easier set first
+        for x, y in batches:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)

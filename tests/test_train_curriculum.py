@@ -1,0 +1,78 @@
+"""The proxy trainer's curriculum: the first `curriculum_fraction` of the steps on an easier set."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lknas.data import build_data
+from lknas.space import TrainConfig, load_space
+from lknas.errors import SpaceError
+from lknas.train import train_proxy
+from lknas.train.proxy import curriculum_steps
+from tests.helpers import small_arch
+
+MAIN, EASY = "pointer:miss=20,distance=0.5-0.8", "pointer:miss=20,distance=0.1-0.2"
+CFG = TrainConfig(steps=10, batch_size=16, resolution=32, lr=1e-3, warmup_epochs=0, seed=3, data_seed=5,
+                  curriculum=EASY, curriculum_fraction=0.3)
+
+
+def test_curriculum_steps_are_a_fraction_of_the_budget():
+    assert curriculum_steps(CFG, 10) == 3
+    assert curriculum_steps(CFG, 3200) == 960  # a 4x budget keeps the share, not the count
+    assert curriculum_steps(CFG.replace(curriculum_fraction=0.01), 10) == 1  # never rounds to nothing
+    assert curriculum_steps(CFG.replace(curriculum=None), 10) == 0
+
+
+def _seen_batches(cfg: TrainConfig, bundle, monkeypatch) -> list[torch.Tensor]:
+    """The training batches the model was given, in order."""
+    import lknas.train.proxy as proxy
+
+    seen: list[torch.Tensor] = []
+    real_build = proxy.build_model
+
+    def build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].clone()) if m.training else None)
+        return model
+
+    monkeypatch.setattr(proxy, "build_model", build)
+    result = train_proxy(small_arch(), cfg, bundle)
+    assert result.status == "ok", result.error
+    return seen
+
+
+def test_the_first_steps_train_on_the_easier_set_then_the_main_one(monkeypatch):
+    bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=160, val_size=32)
+    seen = _seen_batches(CFG, bundle, monkeypatch)
+    assert len(seen) == 10
+    easy = build_data(EASY, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=3 * 16, val_size=16)
+    bundle.train.set_epoch(0)
+    expected = [x for x, _ in easy.train] + [x for x, _ in bundle.train][:7]
+    assert len(expected) == 10
+    for got, want in zip(seen, expected):
+        assert torch.equal(got, want)
+    bundle.train.set_epoch(0)
+    plain = _seen_batches(CFG.replace(curriculum=None), bundle, monkeypatch)
+    bundle.train.set_epoch(0)
+    assert all(torch.equal(g, w) for g, w in zip(plain, [x for x, _ in bundle.train]))  # no curriculum: main set only
+    assert not torch.equal(plain[0], seen[0])
+
+
+def _space(tmp_path, train_extra: str):
+    path = tmp_path / "space.yaml"
+    path.write_text("name: s\nstem: {type: replk}\nblock: replk\nstages:\n  - {depth: 1, width: 8, kernel: 7}\n"
+                    f"train:\n  dataset: pointer\n{train_extra}")
+    return path
+
+
+def test_the_space_file_sets_it_and_round_trips(tmp_path):
+    space = load_space(_space(tmp_path, "  curriculum: 'pointer:distance=0.1-0.25'\n  curriculum_fraction: 0.3\n"))
+    assert space.train.curriculum == "pointer:distance=0.1-0.25" and space.train.curriculum_fraction == 0.3
+    assert TrainConfig(**space.train.to_dict()) == space.train
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.2, "half"])
+def test_a_fraction_outside_zero_one_is_refused_by_name(tmp_path, value):
+    with pytest.raises(SpaceError) as err:
+        load_space(_space(tmp_path, f"  curriculum: pointer\n  curriculum_fraction: {value}\n"))
+    assert "train.curriculum_fraction" in str(err.value)
