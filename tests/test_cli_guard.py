@@ -209,6 +209,15 @@ def test_a_refused_search_leaves_no_run_directory(capsys, tiny, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_curriculum_of_another_task_is_refused_before_any_trial(capsys, tiny, tmp_path):
+    text = tiny.read_text().replace("warmup_epochs: 0,", "warmup_epochs: 0, curriculum: 'shapes',")
+    tiny.write_text(text)
+    out = tmp_path / "run"
+    code, err = run(capsys, "search", "--space", str(tiny), "--out", str(out))
+    assert code == 2 and "train.curriculum 'shapes' has num_classes" in err, err
+    assert not out.exists()
+
+
 def test_a_failed_trial_exits_2_with_its_status(capsys, tmp_path):
     # the largest lr and weight decay a space allows: AdamW's decay makes the loss nan within 8 steps
     arch = write_tiny_space(tmp_path / "diverging.yaml", steps=8, lr=10, weight_decay=10)

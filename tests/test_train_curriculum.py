@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lknas.data import build_data
+from lknas.data import DataError, build_data
 from lknas.space import TrainConfig, load_space
 from lknas.errors import SpaceError
 from lknas.train import train_proxy
@@ -56,6 +56,12 @@ def test_the_first_steps_train_on_the_easier_set_then_the_main_one(monkeypatch):
     bundle.train.set_epoch(0)
     assert all(torch.equal(g, w) for g, w in zip(plain, [x for x, _ in bundle.train]))  # no curriculum: main set only
     assert not torch.equal(plain[0], seen[0])
+
+
+def test_a_curriculum_of_another_task_is_refused_by_name():
+    bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, train_size=160, val_size=32)
+    with pytest.raises(DataError, match="train.curriculum 'shapes'.*num_classes"):
+        train_proxy(small_arch(), CFG.replace(curriculum="shapes"), bundle)
 
 
 def _space(tmp_path, train_extra: str):

@@ -184,9 +184,11 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     train_cfg = space_obj.train.replace(**train_overrides)
 
     from lknas.data import build_data
+    from lknas.train.proxy import check_curriculum
 
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
+    check_curriculum(train_cfg, bundle)
     done = _searched(store)
     remaining = search.trials - done
     summary = lambda: _summary(store, space_obj, search, settings)  # noqa: E731

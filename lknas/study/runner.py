@@ -235,6 +235,8 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
               stream) -> ScaleOutcome:
     from lknas.data import build_data
     from lknas.search.store import run_objectives
+    from lknas.space.configs import TrainConfig
+    from lknas.train.proxy import check_curriculum
 
     objectives = run_objectives(settings)
     run = settings["search"]
@@ -244,6 +246,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
         bundle = build_data(key[0], resolution=key[1], batch_size=train["batch_size"], seed=key[2],
                             subset=train.get("subset"))
         classes[key[0]] = (bundle.num_classes, bundle.in_chans)
+        check_curriculum(TrainConfig(**train), bundle)
     done = {int(r["trial"]) for r in store.rows() if "trial" in r}
     todo = [j for j in jobs if j.trial not in done]
     summary = lambda: _summary(store, settings, len(jobs))  # noqa: E731
