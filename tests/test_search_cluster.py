@@ -127,3 +127,21 @@ def test_ray_init_errors_are_told_apart(monkeypatch):
     bug = ValueError("a bug")
     assert _join_error("h:1", bug) is bug
 
+
+@pytest.mark.parametrize("value, gpus, expected", [("", 0, "cpu"), ("", 0.5, "cuda"), ("cpu", 0.5, "cpu"),
+                                                    ("CUDA", 1, "cuda")])
+def test_the_trial_device_follows_the_gpu_request_unless_set(monkeypatch, value, gpus, expected):
+    from lknas.device import trial_device
+
+    monkeypatch.setenv("LKNAS_TRIAL_DEVICE", value)
+    assert trial_device(gpus) == expected
+
+
+@pytest.mark.parametrize("value, gpus, message", [("tpu", 1, "LKNAS_TRIAL_DEVICE=tpu: trials train on cpu or cuda"),
+                                                  ("cuda", 0, "Ray gives such trials no GPU; pass --gpus-per-trial")])
+def test_a_bad_trial_device_is_refused_naming_the_variable(monkeypatch, value, gpus, message):
+    from lknas.device import trial_device
+
+    monkeypatch.setenv("LKNAS_TRIAL_DEVICE", value)
+    with pytest.raises(LknasError, match=message):
+        trial_device(gpus)
