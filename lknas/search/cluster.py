@@ -123,7 +123,9 @@ def init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus
     """Start or join Ray (see the module docstring), then check that one trial fits on a node.
 
     Raises:
-        LknasError: no cluster at `address`, Ray cannot start, or a trial fits on no node.
+        LknasError: no cluster at `address`, the cluster refused our credentials (token
+            authentication), its Ray or Python version differs, Ray cannot start, or a trial fits
+            on no node.
     """
     import ray
 
