@@ -174,8 +174,9 @@ def test_more_gpus_per_trial_than_a_node_declares_is_refused_at_once(gpu_cluster
 @pytest.fixture(scope="module")
 def packed_run(gpu_cluster, tmp_path_factory):
     """4 trials, 1 CPU and half a declared GPU each, on 2 nodes of 2 CPUs and 1 GPU: two trials
-    per GPU at once (100 steps, so that a trial outlasts the few seconds between trial starts). Trained on the CPU (LKNAS_TRIAL_DEVICE=cpu); Ray Tune's storage on a path
-    standing for an NFS mount."""
+    per GPU at once (100 steps, so that a trial outlasts the seconds between trial starts),
+    trained on the CPU (LKNAS_TRIAL_DEVICE=cpu); Ray Tune's storage on a path standing for an NFS
+    mount."""
     import ray
 
     cluster, _ = gpu_cluster
@@ -184,25 +185,23 @@ def packed_run(gpu_cluster, tmp_path_factory):
     ray.shutdown()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LKNAS_TRIAL_DEVICE", "cpu")
-        start = time.monotonic()
         code = search(tmp, cluster.address, "--trials", "4", "--steps", "100", "--cpus-per-trial", "1",
                       "--gpus-per-trial", "0.5", "--ray-storage", str(shared), "--confirm", "0")
-        seconds = time.monotonic() - start
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     ray.shutdown()
     assert code == 0
-    return pd.read_csv(tmp / "run" / "trials.csv"), shared, nodes, seconds
+    return pd.read_csv(tmp / "run" / "trials.csv"), shared, nodes
 
 
 def test_trials_ran_on_both_nodes_and_trials_csv_names_each_trials_node(packed_run):
-    trials, _, nodes, _ = packed_run
+    trials, _, nodes = packed_run
     assert len(trials) == 4 and set(trials["status"]) == {"ok"}
     assert set(trials["node"]) == nodes and len(nodes) == 2
     assert trials["node_ip"].notna().all()
 
 
 def test_half_a_gpu_per_trial_packs_two_trials_on_each_declared_gpu(packed_run):
-    trials, _, _, _ = packed_run
+    trials, _, _ = packed_run
     assert (trials["gpu_ids"].astype(str) == "0").all()  # each node's one logical GPU, given to every trial
     assert (trials["device"] == "cpu").all()  # LKNAS_TRIAL_DEVICE: trained on the CPU all the same
     for node, rows in trials.groupby("node"):
@@ -213,7 +212,7 @@ def test_half_a_gpu_per_trial_packs_two_trials_on_each_declared_gpu(packed_run):
 
 
 def test_a_shared_ray_storage_holds_the_experiment_and_every_trial(packed_run):
-    trials, shared, _, _ = packed_run
+    trials, shared, _ = packed_run
     (experiment,) = [p for p in shared.iterdir() if p.is_dir()]
     assert (experiment / "tuner.pkl").is_file()
     assert list(experiment.glob("experiment_state-*.json"))
