@@ -3,6 +3,11 @@
 'auto' is CUDA when torch sees a GPU, else the CPU. Asking for CUDA where torch sees none (no
 GPU, no driver, or a CPU-only torch build), or for a GPU index that does not exist, is a user
 error (`LknasError`) naming the flag and the fix, not a driver traceback from deep inside torch.
+
+`trial_device`: the device Ray trials train on. A trial that asks for GPUs (`--gpus-per-trial`)
+trains on 'cuda', which in a Ray worker is the GPU Ray gave it (Ray sets CUDA_VISIBLE_DEVICES);
+`LKNAS_TRIAL_DEVICE=cpu` keeps the GPU request for scheduling and trains on the CPU (GPUs declared
+as logical resources, `ray start --num-gpus 1`, on machines without one: the tests do this).
 """
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import torch
 
 from lknas.errors import LknasError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "trial_device", "TRIAL_DEVICE_ENV"]
+
+TRIAL_DEVICE_ENV = "LKNAS_TRIAL_DEVICE"
 
 
 def resolve_device(device: str | torch.device | None, flag: str = "--device") -> torch.device:
@@ -36,3 +43,24 @@ def resolve_device(device: str | torch.device | None, flag: str = "--device") ->
     elif dev.type != "cpu":
         raise LknasError(f"{flag} {device}: lknas runs on cpu or cuda; use cpu, cuda, cuda:N or auto")
     return dev
+
+
+def trial_device(gpus_per_trial: float) -> str:
+    """'cuda' when a trial asks for GPUs, else 'cpu'; $LKNAS_TRIAL_DEVICE (cpu or cuda) overrides it.
+    Checked on the driver; the workers' GPUs are Ray's to give.
+
+    Raises:
+        LknasError: LKNAS_TRIAL_DEVICE is neither cpu nor cuda, or cuda without --gpus-per-trial.
+    """
+    import os
+
+    chosen = os.environ.get(TRIAL_DEVICE_ENV, "").strip().lower()
+    if not chosen:
+        return "cuda" if gpus_per_trial > 0 else "cpu"
+    if chosen not in ("cpu", "cuda"):
+        raise LknasError(f"{TRIAL_DEVICE_ENV}={chosen}: trials train on cpu or cuda (the GPU Ray gives each); "
+                         f"set it to cpu or cuda, or unset it")
+    if chosen == "cuda" and gpus_per_trial <= 0:
+        raise LknasError(f"{TRIAL_DEVICE_ENV}=cuda with --gpus-per-trial 0: Ray gives such trials no GPU; pass "
+                         f"--gpus-per-trial (e.g. 0.5 or 1), or unset {TRIAL_DEVICE_ENV}")
+    return chosen

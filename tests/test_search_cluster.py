@@ -74,3 +74,74 @@ def test_a_connected_clusters_resources_are_checked_per_node(local_ray):
         check_trial_resources(64, 0)
     with pytest.raises(LknasError, match=r"--gpus-per-trial 1: the Ray cluster has .*0 GPUs"):
         check_trial_resources(1, 1)
+
+
+def test_an_unreadable_or_empty_ray_auth_token_path_is_refused_naming_it(tmp_path, monkeypatch):
+    """Ray aborts the whole process on such a file: lknas says what is wrong first."""
+    from lknas.search.handshake import token_source
+
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(LknasError, match=r"RAY_AUTH_TOKEN_PATH=.*missing: cannot read it"):
+        token_source()
+    (tmp_path / "empty").write_text("\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "empty"))
+    with pytest.raises(LknasError, match=r"the file is empty.*ray get-auth-token"):
+        token_source()
+    (tmp_path / "token").write_text("ab" * 32)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    assert token_source() == f"RAY_AUTH_TOKEN_PATH={tmp_path / 'token'}"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "cd" * 32)  # Ray's order: the variable first
+    assert token_source() == "RAY_AUTH_TOKEN"
+
+
+def test_a_cluster_with_other_ray_or_python_versions_is_refused_with_both(monkeypatch):
+    from lknas.search import handshake
+
+    monkeypatch.setattr(handshake, "local_versions", lambda: ("2.60.0", "3.11.7"))
+    monkeypatch.delenv("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", raising=False)
+    handshake.check_versions("h:1", "2.60.0", "3.11.7")
+    with pytest.raises(LknasError, match=r"Ray version mismatch: the cluster runs Ray 2.59.0 on Python 3.11.7, "
+                                         r"this machine Ray 2.60.0 .*ray\[tune\]==2.59.0"):
+        handshake.check_versions("h:1", "2.59.0", "3.11.7")
+    with pytest.raises(LknasError, match="Python 3.11.9"):  # Ray's default: the same patch level
+        handshake.check_versions("h:1", "2.60.0", "3.11.9")
+    monkeypatch.setenv("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", "minor")
+    handshake.check_versions("h:1", "2.60.0", "3.11.9")
+
+
+def test_ray_init_errors_are_told_apart(monkeypatch):
+    """What `ray.init` raises when the handshake could not tell beforehand (another Ray)."""
+    from lknas.search.cluster import _join_error
+
+    class AuthenticationError(Exception):
+        pass
+
+    auth = _join_error("h:1", AuthenticationError("Token authentication is enabled but no token was found"))
+    assert "refused our credentials" in str(auth) and "RAY_AUTH_MODE=token" in str(auth)
+    mismatch = _join_error("h:1", RuntimeError("Version mismatch: The cluster was started with:\n    Ray: 2.59.0\n"
+                                               "    Python: 3.11.7\nThis process on node x was started with:\n"
+                                               "    Ray: 2.60.0\n    Python: 3.11.7\n"))
+    assert "Ray version mismatch" in str(mismatch) and "Ray: 2.59.0" in str(mismatch) and "\n" not in str(mismatch)
+    assert "could not join it" in str(_join_error("h:1", ConnectionError("Failed to connect to Ray cluster")))
+    bug = ValueError("a bug")
+    assert _join_error("h:1", bug) is bug
+
+
+@pytest.mark.parametrize("value, gpus, expected", [("", 0, "cpu"), ("", 0.5, "cuda"), ("cpu", 0.5, "cpu"),
+                                                    ("CUDA", 1, "cuda")])
+def test_the_trial_device_follows_the_gpu_request_unless_set(monkeypatch, value, gpus, expected):
+    from lknas.device import trial_device
+
+    monkeypatch.setenv("LKNAS_TRIAL_DEVICE", value)
+    assert trial_device(gpus) == expected
+
+
+@pytest.mark.parametrize("value, gpus, message", [("tpu", 1, "LKNAS_TRIAL_DEVICE=tpu: trials train on cpu or cuda"),
+                                                  ("cuda", 0, "Ray gives such trials no GPU; pass --gpus-per-trial")])
+def test_a_bad_trial_device_is_refused_naming_the_variable(monkeypatch, value, gpus, message):
+    from lknas.device import trial_device
+
+    monkeypatch.setenv("LKNAS_TRIAL_DEVICE", value)
+    with pytest.raises(LknasError, match=message):
+        trial_device(gpus)

@@ -8,7 +8,9 @@
   minutes (20 attempts of 40 s in Ray 2.x). 'auto' must find a running cluster on this machine;
   HOST:PORT (or ray://HOST:PORT) must accept a TCP connection within `CONNECT_TIMEOUT_S` and answer
   an HTTP/2 greeting as Ray's gRPC servers do (skipped with RAY_USE_TLS), so a closed port, a
-  silent one or another kind of server fails in seconds.
+  silent one or another kind of server fails in seconds. Then `handshake` asks the cluster's GCS
+  whether it takes this driver: a refused token and a Ray/Python version mismatch are told apart
+  from "no cluster there", each with its fix (`lknas.search.handshake`).
 - Either way, once connected, `check_trial_resources` refuses a per-trial request that no node of
   the cluster can hold, with the cluster's resources in the message.
 
@@ -22,6 +24,7 @@ import socket
 from typing import Any
 
 from lknas.errors import LknasError
+from lknas.search.handshake import TOKEN_HINT, handshake
 
 __all__ = ["init_ray", "check_address", "check_trial_resources", "describe_cluster", "CONNECT_TIMEOUT_S"]
 
@@ -64,6 +67,8 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     for candidate in _candidates(host):
         reason = _probe(candidate, port, timeout)
         if not reason:
+            if not address.startswith("ray://"):  # Ray Client has no GCS to ask
+                handshake(address, f"{candidate}:{port}")
             return
         reasons.append(reason)
     raise LknasError(f"--address {address}: no Ray cluster answers there ({'; '.join(reasons)}); {_START_HINT}")
@@ -118,7 +123,9 @@ def init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus
     """Start or join Ray (see the module docstring), then check that one trial fits on a node.
 
     Raises:
-        LknasError: no cluster at `address`, Ray cannot start, or a trial fits on no node.
+        LknasError: no cluster at `address`, the cluster refused our credentials (token
+            authentication), its Ray or Python version differs, Ray cannot start, or a trial fits
+            on no node.
     """
     import ray
 
@@ -130,16 +137,8 @@ def init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus
             check_address(address)
             try:
                 ray.init(address=address, **kwargs)
-            except (ConnectionError, TimeoutError, RuntimeError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise LknasError(f"--address {address}: something answers there but Ray could not join it as a "
-                                 f"cluster ({first}); {_START_HINT}") from None
-            except Exception as err:
-                if type(err).__name__ == "AuthenticationError":
-                    raise LknasError(f"--address {address}: the cluster requires Ray's auth token; copy it from the "
-                                     f"head's ~/.ray/auth_token to this machine's (or set RAY_AUTH_TOKEN_PATH or "
-                                     f"RAY_AUTH_TOKEN)") from None
-                raise
+            except Exception as err:  # what the handshake could not tell beforehand
+                raise _join_error(address, err) from None
         else:
             cpus, gpus = _local_resources()
             _refuse_unless_fits(cpus_per_trial, gpus_per_trial, [(cpus, gpus)],
@@ -152,6 +151,24 @@ def init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus
                                  f"$RAY_TMPDIR/ray (default /tmp/ray): set RAY_TMPDIR to a writable directory "
                                  f"with free space") from None
     check_trial_resources(cpus_per_trial, gpus_per_trial)
+
+
+def _join_error(address: str, err: Exception) -> Exception:
+    """The LknasError for an exception of `ray.init(address=...)`, or `err` itself when it is not
+    about the cluster (a bug)."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if type(err).__name__ == "AuthenticationError":
+        return LknasError(f"--address {address}: the Ray cluster there refused our credentials (token "
+                          f"authentication: {first}); {TOKEN_HINT}")
+    if "Version mismatch" in text:
+        versions = " ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+        return LknasError(f"--address {address}: Ray version mismatch ({versions}); install the cluster's Ray and "
+                          f"Python here, or start every node with this machine's")
+    if isinstance(err, (ConnectionError, TimeoutError, RuntimeError)):
+        return LknasError(f"--address {address}: something answers there but Ray could not join it as a cluster "
+                          f"({first}); {_START_HINT}")
+    return err
 
 
 def _count(n: float, what: str) -> str:

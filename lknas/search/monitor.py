@@ -57,6 +57,7 @@ class SearchMonitor(Callback):
         self.summary = summary
         self.started = time.monotonic()
         self.running: set[str] = set()
+        self.actors: dict[str, str] = {}  # trial id -> the Ray actor that runs it
         self.counts = {"ok": 0, "infeasible": 0, "failed": 0, "truncated": 0}
         self.best: dict[str, tuple[float, int]] = {}
         self.finished_now = 0
@@ -78,6 +79,9 @@ class SearchMonitor(Callback):
     # ------------------------------------------------------------------ Ray Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
+        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        if actor is not None:
+            self.actors[trial.trial_id] = actor._actor_id.hex()
         self._render()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -92,7 +96,19 @@ class SearchMonitor(Callback):
         row["trial"] = row.get("trial", trial.config.get(NUMBER_KEY, -1))
         row["status"] = "error"
         row.setdefault("error", f"the trial's worker failed: {getattr(trial, 'error_file', None) or 'see Ray logs'}")
+        if not row.get("node"):  # it failed before its first report (e.g. its node died): ask Ray where it ran
+            row.update(self._actor_node(trial.trial_id))
         self._finish(trial, row)
+
+    def _actor_node(self, trial_id: str) -> dict[str, Any]:
+        """{'node', 'node_ip'} of the actor that ran `trial_id`, from Ray's actor table ({} if unknown)."""
+        try:
+            from ray._private.state import actors
+
+            address = actors(self.actors[trial_id])["Address"]
+            return {"node": address["NodeID"], "node_ip": address["IPAddress"]} if address.get("NodeID") else {}
+        except Exception:  # no record of it: the row keeps no node
+            return {}
 
     # ------------------------------------------------------------------ bookkeeping
     def _finish(self, trial: Any, row: dict[str, Any]) -> None:

@@ -192,7 +192,9 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     done = _searched(store)
     remaining = search.trials - done
     summary = lambda: _summary(store, space_obj, search, settings)  # noqa: E731
-    device = "cuda" if search.gpus_per_trial > 0 else "cpu"
+    from lknas.device import trial_device
+
+    device = trial_device(search.gpus_per_trial)
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
                        threads=max(1, int(search.cpus_per_trial)), device=device,

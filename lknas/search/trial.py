@@ -25,7 +25,7 @@ from lknas.search.samplers import record_constraints
 from lknas.search.store import PARAM_PREFIX
 from lknas.space.configs import Constraints, TrainConfig
 
-__all__ = ["TrialContext", "DefineByRun", "run_trial", "INTERNAL_KEYS"]
+__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "INTERNAL_KEYS"]
 
 NUMBER_KEY = "lknas.trial"
 INFEASIBLE_KEY = "lknas.infeasible"
@@ -123,7 +123,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     confirms, seed = config.pop(CONFIRMS_KEY, None), config.pop(SEED_KEY, None)
     params = {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
     torch.set_num_threads(max(1, ctx.threads))
-    base: dict[str, Any] = {"trial": number, "status": "running"}
+    base: dict[str, Any] = {"trial": number, "status": "running", **placement(ctx.device)}
     if confirms is not None:
         base.update(phase="confirm", confirms=int(confirms))
     try:
@@ -152,6 +152,21 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
     _train_and_report(arch, cfg, ctx, base)
+
+
+def placement(device: str) -> dict[str, Any]:
+    """Where a trial runs, for its row: `node` (the Ray node id), `node_ip`, `gpu_ids` (the GPUs
+    Ray gave it, comma-separated; '' for none), `device` (what it trains on) and `started_at`
+    (Unix time), so a multi-node run shows which node trained what, and when."""
+    import time
+
+    import ray
+
+    out: dict[str, Any] = {"device": device, "started_at": round(time.time(), 3)}
+    if ray.is_initialized():  # always, in a Ray worker
+        out.update(node=ray.get_runtime_context().get_node_id(), node_ip=ray.util.get_node_ip_address(),
+                   gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()))
+    return out
 
 
 def report(metrics: dict[str, Any]) -> None:

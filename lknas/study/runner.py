@@ -96,12 +96,12 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
     import torch
 
     from lknas import quiet
-    from lknas.search.trial import report
+    from lknas.search.trial import placement, report
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     job = ctx.jobs[int(config[NUMBER_KEY])]
     torch.set_num_threads(max(1, ctx.threads))
-    base: dict[str, Any] = {**job.identity(), "status": "running"}
+    base: dict[str, Any] = {**job.identity(), "status": "running", **placement(ctx.device)}
     try:
         with quiet.working():
             _run_job(job, ctx, base)
@@ -256,8 +256,10 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
         return ScaleOutcome(store.root, store.frame())
     cpus = float(run.get("cpus_per_trial") or 1)
     gpus = float(run.get("gpus_per_trial") or 0)
+    from lknas.device import trial_device
+
     ctx = ScaleContext(jobs=tuple(jobs), train=train, classes=classes, threads=max(1, int(cpus)),
-                       device="cuda" if gpus > 0 else "cpu", erf=erf)
+                       device=trial_device(gpus), erf=erf)
     from lknas.search.runner import _init_ray
 
     _init_ray(settings.get("address"), quiet, cpus, gpus)
