@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec, StemSpec
-from lknas.measure.complexity import complexity
+from lknas.measure.complexity import SNIP_PROBE, complexity
 from lknas.models import build_model, reparameterize
 from lknas.ops import DeployDWConv, DeployStripeConv, PeripheralLK, StripeLK
 from lknas.sparsity import DynamicSparsity, layer_densities, prune_fraction, sparse_parameters
@@ -460,6 +460,28 @@ def test_complexity_counts_erk_layer_densities():
     masked_numel = sum(p.numel() for p in sparsity.params.values())
     result = complexity(model, resolution=32)
     assert result["params_nonzero"] == result["params"] - masked_numel + sum(sparsity.n_active.values())
+
+
+@pytest.mark.parametrize("init", ["uniform", "erk", "snip"])
+def test_complexity_counts_the_densities_the_initializer_assigns(init):
+    """A freshly built model is counted as `DynamicSparsity` starts it (seed 0; SNIP on a seeded
+    Gaussian batch): each layer at the density its init assigns, not one density for all."""
+    model = tiny_model("stripe", init=init, targets="all")
+    fresh = complexity(model, resolution=32)
+    started = copy.deepcopy(model).train()
+    g = torch.Generator().manual_seed(0)
+    probe = (torch.randn(SNIP_PROBE, 3, 32, 32, generator=g), torch.randint(0, 4, (SNIP_PROBE,), generator=g))
+    sparsity = DynamicSparsity(started, started.arch.sparsity, total_steps=10, seed=0,
+                               snip_batch=probe if init == "snip" else None)
+    as_started = complexity(started, resolution=32)  # counted from its (masked) weights
+    masked_numel = sum(p.numel() for p in sparsity.params.values())
+    assert fresh["params_nonzero"] == fresh["params"] - masked_numel + sum(sparsity.n_active.values())
+    assert fresh["params_nonzero"] == as_started["params_nonzero"]
+    assert fresh["flops_sparse"] == as_started["flops_sparse"] < fresh["flops"]
+    if init != "uniform":
+        assert len({round(d, 3) for d in sparsity.densities().values()}) > 2
+        uniform = complexity(tiny_model("stripe", init="uniform", targets="all"), resolution=32)
+        assert fresh["flops_sparse"] != uniform["flops_sparse"]
 
 
 def test_deploy_form_keeps_the_zeros():
