@@ -101,7 +101,7 @@ def complexity(
         nonzero = sum(int(torch.count_nonzero(p)) for p in masked)
         # one decision for the whole model: layer densities differ under ERK/SNIP (some dense)
         sparse_now = total > 0 and _is_masked(nonzero / total, spec.density)
-        if total > 0 and not sparse_now:
+        if total > 0 and not sparse_now and spec.density < 1.0:  # the trainers mask nothing at 1.0
             counted, sparse_now = initially_masked(model, spec, resolution, in_chans), True
     was_training = model.training
     deploy = reparameterize(counted, resolution=resolution, in_chans=in_chans)  # the one deploy form

@@ -57,11 +57,11 @@ class DynamicSparsity:
     `optimizer`: its per-weight state is cleared where weights are masked (may be None).
     `snip_batch`: an (inputs, targets) batch for `spec.init == 'snip'`, scored with `loss_fn`
     (default cross-entropy); without one ERK is used, with a warning.
+    `seed`: for the random initial masks and random regrowth (default: drawn from torch's global
+    generator, so a seeded run is reproducible).
 
     Raises:
         ValueError: a setting of `spec` out of range or unknown (the message names the key).
-    `seed`: for the random initial masks and random regrowth (default: drawn from torch's global
-    generator, so a seeded run is reproducible).
     """
 
     def __init__(
