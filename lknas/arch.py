@@ -201,7 +201,7 @@ class ArchConfig:
             "stages": stages,
             "head": dataclasses.asdict(self.head),
             "drop_path": self.drop_path,
-            "sparsity": None if self.sparsity is None else dataclasses.asdict(self.sparsity),
+            "sparsity": None if self.sparsity is None else _sparsity_dict(self.sparsity),
         }
 
     @classmethod
@@ -267,3 +267,10 @@ class ArchConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _sparsity_dict(spec: SparsitySpec) -> dict[str, Any]:
+    """The spec's fields, without `snip_mask` at its default: architectures saved before the key
+    existed (results, checkpoints, resumable searches) keep the same YAML text."""
+    out = dataclasses.asdict(spec)
+    if out["snip_mask"] == SparsitySpec.snip_mask:
+        del out["snip_mask"]
+    return out

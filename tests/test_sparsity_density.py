@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -74,3 +76,18 @@ def test_unknown_names_are_rejected_with_the_key(key, value):
         check_spec(spec)
     with pytest.raises(ValueError, match=rf"sparsity\.{key}"):
         initial_counts({"a": torch.Size((4, 4))}, spec)
+
+
+def test_snip_mask_default_leaves_saved_architectures_unchanged():
+    """Architectures saved before `snip_mask` existed keep their YAML text and hash (trial names,
+    checkpoints, resumable searches); a non-default value round-trips."""
+    from tests.helpers import small_arch
+
+    arch = small_arch(density=0.6)
+    assert set(arch.to_dict()["sparsity"]) == {"density", "prune_rate", "update_interval", "growth", "init",
+                                               "targets"}
+    topk = arch.replace(sparsity=dataclasses.replace(arch.sparsity, init="snip", snip_mask="topk"))
+    assert topk.to_dict()["sparsity"]["snip_mask"] == "topk"
+    for a in (arch, topk):
+        assert type(a).from_yaml(a.to_yaml()) == a
+    assert arch.hash() != topk.hash()
