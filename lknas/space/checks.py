@@ -82,7 +82,7 @@ def _check_snip_mask(t: Template, issues: Issues) -> None:
     if not t.sparsity or "snip_mask" not in t.sparsity:
         return
     if t.sparsity["snip_mask"].values() == [SparsitySpec.snip_mask]:
-        return  # the default, written out by every saved architecture
+        return  # the default changes nothing whatever the init
     init = t.sparsity.get("init")
     inits = init.values() if init is not None else [SparsitySpec.init]
     if inits is not None and "snip" not in inits:
