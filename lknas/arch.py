@@ -25,6 +25,9 @@ HEAD_NORMS = ("ln", "bn", "none")
 SPARSITY_GROWTH = ("random", "gradient")
 SPARSITY_INIT = ("uniform", "erk", "snip")
 SPARSITY_TARGETS = ("large_kernels", "all")
+# init 'snip': 'random' (SLaK) takes only each layer's density from the SNIP scores and draws a
+# random mask at it; 'topk' keeps the globally most sensitive weights themselves
+SPARSITY_SNIP_MASKS = ("random", "topk")
 # how much each stem and downsample layer shrinks the map (input -> stage 1 is stride 4)
 STEM_REDUCTION = {"patch": 4, "replk": 4, "unirep": 4}
 DOWNSAMPLE_REDUCTION = {"patch": 2, "conv3": 2, "replk": 2, "none": 1}
@@ -110,6 +113,7 @@ class SparsitySpec:
     growth: str = "random"
     init: str = "erk"
     targets: str = "large_kernels"
+    snip_mask: str = "random"
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class ArchConfig:
             "stages": stages,
             "head": dataclasses.asdict(self.head),
             "drop_path": self.drop_path,
-            "sparsity": None if self.sparsity is None else dataclasses.asdict(self.sparsity),
+            "sparsity": None if self.sparsity is None else _sparsity_dict(self.sparsity),
         }
 
     @classmethod
@@ -263,3 +267,10 @@ class ArchConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _sparsity_dict(spec: SparsitySpec) -> dict[str, Any]:
+    """The spec's fields, without `snip_mask` at its default: architectures saved before the key
+    existed (results, checkpoints, resumable searches) keep the same YAML text."""
+    out = dataclasses.asdict(spec)
+    if out["snip_mask"] == SparsitySpec.snip_mask:
+        del out["snip_mask"]
+    return out

@@ -328,7 +328,8 @@ def format_complexity(name: str, result: dict) -> str:
     if "params_nonzero" in result:
         lines.append(
             f"  params nonzero{result['params_nonzero'] / 1e6:10.2f} M   "
-            f"(density {result['density']:g} on {result['sparsity_targets']})"
+            f"(density {result['density']:g} on {result['sparsity_targets']}, "
+            f"{result['sparsity_init']} layer densities)"
         )
     lines.append(f"  FLOPs         {result['flops'] / 1e9:10.3f} G   (MACs of the deploy form)")
     if "flops_sparse" in result:

@@ -173,6 +173,31 @@ def test_pos_embed_shared_per_stage(block, partial):
     assert model.stages[0].pos_embed.grad is not None
 
 
+@pytest.mark.parametrize("block", ["replk", "convnext"])
+def test_pos_embed_changes_the_net_through_its_batchnorm(block):
+    """In training mode the BN after the peripheral conv removes any per-channel constant, which
+    is all the literal formula (<w, h> added) would contribute. The weight-space embedding
+    survives it: the logits and the block outputs change, by something that varies over space."""
+    kernel = KernelSpec(size=(11,), type="peripheral", r_c=1, pos_embed=True)
+    torch.manual_seed(0)
+    model = build_model(tiny_arch(block, kernel, depths=(1, 1))).train()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    lk = model.stages[0].blocks[0].lk
+    with torch.no_grad():
+        model.stages[0].pos_embed.normal_(0.0, 0.1)
+        for m in model.modules():  # ConvNeXt's layer scale (1e-6) would hide any change
+            if getattr(m, "gamma", None) is not None and m.gamma.dim() == 1:
+                m.gamma.fill_(1.0)
+        y = model(x)
+        mix_in = torch.randn(4, lk.channels, 8, 8, generator=torch.Generator().manual_seed(2))
+        z = lk(mix_in)
+        for stage in model.stages:
+            stage.pos_embed.zero_()
+        y0, z0 = model(x), lk(mix_in)
+    assert (y - y0).abs().max() > 1e-4
+    assert (z - z0).flatten(2).std(dim=-1).min() > 1e-3  # the old form: ~1e-8
+
+
 def test_no_pos_embed_unless_asked():
     kernel = KernelSpec(size=(11,), type="peripheral", r_c=1, pos_embed=False)
     model = build_model(tiny_arch("convnext", kernel))

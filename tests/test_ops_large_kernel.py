@@ -248,31 +248,56 @@ def test_peripheral_gradients_reach_compact_weight():
     torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4)
 
 
-def _naive_pos_embed(x, w, h):
-    """Y = sum_ij w(i,j) * (Xpad(x+i, y+j) + h(i,j)): h added to every window position."""
-    k = w.shape[-1]
-    B, Cx, H, W = x.shape
-    cols = F.unfold(x, k, padding=k // 2).view(B, Cx, k * k, H * W)
-    cols = cols + h.reshape(1, Cx, k * k, 1)
-    return (cols * w.reshape(1, Cx, k * k, 1)).sum(2).view(B, Cx, H, W)
+def _pos_module(k0: int = 11, pos: nn.Parameter | None = None) -> PeripheralLK:
+    pos = pos if pos is not None else nn.Parameter(torch.randn(C, k0, k0) * 0.2)
+    return randomize_(PeripheralLK(C, 11, r_c=1, pos_embed=pos)).eval()
 
 
 @pytest.mark.parametrize("hw", SIZES)
 @pytest.mark.parametrize("k0", [11, 15])
-def test_peripheral_pos_embed_formula(hw, k0):
+def test_peripheral_pos_embed_is_added_to_the_expanded_kernel(hw, k0):
     pos = nn.Parameter(torch.randn(C, k0, k0))
-    module = randomize_(PeripheralLK(C, 11, r_c=1, pos_embed=pos)).eval()
+    module = _pos_module(k0, pos)
     assert module.pos_embed is pos
     x = _x(hw)
     with torch.no_grad():
         off = (k0 - 11) // 2
-        pre = _naive_pos_embed(x, module.expanded_weight(), pos[:, off:off + 11, off:off + 11])
-        torch.testing.assert_close(module(x), module.bn(pre), atol=1e-5, rtol=0)
+        applied = module.expanded_weight() + pos[:, None, off:off + 11, off:off + 11]
+        ref = module.bn(F.conv2d(x, applied, padding=5, groups=C))
+        torch.testing.assert_close(module(x), ref, atol=1e-5, rtol=0)
+        # the applied kernel is no longer constant inside a shared cell of the grid
+        assert applied[:, :, 0, :module.grid[0]].std(dim=-1).min() > 1e-3
     _check_merged(module, hw)
-    # the embedding matters
-    module.pos_embed = None
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_peripheral_pos_embed_contribution_varies_over_space(hw):
+    """The old input-side form added <w, h>: a per-channel constant after BN (spatial std ~1e-8).
+    Here the difference with and without the embedding is a feature map that varies over space."""
+    module = _pos_module()
+    x = _x(hw)
     with torch.no_grad():
-        assert not torch.allclose(module(x), module.bn(pre), atol=1e-3)
+        with_pos = module(x)
+        pos, module.pos_embed = module.pos_embed, None
+        without = module(x)
+        module.pos_embed = pos
+    diff = with_pos - without
+    assert diff.abs().max() > 1e-2  # the embedding changes the output
+    assert diff.flatten(2).std(dim=-1).min() > 1e-3  # ... and not by a constant per channel
+
+
+def test_peripheral_pos_embed_keeps_pruned_cells_zero():
+    """h lands only on the kernel's support: a compact weight masked to zero (dynamic sparsity)
+    leaves its whole expanded cell at zero in the applied and deploy kernels."""
+    module = _pos_module()
+    with torch.no_grad():
+        module.weight[:, :, 0, :] = 0.0  # the outermost row of cells pruned
+    width = int(module.grid[0])
+    assert torch.all(module.applied_weight()[:, :, :width, :] == 0)
+    assert torch.all(module.applied_weight()[:, :, width:, :] != 0)
+    w, _ = module.merged_kernel()
+    assert torch.all(w[:, :, :width, :] == 0)
+    _check_merged(module, (9, 9))
 
 
 def test_peripheral_pos_embed_gets_gradient_and_shape_check():

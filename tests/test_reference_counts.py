@@ -46,9 +46,14 @@ def counts():
     return get
 
 
+# (file, key) -> why a published number is not met yet (a strict xfail). SLaK-T's 5.0G sparse
+# FLOPs were one: 5.20G at one density 0.6 for every layer; counted with the per-layer densities
+# SLaK's SNIP assigns (stem, downsampling and head dense) they measure 4.95-4.97G.
 KNOWN_GAPS = {
-    ("slak_t", "flops_sparse"): "measured 5.20G with stripes kept and density 0.6 on all weights: "
-    "+4%; how SLaK counted its 5.0G is still open",
+    ("pelk_t", "flops_sparse"): "5.39G (-3.7%) with the per-layer densities the file's init (ERK on the "
+    "large kernels) assigns; one density 0.6 for every kernel, as counted before, gave 5.48G (-2.2%). "
+    "Uniform 0.6 counted per layer: 5.49G; SNIP on the large kernels 5.09G; SLaK's default (SNIP on all "
+    "weights) 3.28G. How PeLK counted its 5.6G is open",
 }
 
 CASES = [

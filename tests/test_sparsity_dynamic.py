@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec, StemSpec
-from lknas.measure.complexity import complexity
+from lknas.measure.complexity import SNIP_PROBE, complexity
 from lknas.models import build_model, reparameterize
 from lknas.ops import DeployDWConv, DeployStripeConv, PeripheralLK, StripeLK
 from lknas.sparsity import DynamicSparsity, layer_densities, prune_fraction, sparse_parameters
@@ -354,18 +354,24 @@ def test_density_one_masks_nothing_and_bad_arguments_raise():
 
 
 # ----------------------------------------------------------------------------- SNIP
-def test_snip_keeps_the_most_sensitive_weights():
-    model = tiny_model("dense", init="snip", density=0.4)
-    model.train()
-    x, y = batch(11, n=8)
+def _reference_snip_scores(model, x, y):
+    """|w * dL/dw| computed here, independently of lknas.sparsity, leaving the BN buffers as they were."""
     bn_before = {n: b.clone() for n, b in model.named_buffers()}
     ref = {n: p for n, p in model.named_parameters()}
-    params = {n: ref[n] for n in layer_densities(model, SparsitySpec(init="uniform"))}
+    params = {n: ref[n] for n in layer_densities(model, SparsitySpec(init="uniform", targets=model.arch.sparsity.targets))}
     loss = nn.functional.cross_entropy(model(x), y)
     grads = torch.autograd.grad(loss, list(params.values()))
     scores = {n: (p.detach() * g).abs() for (n, p), g in zip(params.items(), grads)}
     for n, b in model.named_buffers():  # undo this reference forward's BN update
         b.copy_(bn_before[n])
+    return scores, bn_before
+
+
+def test_snip_topk_keeps_the_most_sensitive_weights():
+    model = tiny_model("dense", init="snip", density=0.4, snip_mask="topk")
+    model.train()
+    x, y = batch(11, n=8)
+    scores, bn_before = _reference_snip_scores(model, x, y)
     sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10, snip_batch=(x, y))
     assert all(p.grad is None for p in model.parameters())  # SNIP leaves .grad alone
     assert all(torch.equal(b, bn_before[n]) for n, b in model.named_buffers())
@@ -378,6 +384,47 @@ def test_snip_keeps_the_most_sensitive_weights():
         assert torch.all(s[mask] >= threshold) and torch.all(s[~mask] <= threshold)
     # global top-k: the densities differ between layers
     assert len({round(d, 4) for d in sparsity.densities().values()}) > 1
+
+
+def test_snip_default_is_slak_random_mask_at_the_snip_densities():
+    """SLaK: SNIP decides how many weights each layer keeps, the mask itself is random; a layer
+    that SNIP leaves at >= 0.99 density is dense and never pruned."""
+    model = tiny_model("dense", init="snip", density=0.6, targets="all", update_interval=1, prune_rate=0.5)
+    assert model.arch.sparsity.snip_mask == "random"
+    model.train()
+    x, y = batch(11, n=8)
+    scores, _ = _reference_snip_scores(model, x, y)
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    threshold = torch.topk(flat, round(0.6 * flat.numel())).values[-1]
+    above = {n: int((s >= threshold).sum()) for n, s in scores.items()}
+    expected = layer_densities(model, model.arch.sparsity, snip_batch=(x, y))
+    sparsity = DynamicSparsity(model, model.arch.sparsity, total_steps=10, snip_batch=(x, y), seed=3)
+    assert sparsity.densities() == pytest.approx(expected)
+    dense = {n for n, s in scores.items() if above[n] >= 0.99 * s.numel()}
+    assert {"stem.0.weight", "head.fc.weight"} <= dense  # as in SLaK-T: stem, downsampling, head
+    in_top_k = []
+    for n, s in scores.items():
+        mask = sparsity.masks[n]
+        if n in dense:
+            assert bool(mask.all())
+            continue
+        assert int(mask.sum()) == above[n]  # the SNIP density ...
+        in_top_k.append(float((s[mask] >= threshold).float().mean()))
+    assert sum(in_top_k) / len(in_top_k) < 0.9  # ... but not the top-k weights: a random draw
+    assert len({round(d, 4) for d in sparsity.densities().values()}) > 2
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {n: sparsity.masks[n].clone() for n in dense}
+    for step in range(3):
+        train_step(model, opt, sparsity, step)
+    assert all(torch.equal(sparsity.masks[n], before[n]) for n in dense)  # never pruned
+    assert all(bool((sparsity.params[n] != 0).all()) for n in dense)
+
+
+def test_snip_mask_is_validated_by_name():
+    model = tiny_model("dense", init="snip")
+    bad = dataclasses.replace(model.arch.sparsity, snip_mask="top_k")
+    with pytest.raises(ValueError, match=r"sparsity\.snip_mask .*'top_k'.*snip_mask: random"):
+        DynamicSparsity(model, bad, total_steps=10, snip_batch=batch())
 
 
 def test_snip_without_batch_falls_back_to_erk():
@@ -413,6 +460,28 @@ def test_complexity_counts_erk_layer_densities():
     masked_numel = sum(p.numel() for p in sparsity.params.values())
     result = complexity(model, resolution=32)
     assert result["params_nonzero"] == result["params"] - masked_numel + sum(sparsity.n_active.values())
+
+
+@pytest.mark.parametrize("init", ["uniform", "erk", "snip"])
+def test_complexity_counts_the_densities_the_initializer_assigns(init):
+    """A freshly built model is counted as `DynamicSparsity` starts it (seed 0; SNIP on a seeded
+    Gaussian batch): each layer at the density its init assigns, not one density for all."""
+    model = tiny_model("stripe", init=init, targets="all")
+    fresh = complexity(model, resolution=32)
+    started = copy.deepcopy(model).train()
+    g = torch.Generator().manual_seed(0)
+    probe = (torch.randn(SNIP_PROBE, 3, 32, 32, generator=g), torch.randint(0, 4, (SNIP_PROBE,), generator=g))
+    sparsity = DynamicSparsity(started, started.arch.sparsity, total_steps=10, seed=0,
+                               snip_batch=probe if init == "snip" else None)
+    as_started = complexity(started, resolution=32)  # counted from its (masked) weights
+    masked_numel = sum(p.numel() for p in sparsity.params.values())
+    assert fresh["params_nonzero"] == fresh["params"] - masked_numel + sum(sparsity.n_active.values())
+    assert fresh["params_nonzero"] == as_started["params_nonzero"]
+    assert fresh["flops_sparse"] == as_started["flops_sparse"] < fresh["flops"]
+    if init != "uniform":
+        assert len({round(d, 3) for d in sparsity.densities().values()}) > 2
+        uniform = complexity(tiny_model("stripe", init="uniform", targets="all"), resolution=32)
+        assert fresh["flops_sparse"] != uniform["flops_sparse"]
 
 
 def test_deploy_form_keeps_the_zeros():

@@ -151,3 +151,11 @@ def test_a_warmup_longer_than_the_run_is_clamped_with_a_warning(tmp_path, capsys
 
 def test_default_loader_workers_follow_the_cores():
     assert TrainRecipe().workers == max(1, min(4, os.cpu_count() or 1))
+
+
+def test_snip_init_is_scored_on_a_training_batch(tmp_path, recwarn):
+    """SLaK's SNIP scores one training batch; the full trainer hands it over (no ERK fallback)."""
+    arch = dataclasses.replace(ARCH, sparsity=dataclasses.replace(ARCH.sparsity, init="snip"))
+    recipe = dataclasses.replace(RECIPE, epochs=1, warmup_epochs=0)
+    train_full(arch, ToyData(), recipe, tmp_path, progress=False)
+    assert not [w for w in recwarn if "SNIP" in str(w.message)]

@@ -11,26 +11,32 @@ The two differ only when a kernel outgrows its map (e.g. a 51 x 51 kernel on a 1
 the search ranks by what is applied, so choices that compute the same function cost the same.
 
 For architectures with dynamic sparsity the non-zero params and the FLOPs of the non-zero weights
-are reported too (`flops_sparse`, `flops_sparse_applied`): measured from the weights where they
-are already sparse (a trained model), else the expected count at the target density (a freshly
-built one).
+are reported too (`flops_sparse`, `flops_sparse_applied`), counted per deploy layer from its
+non-zero weights. A model whose weights are already sparse (a trained one) is counted as it is; a
+freshly built one is counted as the trainer would start it: a copy gets the initial masks of
+`DynamicSparsity` (seed 0), so each layer has the density its `sparsity.init` assigns (uniform,
+ERK, or SNIP's layer-wise densities, scored on a seeded Gaussian batch for want of data), and
+merged branches count the union of their kept positions.
 """
 from __future__ import annotations
 
 import logging
 import warnings
+from copy import deepcopy
 from typing import Any
 
 import torch
 from torch import nn
 
-from lknas.arch import ArchConfig
+from lknas.arch import ArchConfig, SparsitySpec
 from lknas.errors import LknasError
 from lknas.models import build_model, reparameterize
 from lknas.ops.dwconv import use_algorithm
 from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
 
 logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+
+SNIP_PROBE = 4  # images in the SNIP batch of `initially_masked`
 
 
 def count_params(model: nn.Module) -> int:
@@ -80,17 +86,27 @@ def complexity(
     Returns a dict with `params`, `params_deploy`, `flops`, `flops_applied`, `resolution`
     (`kernels_applied` and `kernels` per stage for lknas models, `stripe_forms` where the model
     has stripe kernels), and for sparse architectures
-    also `params_nonzero`, `flops_sparse`, `flops_sparse_applied`, `density` and
-    `sparsity_targets`.
+    also `params_nonzero`, `flops_sparse`, `flops_sparse_applied`, `density`,
+    `sparsity_targets` and `sparsity_init`.
     """
     if not isinstance(model, nn.Module):
         model = build_model(model, in_chans=in_chans)
     check_input_size(model, resolution)
+    arch: ArchConfig | None = getattr(model, "arch", None)
+    spec = arch.sparsity if arch is not None else None
+    counted, sparse_now = model, False  # the model whose deploy form is counted; are its weights masked
+    if spec is not None:
+        masked = sparse_parameters(model, spec.targets)
+        total = sum(p.numel() for p in masked)
+        nonzero = sum(int(torch.count_nonzero(p)) for p in masked)
+        # one decision for the whole model: layer densities differ under ERK/SNIP (some dense)
+        sparse_now = total > 0 and _is_masked(nonzero / total, spec.density)
+        if total > 0 and not sparse_now and spec.density < 1.0:  # the trainers mask nothing at 1.0
+            counted, sparse_now = initially_masked(model, spec, resolution, in_chans), True
     was_training = model.training
-    deploy = reparameterize(model, resolution=resolution, in_chans=in_chans)  # the one deploy form
+    deploy = reparameterize(counted, resolution=resolution, in_chans=in_chans)  # the one deploy form
     model.train(was_training)
 
-    arch: ArchConfig | None = getattr(model, "arch", None)
     applied, by_applied = count_flops(deploy, resolution, in_chans)  # dwconv2d crops under tracing
     cropped = arch is None or arch.applied_kernel_sizes(resolution) != arch.kernel_sizes
     if cropped:
@@ -110,24 +126,40 @@ def complexity(
     if arch is not None:
         result["kernels"] = list(arch.kernel_sizes)
         result["kernels_applied"] = list(arch.applied_kernel_sizes(resolution))
-    if arch is not None and arch.sparsity is not None:
-        spec = arch.sparsity
-        result.update(density=spec.density, sparsity_targets=spec.targets)
-        masked = sparse_parameters(model, spec.targets)
-        total = sum(p.numel() for p in masked)
-        nonzero = sum(int(torch.count_nonzero(p)) for p in masked)
-        # one decision for the whole model: layer densities differ under ERK/SNIP (some dense)
-        measured = total > 0 and _is_masked(nonzero / total, spec.density)
-        expected = nonzero if measured else sum(int(round(spec.density * p.numel())) for p in masked)
-        result["params_nonzero"] = result["params"] - total + expected
+    if spec is not None:
+        result.update(density=spec.density, sparsity_targets=spec.targets, sparsity_init=spec.init)
+        kept = sum(int(torch.count_nonzero(p)) for p in sparse_parameters(counted, spec.targets))
+        result["params_nonzero"] = result["params"] - total + kept
         flops_sparse, applied_sparse = float(flops), float(applied)
         for name, module in deploy_sparse_modules(deploy, spec.targets):
-            density = _nonzero_fraction(module.weight) if measured else spec.density
+            # a deploy-form model has nothing to mask: its kernels are counted at the target density
+            density = _nonzero_fraction(module.weight) if sparse_now else spec.density
             flops_sparse -= by_module.get(name, 0) * (1.0 - density)
             applied_sparse -= by_applied.get(name, 0) * (1.0 - density)
         result["flops_sparse"] = int(round(flops_sparse))
         result["flops_sparse_applied"] = int(round(applied_sparse))
     return result
+
+
+def initially_masked(model: nn.Module, spec: SparsitySpec, resolution: int, in_chans: int = 3,
+                     seed: int = 0) -> nn.Module:
+    """A copy of `model` with the initial masks `DynamicSparsity` gives it under `spec` (seeded).
+    SNIP scores the copy in training mode on `SNIP_PROBE` Gaussian images at `resolution` with
+    random labels (seeded too): the counts do not depend on the data set."""
+    from lknas.sparsity import DynamicSparsity
+
+    copy = deepcopy(model).train()
+    batch = None
+    if spec.init == "snip":
+        g = torch.Generator().manual_seed(seed)
+        classes = max(1, int(getattr(model, "num_classes", 0) or 1))
+        dev = next(copy.parameters()).device
+        batch = (torch.randn(SNIP_PROBE, in_chans, resolution, resolution, generator=g).to(dev),
+                 torch.randint(0, classes, (SNIP_PROBE,), generator=g).to(dev))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # drop path during the SNIP pass
+        DynamicSparsity(copy, spec, total_steps=1, snip_batch=batch, seed=seed)
+    return copy
 
 
 def _is_masked(fraction: float, density: float) -> bool:

@@ -184,10 +184,14 @@ class PeripheralLK(nn.Module):
     (`repeat_interleave` on both axes), + BN, + optional reparam branch, + optional kernel-wise
     positional embedding.
 
-    `pos_embed` (C, K0, K0), K0 >= k odd, is created by the caller once per stage and shared by
-    all its blocks; a kernel smaller than K0 uses its centre k x k crop. The embedding adds
-    h(i,j) to every input of every window (zero padding included), which is exactly
-    conv(X, w) + <w_c, h_c> per channel: that is how it is computed and folded.
+    `pos_embed` h (C, K0, K0), K0 >= k odd, is created by the caller once per stage and shared by
+    all its blocks; a kernel smaller than K0 uses its centre k x k crop. It is added to the
+    expanded kernel in weight space, so the applied kernel E(w) + h varies inside a shared cell:
+    what PeLK's embedding is for (telling apart positions that share one weight). The literal
+    formula sum_ij w(i,j) (X(x+i, y+j) + h(i,j)) only adds the per-channel constant <w, h>, which
+    the following BN absorbs. h is added only on the kernel's support (the positions where E(w) is
+    non-zero), so a cell pruned by dynamic sparsity stays zero and the sparse counts hold; without
+    sparsity the support is the whole kernel. The deploy kernel is the same E(w) + h, BN-folded.
     """
 
     def __init__(
@@ -228,23 +232,24 @@ class PeripheralLK(nn.Module):
         w = self.weight.repeat_interleave(self.grid, dim=2, output_size=self.k)
         return w.repeat_interleave(self.grid, dim=3, output_size=self.k)
 
-    def _pos_bias(self, w: torch.Tensor) -> torch.Tensor | None:
+    def applied_weight(self) -> torch.Tensor:
+        """The (C, 1, k, k) kernel the conv applies: E(w), plus the positional embedding's centre
+        k x k crop on E(w)'s support when there is one."""
+        w = self.expanded_weight()
         if self.pos_embed is None:
-            return None
+            return w
         off = (self.pos_embed.shape[-1] - self.k) // 2
-        h = self.pos_embed[:, off:off + self.k, off:off + self.k]
-        return (w[:, 0] * h).sum(dim=(-2, -1))
+        h = self.pos_embed[:, None, off:off + self.k, off:off + self.k]
+        return w + h * (w != 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.expanded_weight()
-        y = self.bn(dwconv2d(x, w, self._pos_bias(w)))
+        y = self.bn(dwconv2d(x, self.applied_weight()))
         if self.small is not None:
             y = y + self.small(x)
         return y
 
     def merged_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.expanded_weight()
-        parts = [fold_bn(w, self._pos_bias(w), self.bn)]
+        parts = [fold_bn(self.applied_weight(), None, self.bn)]
         if self.small is not None:
             parts.append(self.small.merged_kernel())
         return _sum_kernels(self.k, parts)

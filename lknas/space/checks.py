@@ -5,6 +5,7 @@
 - `reparam`, `r_c` and `stripe_n` must fit the kernel (constants strictly; domains where even
   the most favourable combination cannot fit; the rest is resolved at sampling);
 - `partial` and `width_multiplier` must leave at least one channel;
+- `sparsity.snip_mask` other than its default needs a `sparsity.init` that can be snip;
 - `k_prime` fixes `r_c` (derived here) or must agree with it;
 - the `search` section must suit the space (grid needs finite domains and at most MAX_GRID
   combinations, counted without enumerating them; cmaes one objective).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lknas.arch import SparsitySpec
 from lknas.limits import MAX_GRID
 from lknas.space.configs import SearchConfig
 from lknas.space.domains import Constant, Domain
@@ -52,6 +54,7 @@ def _kernel_bounds(dom: Domain) -> tuple[int, int]:
 def check_relations(t: Template, issues: Issues) -> None:
     """Add a problem for every cross-key rule the space breaks."""
     _check_applies(t, issues)
+    _check_snip_mask(t, issues)
     for i, stage in enumerate(t.stages):
         kernel = t.lookup(i, "kernel")
         if kernel is not None:
@@ -73,6 +76,19 @@ def _check_applies(t: Template, issues: Issues) -> None:
         if key in KEY_NEEDS and users and not any(t.activity(i, key)[0] for i in users):
             switch = KEY_NEEDS[key][0]
             issues.append((key, f"{_APPLIES[key]}; no stage that inherits it can have such a {switch}"))
+
+
+def _check_snip_mask(t: Template, issues: Issues) -> None:
+    if not t.sparsity or "snip_mask" not in t.sparsity:
+        return
+    if t.sparsity["snip_mask"].values() == [SparsitySpec.snip_mask]:
+        return  # the default changes nothing whatever the init
+    init = t.sparsity.get("init")
+    inits = init.values() if init is not None else [SparsitySpec.init]
+    if inits is not None and "snip" not in inits:
+        issues.append(("sparsity.snip_mask", f"snip_mask only applies to SNIP initialization, but sparsity.init "
+                                             f"is {init if init is not None else SparsitySpec.init}; set "
+                                             f"sparsity.init: snip or remove sparsity.snip_mask"))
 
 
 def _check_kernel_fit(t: Template, i: int, kernel: tuple[str, Domain], issues: Issues) -> None:

@@ -13,7 +13,7 @@ switch off (e.g. `r_c` of a stage whose kernel_type came out dense):
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec, StemSpec
@@ -23,7 +23,7 @@ STAGE_KEYS = ("depth", "width", "kernel", "kernel_type", "reparam", "partial", "
               "k_prime", "pos_embed", "block", "mlp_ratio", "downsample", "grn", "layer_scale", "se",
               "dw_ratio")
 SWITCHES = ("block", "kernel_type")
-SPARSITY_KEYS = ("density", "prune_rate", "update_interval", "growth", "init", "targets")
+SPARSITY_KEYS = tuple(f.name for f in fields(SparsitySpec))  # the spec is the one list
 
 DEFAULT_BLOCK = "convnext"
 DEFAULT_KERNEL_TYPE = "dense"

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lknas.arch import (
-    BLOCK_TYPES, DOWNSAMPLE_TYPES, HEAD_NORMS, KERNEL_TYPES, SPARSITY_GROWTH, SPARSITY_INIT, SPARSITY_TARGETS,
-    STEM_TYPES,
+    BLOCK_TYPES, DOWNSAMPLE_TYPES, HEAD_NORMS, KERNEL_TYPES, SPARSITY_GROWTH, SPARSITY_INIT, SPARSITY_SNIP_MASKS,
+    SPARSITY_TARGETS, STEM_TYPES,
 )
 from lknas.errors import Problem, SpaceError
 from lknas.limits import (
@@ -68,6 +68,7 @@ SPARSITY_FIELDS = {
     "growth": enum_field("growth", SPARSITY_GROWTH),
     "init": enum_field("init", SPARSITY_INIT),
     "targets": enum_field("targets", SPARSITY_TARGETS),
+    "snip_mask": enum_field("snip_mask", SPARSITY_SNIP_MASKS),
 }
 DROP_PATH_FIELD = float_field("drop_path", 0, 1, hi_open=True)
 SECTIONS = ("name", "description", "stem", "stages", "width_multiplier", "drop_path", "head", "sparsity",

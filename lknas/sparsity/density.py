@@ -2,28 +2,38 @@
 
 Each function returns the number of weights kept per layer (`{name: n_active}`), an exact integer,
 so the masks built from it have exactly the intended density; `layer_densities` turns that into
-fractions.
+fractions. As in SLaK, SNIP only decides how many weights each layer keeps (its share of the
+global top-k connection sensitivities); which ones is drawn at random, unless
+`sparsity.snip_mask: topk` keeps the top-k weights themselves. Whatever the init, a layer that
+comes out at >= `DENSE_FROM` density is made dense and never pruned (SLaK drops its mask).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from lknas.arch import SparsitySpec
+from lknas.arch import SPARSITY_INIT, SPARSITY_SNIP_MASKS, SparsitySpec
 from lknas.sparsity.targets import sparse_parameters
 
 __all__ = [
+    "DENSE_FROM",
     "named_sparse_parameters",
     "uniform_counts",
     "erk_densities",
     "erk_counts",
     "snip_scores",
     "snip_masks",
+    "snip_counts",
+    "initial_counts",
+    "check_spec",
     "layer_densities",
 ]
+
+DENSE_FROM = 0.99  # SLaK: a layer initialised at this density or more is left dense, never pruned
 
 
 def named_sparse_parameters(model: nn.Module, targets: str) -> dict[str, nn.Parameter]:
@@ -122,19 +132,63 @@ def snip_masks(scores: dict[str, torch.Tensor], density: float) -> dict[str, tor
     return masks
 
 
-def layer_densities(model: nn.Module, spec: SparsitySpec) -> dict[str, float]:
-    """The initial density of each masked weight of `model` under `spec` (uniform or ERK), as
-    n_active / numel. SNIP needs a batch: for `init='snip'` the ERK allocation is returned as a
-    stand-in (the total number of kept weights is the same, round(density * total))."""
-    shapes = {n: p.shape for n, p in named_sparse_parameters(model, spec.targets).items()}
-    counts = _initial_counts(shapes, spec)
-    return {n: counts[n] / shapes[n].numel() for n in shapes}
+def snip_counts(scores: dict[str, torch.Tensor], density: float) -> dict[str, int]:
+    """Kept weights per layer under SNIP: how many of each layer's weights are among the global
+    top round(density * total) scores (what SLaK takes from SNIP: the layer-wise densities)."""
+    return {n: int(m.sum()) for n, m in snip_masks(scores, density).items()}
 
 
-def _initial_counts(shapes: dict[str, torch.Size], spec: SparsitySpec) -> dict[str, int]:
-    """Kept weights per layer for uniform or ERK (also ERK for 'snip', which needs a batch)."""
+def check_spec(spec: SparsitySpec) -> None:
+    """ValueError naming the `sparsity.*` key when `init` or `snip_mask` is not a known name."""
+    if spec.init not in SPARSITY_INIT:
+        raise ValueError(f"sparsity.init must be one of {', '.join(SPARSITY_INIT)}, got {spec.init!r}")
+    if spec.snip_mask not in SPARSITY_SNIP_MASKS:
+        raise ValueError(
+            f"sparsity.snip_mask must be 'random' (SLaK: SNIP sets each layer's density, the mask is drawn "
+            f"at random) or 'topk' (keep the most sensitive weights), got {spec.snip_mask!r}; "
+            f"set sparsity.snip_mask: random"
+        )
+
+
+def initial_counts(
+    shapes: dict[str, torch.Size],
+    spec: SparsitySpec,
+    scores: dict[str, torch.Tensor] | None = None,
+) -> dict[str, int]:
+    """Kept weights per layer at initialization under `spec`: uniform, ERK, or SNIP from `scores`
+    (required for init 'snip'); a layer at >= `DENSE_FROM` density keeps all its weights.
+
+    Raises:
+        ValueError: an unknown init or snip_mask, a density outside (0, 1], or SNIP without scores.
+    """
+    check_spec(spec)
     if spec.init == "uniform":
-        return uniform_counts(shapes, spec.density)
-    if spec.init not in ("erk", "snip"):
-        raise ValueError(f"sparsity init must be 'uniform', 'erk' or 'snip', got {spec.init!r}")
-    return erk_counts(shapes, spec.density)
+        counts = uniform_counts(shapes, spec.density)
+    elif spec.init == "erk":
+        counts = erk_counts(shapes, spec.density)
+    elif scores is None:
+        raise ValueError("sparsity init 'snip' needs SNIP scores (a batch to score the weights on)")
+    else:
+        _check_density(spec.density)
+        counts = snip_counts(scores, spec.density)
+    return {n: shapes[n].numel() if c >= DENSE_FROM * shapes[n].numel() else c for n, c in counts.items()}
+
+
+def layer_densities(
+    model: nn.Module,
+    spec: SparsitySpec,
+    snip_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """The initial density of each masked weight of `model` under `spec`, as n_active / numel,
+    as `DynamicSparsity` assigns them. SNIP scores the weights on `snip_batch`; without one, the
+    ERK allocation stands in for it (as the trainer does)."""
+    params = named_sparse_parameters(model, spec.targets)
+    shapes = {n: p.shape for n, p in params.items()}
+    scores = None
+    if spec.init == "snip" and snip_batch is not None:
+        scores = snip_scores(model, params, snip_batch, loss_fn)
+    elif spec.init == "snip":
+        spec = dataclasses.replace(spec, init="erk")
+    counts = initial_counts(shapes, spec, scores)
+    return {n: counts[n] / shapes[n].numel() for n in shapes}

@@ -12,8 +12,11 @@ Usage (call `step()` after every optimizer step, also when an AMP `GradScaler` s
 
 What SLaK's method is and where this differs from its reference code:
 - masks on the weights named by `spec.targets` (`lknas.sparsity.targets`), each shared tensor once;
-- initial layer densities uniform, ERK or SNIP; each layer keeps exactly its number of weights
-  through every prune/regrow cycle (SLaK's random growth only matches it in expectation);
+- initial layer densities uniform, ERK or SNIP, as in SLaK: SNIP only sets each layer's density
+  and the mask is drawn at random (`snip_mask: topk` keeps the top-k weights instead); a layer at
+  >= 0.99 density is made dense and never pruned;
+- each layer keeps exactly its number of weights through every prune/regrow cycle (SLaK draws
+  Bernoulli masks, which only match it in expectation);
 - masks re-applied after every step, also when the optimizer step was skipped by a GradScaler
   (SLaK's code only masks in its non-AMP branch);
 - optimizer state (any per-weight tensor: Adam's moments, SGD momentum) is kept at zero at masked
@@ -31,7 +34,9 @@ import torch
 from torch import nn
 
 from lknas.arch import SparsitySpec
-from lknas.sparsity.density import _initial_counts, named_sparse_parameters, snip_masks, snip_scores
+from lknas.sparsity.density import (
+    DENSE_FROM, check_spec, initial_counts, named_sparse_parameters, snip_masks, snip_scores,
+)
 
 __all__ = ["DynamicSparsity", "prune_fraction"]
 
@@ -54,6 +59,9 @@ class DynamicSparsity:
     (default cross-entropy); without one ERK is used, with a warning.
     `seed`: for the random initial masks and random regrowth (default: drawn from torch's global
     generator, so a seeded run is reproducible).
+
+    Raises:
+        ValueError: a setting of `spec` out of range or unknown (the message names the key).
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class DynamicSparsity:
         spec = spec if spec is not None else getattr(getattr(model, "arch", None), "sparsity", None)
         if spec is None:
             raise ValueError("no SparsitySpec given and the model's arch has none")
+        check_spec(spec)
         if spec.growth not in ("random", "gradient"):
             raise ValueError(f"sparsity growth must be 'random' or 'gradient', got {spec.growth!r}")
         if total_steps < 1:
@@ -102,21 +111,22 @@ class DynamicSparsity:
 
     # ------------------------------------------------------------------ initial masks
     def _initial_masks(self, snip_batch, loss_fn) -> dict[str, torch.Tensor]:
-        spec = self.spec
+        spec, scores = self.spec, None
         if spec.init == "snip" and snip_batch is not None:
             scores = snip_scores(self.model, self.params, snip_batch, loss_fn)
-            return {n: m.to(self.params[n].device) for n, m in snip_masks(scores, spec.density).items()}
-        if spec.init == "snip":
+        elif spec.init == "snip":
             warnings.warn("SNIP initialization needs snip_batch=(inputs, targets); using ERK", stacklevel=3)
-            spec_for_counts = dataclasses.replace(spec, init="erk")
-        else:
-            spec_for_counts = spec
-        counts = _initial_counts({n: p.shape for n, p in self.params.items()}, spec_for_counts)
+            spec = dataclasses.replace(spec, init="erk")
+        if scores is not None and spec.snip_mask == "topk":
+            masks = snip_masks(scores, spec.density)
+            return {n: (m if m.sum() < DENSE_FROM * m.numel() else torch.ones_like(m)).to(self.params[n].device)
+                    for n, m in masks.items()}
+        counts = initial_counts({n: p.shape for n, p in self.params.items()}, spec, scores)
         masks = {}
         for n, p in self.params.items():
-            scores = torch.rand(p.numel(), generator=self.generator)
+            draw = torch.rand(p.numel(), generator=self.generator)
             flat = torch.zeros(p.numel(), dtype=torch.bool)
-            flat[torch.topk(scores, counts[n], sorted=False).indices] = True
+            flat[torch.topk(draw, counts[n], sorted=False).indices] = True
             masks[n] = flat.view(p.shape).to(p.device)
         return masks
 

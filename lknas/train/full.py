@@ -250,7 +250,12 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
     if arch.sparsity is not None and arch.sparsity.density < 1.0:
         from lknas.sparsity import DynamicSparsity
 
-        sparsity = DynamicSparsity(model, arch.sparsity, total_steps=recipe.epochs * per_epoch, optimizer=optimizer)
+        snip_batch = None
+        if arch.sparsity.init == "snip":  # SLaK scores SNIP on one training batch
+            x, y = next(iter(data.train))
+            snip_batch = (x.to(dev), y.to(dev))
+        sparsity = DynamicSparsity(model, arch.sparsity, total_steps=recipe.epochs * per_epoch, optimizer=optimizer,
+                                   snip_batch=snip_batch)
 
     start_epoch, history, best = 0, [], 0.0
     last = out / "checkpoint-last.pt"
