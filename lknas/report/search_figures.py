@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lknas.report.figures import AXIS_TITLES, TEMPLATE, _feasible
+from lknas.search.hypervolume import REFERENCE, bounds, hypervolume, hypervolume_2d, minimized, normalize
 from lknas.search.noise import search_rows
 from lknas.search.objectives import metric_of
 from lknas.space.configs import Objective
@@ -70,47 +71,24 @@ def importance_figure(study, objectives: tuple[Objective, ...]) -> tuple[go.Figu
     return fig, "; ".join(problems)
 
 
-def hypervolume_2d(points: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume (to be minimized in both columns) dominated by `points` and bounded by `ref`."""
-    pts = points[np.all(points < ref, axis=1)]
-    if len(pts) == 0:
-        return 0.0
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
-    volume, best_y = 0.0, ref[1]
-    for x, y in pts:
-        if y < best_y:
-            volume += (ref[0] - x) * (best_y - y)
-            best_y = y
-    return float(volume)
-
-
-def _hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
-    if points.shape[1] == 2:
-        return hypervolume_2d(points, ref)
-    from optuna._hypervolume import compute_hypervolume  # exact for any number of objectives
-
-    pts = points[np.all(points < ref, axis=1)]
-    return float(compute_hypervolume(pts, ref)) if len(pts) else 0.0
-
-
 def hypervolume_history(df: pd.DataFrame, objectives: tuple[Objective, ...]) -> pd.DataFrame:
     """After each finished trial (in trial order), the hypervolume of the feasible trials so far,
-    each objective min-max normalized over all feasible trials, reference point 1.1 (all minimized).
+    each objective min-max normalized over all feasible trials, reference point 1.1 (all minimized):
+    `lknas.search.hypervolume`, the definition the benchmarks use too.
     Confirm re-trainings are not trials of the search: left out."""
     cols = [metric_of(o) for o in objectives]
     df = search_rows(df)
     ok = _feasible(df, *cols)
     if ok.empty:
         return pd.DataFrame(columns=["trial", "hypervolume"])
-    values = ok[cols].astype(float).values * np.array([-1.0 if o.mode == "max" else 1.0 for o in objectives])
-    lo, hi = values.min(axis=0), values.max(axis=0)
-    norm = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
-    ref = np.full(len(cols), 1.1)
+    values = minimized(ok[cols].astype(float).values, [o.mode for o in objectives])
+    norm = normalize(values, *bounds(values))
+    ref = np.full(len(cols), REFERENCE)
     ok_trials = ok["trial"].astype(int).values
     history, seen = [], []
     for trial in sorted(df["trial"].astype(int)):
         seen.extend(np.nonzero(ok_trials == trial)[0])
-        history.append((trial, _hypervolume(norm[seen], ref) if seen else 0.0))
+        history.append((trial, hypervolume(norm[seen], ref) if seen else 0.0))
     return pd.DataFrame(history, columns=["trial", "hypervolume"])
 
 
@@ -125,5 +103,5 @@ def hypervolume_figure(df: pd.DataFrame, objectives: tuple[Objective, ...]) -> t
                                name="hypervolume", hovertemplate="after trial %{x}: %{y:.4f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, xaxis_title="trial", yaxis_title="hypervolume (normalized objectives)",
                       title=f"Hypervolume history of {names}<br><sub>objectives min-max normalized to [0, 1] "
-                            f"over the feasible trials, all minimized, reference point 1.1</sub>")
+                            f"over the feasible trials, all minimized, reference point {REFERENCE}</sub>")
     return fig, ""
