@@ -166,7 +166,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if bool(args.space) == bool(args.resume):
         raise LknasError("give either --space SPACE.yaml (a new search) or --resume results/RUN (continue one)")
     overrides = dict(
-        trials=args.trials, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
+        trials=args.trials, sampler=args.sampler, scheduler=args.scheduler, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, seed=args.seed,
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
@@ -388,7 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (space: search.sampler)")
     p.add_argument("--objectives", help="each once, e.g. accuracy,latency or accuracy:max,flops:min; any of "
                    f"{', '.join(OBJECTIVE_MODES)} (space: search.objectives)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, help="fifo, or asha: early-stop on the first objective")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="fifo; asha: early-stop on the first objective; moasha: "
+                   "early-stop on every objective (non-dominated sorting at each rung) (space: search.scheduler)")
+    _num(p, "--grace-period", A.EPOCHS, "asha/moasha: epochs before a trial can be stopped (space: "
+         "search.grace_period, default 1)")
+    _num(p, "--reduction-factor", A.REDUCTION_FACTOR, "asha/moasha: the top 1/FACTOR of each rung continues "
+         "(space: search.reduction_factor, default 2)")
     _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (space: train.epochs)")
     _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")

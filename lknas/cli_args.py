@@ -124,6 +124,7 @@ SECONDS = Number(float, 0, L.MAX_SECONDS, lo_open=True)  # time limits and budge
 FIDELITY_ARCHS = Number(int, 3, L.MAX_TRIALS)  # rank correlations need 3 architectures
 FIDELITY_SEEDS = Number(int, 2, L.MAX_SEEDS_PER_POINT)  # the seed noise (ICC) needs repeats
 BUDGET_FACTOR = Number(float, 0, L.MAX_BUDGET_FACTOR, lo_open=True)
+REDUCTION_FACTOR = Number(float, 1, L.MAX_REDUCTION_FACTOR, lo_open=True)  # asha / moasha
 CPUS = Number(float, 0, L.MAX_CPUS_PER_TRIAL, lo_open=True, whole_above_one=True)
 GPUS = Number(float, 0, L.MAX_GPUS_PER_TRIAL, whole_above_one=True)
 

@@ -58,6 +58,7 @@ MAX_REPEATS = 100_000  # timed runs of a latency
 MAX_MIX_ALPHA = 100.0  # mixup / cutmix Beta(alpha, alpha)
 MAX_ERF_IMAGES = 100_000  # images an ERF aggregates
 MAX_BUDGET_FACTOR = 1000.0  # `fidelity --factor`: the target budget over the proxy's
+MAX_REDUCTION_FACTOR = 100  # asha / moasha: search.reduction_factor
 
 # ----------------------------------------------------------------------------- data sets
 MAX_DATA_SIZE = 1_000_000  # images of one synthetic split (train= / val=)

@@ -237,7 +237,8 @@ def test_search_and_train_flags_have_the_space_files_ranges():
 
     search = {a.dest: a.type for a in commands()["search"]._actions if isinstance(a.type, cli_args.Number)}
     pairs = [(search[k], SEARCH_FIELDS[k]) for k in ("trials", "seed", "cpus_per_trial", "gpus_per_trial",
-                                                      "max_concurrent", "time_budget")]
+                                                      "max_concurrent", "time_budget", "grace_period",
+                                                      "reduction_factor")]
     pairs += [(search[k], TRAIN_FIELDS[k]) for k in ("epochs", "steps", "batch_size", "subset")]
     proxy = {a.dest: a.type for a in commands()["train-proxy"]._actions if isinstance(a.type, cli_args.Number)}
     pairs += [(proxy[k], TRAIN_FIELDS[k]) for k in ("lr", "resolution", "time_limit", "seed")]

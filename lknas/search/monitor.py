@@ -88,7 +88,7 @@ class SearchMonitor(Callback):
         row = clean_row(trial.last_result or {})
         if row.get("status") in (None, "running"):
             row["status"] = "truncated"  # stopped by the scheduler before its last epoch
-            row.setdefault("reason", "stopped early by the scheduler")
+            row.setdefault("reason", "stopped early by the scheduler" + (f" after epoch {row['epoch']}" if "epoch" in row else ""))
         self._finish(trial, row)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

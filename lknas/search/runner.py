@@ -30,15 +30,16 @@ from lknas.search.noise import is_confirm, search_rows
 from lknas.search.objectives import metric_of
 from lknas.search.resume import open_study, resume_settings
 from lknas.search.samplers import make_sampler
+from lknas.search.schedulers import check_scheduler, make_scheduler
 from lknas.search.store import RunStore
-from lknas.search.trial import NUMBER_KEY, TrialContext
+from lknas.search.trial import NUMBER_KEY, TrialContext, trial_epochs
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
 
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
-_SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "seed", "cpus_per_trial", "gpus_per_trial",
-                     "max_concurrent", "time_budget", "confirm")
+_SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "grace_period", "reduction_factor", "seed", "cpus_per_trial",
+                     "gpus_per_trial", "max_concurrent", "time_budget", "confirm")
 _TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
 
 
@@ -189,6 +190,8 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
     check_curriculum(train_cfg, bundle)
+    max_t = trial_epochs(train_cfg, len(bundle.train))  # a trial's reports: the schedulers' max budget
+    check_scheduler(search, max_t)
     done = _searched(store)
     remaining = search.trials - done
     summary = lambda: _summary(store, space_obj, search, settings)  # noqa: E731
@@ -216,7 +219,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
               f"{search.sampler}, objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; "
               f"results in {store.root}", file=stream, flush=True)
         try:
-            _fit(space_obj, ctx, search, storage, study_name, sampler, store, remaining, monitor, points)
+            _fit(ctx, search, storage, study_name, sampler, store, remaining, monitor, points, max_t)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -267,10 +270,9 @@ def _confirm_phase(store: RunStore, settings: dict[str, Any], search: SearchConf
     return False
 
 
-def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, store: RunStore, remaining: int,
-         monitor, points: list[dict[str, Any]]) -> None:
+def _fit(ctx, search: SearchConfig, storage, study_name, sampler, store: RunStore, remaining: int,
+         monitor, points: list[dict[str, Any]], max_t: int) -> None:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     import warnings
@@ -299,12 +301,7 @@ def _fit(space_obj, ctx, search: SearchConfig, storage, study_name, sampler, sto
 
     cpus = ray.cluster_resources().get("CPU", 1)
     concurrency = search.max_concurrent or max(1, int(cpus // search.cpus_per_trial))
-    if search.scheduler == "asha":
-        epochs = ctx.train_overrides.get("epochs") or space_obj.train.epochs
-        scheduler = ASHAScheduler(metric=metrics[0], mode=modes[0], time_attr="training_iteration",
-                                  max_t=max(1, epochs), grace_period=1, reduction_factor=2)
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(search, max_t, store.rows())  # at a resume, moasha's rungs hold the log's trials
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
     tuner = tune.Tuner(

@@ -25,7 +25,7 @@ from lknas.search.samplers import record_constraints
 from lknas.search.store import PARAM_PREFIX
 from lknas.space.configs import Constraints, TrainConfig
 
-__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "INTERNAL_KEYS"]
+__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "INTERNAL_KEYS", "CURVE_KEY"]
 
 NUMBER_KEY = "lknas.trial"
 INFEASIBLE_KEY = "lknas.infeasible"
@@ -33,6 +33,7 @@ COUNTS_KEY = "lknas.counts"  # params/FLOPs counted on the driver, at the constr
 CONFIRMS_KEY = "lknas.confirms"  # a confirm re-training: the search trial it repeats
 SEED_KEY = "lknas.seed"  # its training seed
 INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY, CONFIRMS_KEY, SEED_KEY)
+CURVE_KEY = "accuracy_curve"  # the accuracy after each epoch so far, in every report of a trained trial
 LATENCY_REPEATS = 50  # median of 50 batch-1 runs: a proxy net takes milliseconds, so this is cheap
 
 
@@ -196,24 +197,32 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
     return out
 
 
+def trial_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """How many epochs (reports) a trial trains: `steps` rounded up to whole epochs, else `epochs`,
+    as the proxy trainer counts them; a scheduler's max budget."""
+    per_epoch = max(1, batches_per_epoch)
+    return -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)
+
+
 def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, base: dict[str, Any]) -> None:
     from lknas.data import build_data
     from lknas.measure.trial import measure_trial
 
     bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.data_set_seed,
                         subset=cfg.subset, device=ctx.device, order_seed=cfg.seed)
-    per_epoch = max(1, len(bundle.train))
-    epochs = -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)
+    epochs = trial_epochs(cfg, len(bundle.train))
+    curve: list[float] = []  # accuracy after each epoch: a scheduler's rungs are rebuilt from it at resume
 
     def per_epoch_report(metrics: dict[str, Any]) -> None:
+        curve.append(float(metrics["accuracy"]))
         if metrics["epoch"] < epochs:  # the last epoch is reported once measured in full
             report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
-                    "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"]})
+                    "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"], CURVE_KEY: list(curve)})
 
     metrics = measure_trial(arch, cfg, bundle, report=per_epoch_report, device=ctx.device, latency=False, erf=ctx.erf,
                             erf_map=ctx.erf)
     metrics = effective_counts(metrics)
-    final = {**base, **metrics, "epoch": metrics.get("epochs", 0)}
+    final = {**base, **metrics, "epoch": metrics.get("epochs", 0), CURVE_KEY: curve}
     if final["status"] == "stopped":
         final["status"] = "truncated"
     report(final)

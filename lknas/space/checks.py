@@ -193,3 +193,8 @@ def check_search(t: Template, search: SearchConfig, issues: Issues) -> None:
         issues.append(("search.sampler", f"cmaes optimizes a single objective, but search.objectives has "
                                          f"{len(search.objectives)} ({names}); keep one objective or use "
                                          "nsga2, nsga3 or tpe"))
+    if search.scheduler == "moasha" and "accuracy" not in {o.name for o in search.objectives}:
+        names = ", ".join(o.name for o in search.objectives)
+        issues.append(("search.scheduler", f"moasha stops trials by their accuracy during training, but "
+                                           f"search.objectives ({names}) has no accuracy; add accuracy to the "
+                                           "objectives or use scheduler fifo"))

@@ -12,7 +12,7 @@ from typing import Any
 
 from lknas.limits import (
     MAX_BATCH_SIZE, MAX_CLASSES, MAX_CONCURRENT, MAX_COUNT, MAX_CPUS_PER_TRIAL, MAX_EPOCHS, MAX_GPUS_PER_TRIAL, MAX_LR,
-    MAX_RESOLUTION, MAX_SECONDS, MAX_SEED, MAX_STEPS, MAX_SUBSET, MAX_TRIALS, MAX_WEIGHT_DECAY, MIN_RESOLUTION,
+    MAX_REDUCTION_FACTOR, MAX_RESOLUTION, MAX_SECONDS, MAX_SEED, MAX_STEPS, MAX_SUBSET, MAX_TRIALS, MAX_WEIGHT_DECAY, MIN_RESOLUTION,
 )
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
@@ -22,7 +22,7 @@ from lknas.space.fields import (
 
 OPTIMIZERS = ("adamw", "sgd", "adam", "lamb", "lion")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "grid", "cmaes")
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "moasha")  # moasha: lknas.search.moasha
 OBJECTIVE_MODES = {"accuracy": "max", "latency": "min", "params": "min", "flops": "min", "erf": "max"}
 
 
@@ -85,6 +85,8 @@ class SearchConfig:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     trials: int = 20
     scheduler: str = "fifo"
+    grace_period: int = 1  # asha / moasha: epochs before a trial can be stopped (the first rung)
+    reduction_factor: float = 2.0  # asha / moasha: the top 1/reduction_factor of each rung continues
     seed: int = 0
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
@@ -156,14 +158,16 @@ SEARCH_FIELDS: dict[str, Field] = {
     "sampler": enum_field("sampler", SAMPLERS, searchable=False),
     "trials": int_field("trials", 1, MAX_TRIALS, searchable=False),
     "scheduler": enum_field("scheduler", SCHEDULERS, searchable=False),
+    "grace_period": int_field("grace_period", 1, MAX_EPOCHS, searchable=False),
+    "reduction_factor": float_field("reduction_factor", 1, MAX_REDUCTION_FACTOR, lo_open=True, searchable=False),
     "seed": int_field("seed", 0, MAX_SEED, searchable=False),
     "max_concurrent": int_field("max_concurrent", 1, MAX_CONCURRENT, nullable=True, searchable=False),
     "cpus_per_trial": float_field("cpus_per_trial", 0, MAX_CPUS_PER_TRIAL, lo_open=True, searchable=False),
     "gpus_per_trial": float_field("gpus_per_trial", 0, MAX_GPUS_PER_TRIAL, searchable=False),
     "time_budget": float_field("time_budget", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
 }
-SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "seed", "max_concurrent",
-               "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm")
+SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "grace_period", "reduction_factor", "seed",
+               "max_concurrent", "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm")
 MAX_CONFIRM_SEEDS = 10
 
 
