@@ -1,6 +1,8 @@
 """The one hypervolume (report history plot and benchmarks) against fronts computed by hand."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,3 +50,29 @@ def test_the_report_history_is_this_hypervolume():
     assert hist["trial"].tolist() == [0, 1, 2, 3]
     # the truncated trial is not on the front; bounds are those of the three ok trials
     assert hist["hypervolume"].tolist() == pytest.approx([1.1 * 0.1, 1.1 * 0.1 + 0.1 * 1.0, 0.21, 0.335])
+
+
+def test_the_efficiency_benchmark_uses_it_with_bounds_shared_by_every_run():
+    import importlib.util
+
+    from lknas.search.hypervolume import REFERENCE as ref
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "search_efficiency.py"
+    spec = importlib.util.spec_from_file_location("search_efficiency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = lambda status, t, acc, lat: {"status": status, "t": t, "accuracy": acc, "latency_ms": lat}  # noqa: E731
+    runs = [{"method": "random", "seed": 0, "trials": [row("ok", 1.0, 90.0, 3.0), row("truncated", 2.0, 99.0, 0.1),
+                                                         row("ok", 3.0, 50.0, 1.0)]},
+            {"method": "random", "seed": 1, "trials": [row("ok", 2.0, 70.0, 2.5)]}]
+    objectives = (Objective("accuracy", "max"), Objective("latency", "min"))
+    grid = np.array([0.0, 1.5, 3.0])
+    norm = bench.curves(runs, objectives, grid)
+    assert norm["lo"] == [-90.0, 1.0] and norm["hi"] == [-50.0, 3.0]  # ok trials of both runs; truncated left out
+    assert runs[0]["hv_time"] == pytest.approx([0.0, 0.11, 0.21]) and ref == 1.1
+    assert runs[0]["hv_trials"] == pytest.approx([0.11, 0.11, 0.21])  # the truncated trial counts as a trial
+    assert runs[1]["hv_time"] == pytest.approx([0.0, 0.0, 0.6 * 0.35])
+    summary = bench.summarize(runs, ["random"], grid, budget=3.0)["random"]
+    assert summary["final_hv_mean"] == pytest.approx(0.21) and summary["fraction_of_budget"] == 1.0
+    assert summary["trials"]["mean"] == pytest.approx([0.16])  # over the trials every seed reached
+    assert summary["time"]["lo"][2] == pytest.approx(0.21)  # both seeds end at 0.21: no spread

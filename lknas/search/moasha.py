@@ -217,6 +217,7 @@ class MOASHAScheduler(FIFOScheduler):
         decision = decide(list(recorded.values()), vector, self.modes, self.reduction_factor)
         recorded[key] = vector
         self.decisions.append((key, epoch, decision))
+        logger.debug("MO-ASHA: trial %s at epoch %s %s", key, epoch, decision.text())
         if decision.promote:
             return TrialScheduler.CONTINUE
         self.num_stopped += 1

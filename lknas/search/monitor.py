@@ -114,6 +114,7 @@ class SearchMonitor(Callback):
     def _finish(self, trial: Any, row: dict[str, Any]) -> None:
         self.running.discard(trial.trial_id)
         row["trial_id"] = trial.trial_id
+        row["finished_at"] = round(time.time(), 3)  # when the search had this result (benchmarks/search_efficiency.py)
         if self.phase is not None:
             row["phase"] = self.phase
         self.store.append(row)

@@ -124,7 +124,8 @@ def run_search(
     **overrides: Any,
 ) -> SearchOutcome:
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
-    sections: trials, sampler, objectives (tuple of Objective), scheduler, seed, cpus_per_trial,
+    sections: trials, sampler, objectives (tuple of Objective), scheduler, grace_period and
+    reduction_factor (asha / moasha: `lknas.search.schedulers`), seed, cpus_per_trial,
     gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
     resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`).
     At resume only the flags of `resume.CHANGEABLE_AT_RESUME` may change; they are saved to run.json.
