@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lknas import cli_args as A
 from lknas.errors import LknasError
@@ -131,7 +132,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
 def _cmd_erf(args: argparse.Namespace) -> int:
     from lknas.data import build_data
-    from lknas.measure import effective_receptive_field, save_heatmap
+    from lknas.measure import effective_receptive_field
     from lknas.measure.erf import erf_resolution
     from lknas.models import build_model
 
@@ -156,7 +157,11 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     for t, ratio in result.ratios.items():
         print(f"  t = {t:4.0%}   area ratio {ratio:.4f}")
     if args.out:
-        print(f"wrote {save_heatmap(result.heatmap, args.out)}")
+        from lknas.report.erf import write_erf_png
+
+        title = (f"ERF of {Path(args.arch).stem} ({arch.summary()}) {state}: {result.images} {cfg.dataset} "
+                 f"images at {size}x{size} px")
+        print(write_erf_png(result, args.out, title))
     return 0
 
 
@@ -203,8 +208,6 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def _is_run(path: str) -> bool:
-    from pathlib import Path
-
     return (Path(path) / "jobs.json").is_file()
 
 
@@ -257,8 +260,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_recipe(recipe)  # a policy timm does not know fails before the data is scanned
     bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
                         subset=args.subset, augment=recipe.auto_augment or True, workers=recipe.workers)
-    from pathlib import Path
-
     out = args.out or str(Path("results") / "train" / f"{Path(args.arch).stem}-{arch.hash()}")
     print(f"training {arch.summary()} on {bundle.name} ({bundle.train_size} images, {bundle.num_classes} classes) "
           f"for {recipe.epochs} epochs into {out}", file=sys.stderr, flush=True)

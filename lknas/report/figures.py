@@ -214,7 +214,7 @@ def edf_figure(frames: dict[str, pd.DataFrame] | pd.DataFrame, by: str = "kernel
     for name, (e, f) in curves.items():
         fig.add_trace(go.Scatter(x=np.concatenate([[e[0]], e]), y=np.concatenate([[0.0], f]), mode="lines",
                                  line=dict(shape="hv", width=2.5, color=color_of(name, names)),
-                                 name=f"{name} (n={len(e)})",
+                                 name=f"{name} (n={len(e)})", showlegend=True,  # one curve too: its colour names it
                                  hovertemplate=f"{name}<br>error < %{{x:.2f}}%: %{{y:.0%}} of models<extra></extra>"))
     fig.update_layout(template=TEMPLATE, title=title or f"EDF of top-1 error per {by.replace('_', ' ')} "
                       "(RegNet: F(e) = fraction of models with error < e; left is better)",
