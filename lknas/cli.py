@@ -232,6 +232,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lknas.demo import run_demo
+
+    run_demo(args.out, trials=args.trials, steps=args.steps, png=not args.no_png)
+    return 0
+
+
 def _file_dataset(space) -> str:
     """The `train.dataset` an architecture file carries (search results and exports do)."""
     train = space.raw.get("train")
@@ -360,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=[debug], epilog=EXIT_CODES)
+
+    p = command("demo", "the 2-minute tour: a tiny search, its report, an export and a re-training")
+    p.add_argument("--out", type=A.out_dir, help="directory for all of it (default results/demo-DATE-TIME)")
+    _num(p, "--trials", A.TRIALS, "search trials (default 4)")
+    _num(p, "--steps", A.STEPS, "proxy training steps a trial (default 60)")
+    p.add_argument("--no-png", action="store_true", help="skip the report's static PNGs")
+    p.set_defaults(func=_cmd_demo)
 
     p = command("validate", "check a search-space file and summarize its dimensions")
     p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")
