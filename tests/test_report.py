@@ -241,6 +241,8 @@ def test_dimension_figure_has_a_panel_per_searched_dimension(search_run):
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["kernel_type", "stages[0].kernel", "stages[0].width"]
     assert any(t.name == "mean" for t in fig.data)
+    mean = next(t for t in fig.data if t.name == "mean")
+    assert mean.marker.symbol.endswith("-open")  # a single trial's dot stays visible under its mean
 
 
 def test_importances_and_hypervolume(search_run, tmp_path):

@@ -256,7 +256,9 @@ def dimension_figure(df: pd.DataFrame, y: str = "accuracy", cols: int = 3) -> go
         if len(means) <= 12:
             fig.add_trace(go.Scatter(x=list(means.index), y=means.values, mode="lines+markers", name="mean",
                                      legendgroup="mean", showlegend=i == 0, line=dict(color="black", width=1.5),
-                                     marker=dict(symbol="diamond", size=8, color="black"), hoverinfo="skip"),
+                                     # open: a value with one trial shows its dot through the mean
+                                     marker=dict(symbol="diamond-open", size=11, color="black", line=dict(width=2)),
+                                     hoverinfo="skip"),
                           row=r, col=c)
         if not numeric:
             fig.update_xaxes(type="category", row=r, col=c)
