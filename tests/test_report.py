@@ -14,8 +14,8 @@ import pytest
 
 from tests.helpers import small_arch
 from lknas.report import (
-    build_figures, dimension_figure, edf_figure, export_pngs, hypervolume_history, importance_figure, load_study,
-    pareto_figure, scaling_figure, write_report,
+    build_figures, dimension_figure, edf_figure, export_pngs, hypervolume_figure, hypervolume_history, importance_figure,
+    load_study, pareto_figure, scaling_figure, write_report,
 )
 from lknas.report import export as export_mod
 from lknas.report.search_figures import hypervolume_2d
@@ -264,6 +264,9 @@ def test_importances_and_hypervolume(search_run, tmp_path):
 
     assert hypervolume_history(pd.concat([df, confirm], ignore_index=True), OBJECTIVES).equals(hist)
     assert hypervolume_2d(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), np.array([2.0, 2.0])) == pytest.approx(3.25)
+    # a short run is ticked per trial, not at half trials
+    fig, _ = hypervolume_figure(df[df["trial"] < 4], OBJECTIVES)
+    assert fig.layout.xaxis.dtick == 1
 
 
 def test_build_figures_for_a_search_and_a_scaling_run(search_run, scale_run):
