@@ -270,6 +270,7 @@ def catalogue(tmp: Path, silent_port: int) -> list[Case]:
         "scale": ["scale", "--experiment", "experiments/kernel_types.yaml", "--out", out("flag_scale")],
         "report": ["report", str(fake)], "train-proxy": proxy[:3], "latency": ["latency", "--arch", str(tiny)],
         "erf": ["erf", "--arch", str(tiny)], "fidelity": ["fidelity", "--space", str(tiny), "--out", out("flag_fid")],
+        "demo": ["demo", "--out", out("flag_demo")],  # the bad values are refused by the parser: nothing runs
     }
     cases = flag_cases(base)
     C = lambda name, group, *argv, sub=False: cases.append(Case(name, group, list(argv), sub))  # noqa: E731

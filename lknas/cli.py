@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lknas import cli_args as A
 from lknas.errors import LknasError
@@ -131,7 +132,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
 def _cmd_erf(args: argparse.Namespace) -> int:
     from lknas.data import build_data
-    from lknas.measure import effective_receptive_field, save_heatmap
+    from lknas.measure import effective_receptive_field
     from lknas.measure.erf import erf_resolution
     from lknas.models import build_model
 
@@ -156,7 +157,11 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     for t, ratio in result.ratios.items():
         print(f"  t = {t:4.0%}   area ratio {ratio:.4f}")
     if args.out:
-        print(f"wrote {save_heatmap(result.heatmap, args.out)}")
+        from lknas.report.erf import write_erf_png
+
+        title = (f"ERF of {Path(args.arch).stem} ({arch.summary()}) {state}: {result.images} {cfg.dataset} "
+                 f"images at {size}x{size} px")
+        print(write_erf_png(result, args.out, title))
     return 0
 
 
@@ -204,8 +209,6 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def _is_run(path: str) -> bool:
-    from pathlib import Path
-
     return (Path(path) / "jobs.json").is_file()
 
 
@@ -227,6 +230,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {f}  (timm: {model_name_for(f)} once registered)")
     print(f"use them with timm: LKNAS_ARCH_PATH={files[0].parent} python -c \"import lknas, timm; "
           f"timm.create_model('{model_name_for(files[0])}', num_classes=10)\"")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lknas.demo import run_demo
+
+    run_demo(args.out, trials=args.trials, steps=args.steps, png=not args.no_png)
     return 0
 
 
@@ -258,8 +268,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_recipe(recipe)  # a policy timm does not know fails before the data is scanned
     bundle = build_data(args.dataset, resolution=recipe.resolution, batch_size=recipe.batch_size, seed=recipe.seed,
                         subset=args.subset, augment=recipe.auto_augment or True, workers=recipe.workers)
-    from pathlib import Path
-
     out = args.out or str(Path("results") / "train" / f"{Path(args.arch).stem}-{arch.hash()}")
     print(f"training {arch.summary()} on {bundle.name} ({bundle.train_size} images, {bundle.num_classes} classes) "
           f"for {recipe.epochs} epochs into {out}", file=sys.stderr, flush=True)
@@ -361,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=[debug], epilog=EXIT_CODES)
+
+    p = command("demo", "the 2-minute tour: a tiny search, its report, an export and a re-training")
+    p.add_argument("--out", type=A.out_dir, help="directory for all of it (default results/demo-DATE-TIME)")
+    _num(p, "--trials", A.TRIALS, "search trials (default 4)")
+    _num(p, "--steps", A.STEPS, "proxy training steps a trial (default 60)")
+    p.add_argument("--no-png", action="store_true", help="skip the report's static PNGs")
+    p.set_defaults(func=_cmd_demo)
 
     p = command("validate", "check a search-space file and summarize its dimensions")
     p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")

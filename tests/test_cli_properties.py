@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -91,13 +92,15 @@ def numeric_flags() -> dict[str, list[str]]:
 FLAGS = numeric_flags()
 # each command's required inputs, pointing at nothing: a command whose flags all parse stops at them
 MISSING = "/nonexistent/lknas-property-test"
+DEMO_DONE = Path(tempfile.mkdtemp(prefix="lknas-props-demo-"))  # holds a tour: `demo --out` it is refused
+(DEMO_DONE / "search").mkdir()
 BASE = {
     "validate": ["validate", MISSING], "sample": ["sample", MISSING], "count": ["count", MISSING],
     "search": ["search", "--space", MISSING], "export": ["export", MISSING, "--pareto"],
     "train": ["train", "--arch", MISSING, "--data", "pathfinder"], "deploy": ["deploy", MISSING, "--out", MISSING + ".pt"],
     "scale": ["scale", "--experiment", MISSING], "report": ["report", MISSING], "train-proxy": ["train-proxy", "--arch", MISSING],
     "latency": ["latency", "--arch", MISSING], "erf": ["erf", "--arch", MISSING],
-    "fidelity": ["fidelity", "--space", MISSING],
+    "fidelity": ["fidelity", "--space", MISSING], "demo": ["demo", "--out", str(DEMO_DONE)],
 }
 
 

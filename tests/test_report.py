@@ -14,8 +14,8 @@ import pytest
 
 from tests.helpers import small_arch
 from lknas.report import (
-    build_figures, dimension_figure, edf_figure, export_pngs, hypervolume_history, importance_figure, load_study,
-    pareto_figure, scaling_figure, write_report,
+    build_figures, dimension_figure, edf_figure, export_pngs, hypervolume_figure, hypervolume_history, importance_figure,
+    load_study, pareto_figure, scaling_figure, write_report,
 )
 from lknas.report import export as export_mod
 from lknas.report.search_figures import hypervolume_2d
@@ -190,11 +190,59 @@ def test_edf_is_the_fraction_of_models_below_each_error(search_run):
     assert [t.name.split(" (")[0] for t in spaces.data] == ["space A", "space B"]
 
 
+def test_edf_of_a_single_kernel_type_still_names_its_curve(search_run):
+    df = _frame(search_run)
+    fig = edf_figure(df[df["param.kernel_type"] == "dense"])
+    assert len(fig.data) == 1 and fig.data[0].name.startswith("dense (n=")
+    assert fig.data[0].showlegend is True  # plotly hides a lone trace's legend unless told
+    assert fig.layout.legend.title.text == "kernel type"
+
+
+def test_erf_heatmap_figure_has_title_pixel_axes_and_colorbar(tmp_path, monkeypatch):
+    from lknas.measure.erf import ErfResult, area_ratios
+    from lknas.report.erf import erf_heatmap_figure, write_erf_png
+
+    heat = np.zeros((24, 32))
+    heat[12, 16], heat[0, 0] = 1.0, 0.25
+    result = ErfResult(heatmap=heat, ratios=area_ratios(heat), images=4)
+    title = "ERF of arch (dense k=31-7 d=1-1 w=8-16) at initialization: 4 shapes images at 32x24 px"
+    fig = erf_heatmap_figure(result, title)
+    assert fig.layout.title.text.replace("<br>", " ").startswith(title)
+    assert "t = 20%" in fig.layout.title.text and "t = 99%" in fig.layout.title.text
+    assert "pixels" in fig.layout.xaxis.title.text and "pixels" in fig.layout.yaxis.title.text
+    assert fig.layout.yaxis.autorange == "reversed"  # row 0 at the top, as in the image
+    (trace,) = fig.data
+    assert "log" in trace.colorbar.title.text and trace.showscale is not False
+    assert list(trace.x) == list(range(32)) and list(trace.y) == list(range(24))
+    assert np.asarray(trace.z)[12, 16] == pytest.approx(1.0) and np.asarray(trace.z)[0, 0] > 0
+    # without a browser for kaleido, the bare heatmap is still written, and the message says why
+    monkeypatch.setattr(export_mod, "find_chromium", lambda: None)
+    message = write_erf_png(result, str(tmp_path / "erf.png"), title)
+    assert (tmp_path / "erf.png").is_file() and "without title, axes or colorbar" in message
+    assert "chromium" in message and not list(tmp_path.glob(".erf-*"))
+
+
+@needs_chromium
+def test_erf_png_is_the_full_figure_where_chromium_is(tmp_path):
+    from PIL import Image
+
+    from lknas.measure.erf import ErfResult, area_ratios
+    from lknas.report.erf import write_erf_png
+
+    heat = np.random.default_rng(0).random((32, 32))
+    message = write_erf_png(ErfResult(heat, area_ratios(heat), 1), str(tmp_path / "out" / "erf.png"), "ERF of x")
+    assert message == f"wrote {tmp_path / 'out' / 'erf.png'}"
+    assert Image.open(tmp_path / "out" / "erf.png").size[0] > 600  # the figure, not the 128 px bare map
+    _not_blank(tmp_path / "out" / "erf.png")
+
+
 def test_dimension_figure_has_a_panel_per_searched_dimension(search_run):
     fig = dimension_figure(_frame(search_run))
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["kernel_type", "stages[0].kernel", "stages[0].width"]
     assert any(t.name == "mean" for t in fig.data)
+    mean = next(t for t in fig.data if t.name == "mean")
+    assert mean.marker.symbol.endswith("-open")  # a single trial's dot stays visible under its mean
 
 
 def test_importances_and_hypervolume(search_run, tmp_path):
@@ -216,6 +264,9 @@ def test_importances_and_hypervolume(search_run, tmp_path):
 
     assert hypervolume_history(pd.concat([df, confirm], ignore_index=True), OBJECTIVES).equals(hist)
     assert hypervolume_2d(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), np.array([2.0, 2.0])) == pytest.approx(3.25)
+    # a short run is ticked per trial, not at half trials
+    fig, _ = hypervolume_figure(df[df["trial"] < 4], OBJECTIVES)
+    assert fig.layout.xaxis.dtick == 1
 
 
 def test_build_figures_for_a_search_and_a_scaling_run(search_run, scale_run):

@@ -54,3 +54,19 @@ def test_tiny_scale_study_lands_in_the_results_format(local_ray, tmp_path):
     stream = io.StringIO()
     run_scale(out=out, quiet=True, stream=stream)
     assert "all 2 trials are done" in stream.getvalue() and len(load_results(out)) == 2
+
+
+@pytest.mark.parametrize("settings, line", [
+    ({"kind": "scale", "name": "kernel_types", "experiment": "experiments/kernel_types.yaml"},
+     "experiment: experiments/kernel_types.yaml"),
+    ({"kind": "scale", "name": "mine", "experiment": "experiments/kernel_types.yaml"},
+     "experiment: mine (experiments/kernel_types.yaml)"),
+    ({"kind": "fidelity", "name": "fidelity-peleK_space", "space_name": "peleK_space",
+      "space": "/x/search_spaces/peleK_space.yaml"}, "space: /x/search_spaces/peleK_space.yaml"),
+])
+def test_summary_names_the_source_once(settings, line, tmp_path):
+    from lknas.search.store import RunStore
+    from lknas.study.runner import _summary
+
+    store = RunStore(tmp_path)
+    assert _summary(store, settings, total=4).splitlines()[1] == line

@@ -17,7 +17,7 @@ from torch import nn
 
 from lknas import quiet
 
-__all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "compact_heatmap", "save_heatmap",
+__all__ = ["ErfResult", "effective_receptive_field", "erf_resolution", "area_ratios", "compact_heatmap", "log_scaled", "save_heatmap",
            "THRESHOLDS"]
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -141,14 +141,18 @@ _VIRIDIS = np.array([
 ], dtype=np.float64)
 
 
+def log_scaled(heatmap: np.ndarray) -> np.ndarray:
+    """log10(1 + 99 x) / 2 of a [0, 1] heatmap, as ERF plots are shown: [0, 1] again, with the
+    faint tails visible."""
+    return np.log10(1 + 99 * np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)) / 2
+
+
 def save_heatmap(heatmap: np.ndarray, path: str, scale: int = 4, log: bool = True) -> str:
     """Write the heatmap as a PNG (viridis; log10(1 + 99x) scaling by default, as ERF plots are
     usually shown), each pixel `scale` x `scale`. Returns the path."""
     from PIL import Image
 
-    data = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
-    if log:
-        data = np.log10(1 + 99 * data) / 2
+    data = log_scaled(heatmap) if log else np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
     data = data / data.max() if data.max() > 0 else data
     pos = data * (len(_VIRIDIS) - 1)
     lo = np.floor(pos).astype(int).clip(0, len(_VIRIDIS) - 2)

@@ -1,6 +1,14 @@
-"""Models: blocks, the generic `LKNet`, `build_model` and reparameterization."""
-from lknas.models.build import build_model
-from lknas.models.net import LKHead, LKNet, LKStage
-from lknas.models.reparam import is_deployed, reparameterize
+"""Models: blocks, the generic `LKNet`, `build_model` and reparameterization.
 
-__all__ = ["build_model", "LKNet", "LKStage", "LKHead", "reparameterize", "is_deployed"]
+The names below are imported on first use (`lknas.lazy`), so `lknas.models.estimate` (no torch)
+can price an architecture without importing torch.
+"""
+from lknas.lazy import lazy_exports
+
+_EXPORTS = {
+    "build_model": "lknas.models.build",
+    **dict.fromkeys(("LKNet", "LKStage", "LKHead"), "lknas.models.net"),
+    **dict.fromkeys(("reparameterize", "is_deployed"), "lknas.models.reparam"),
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lknas.arch import ArchConfig, KernelSpec, StageSpec
-from lknas.ops.large_kernel import DILATED_BRANCHES, resolved_kernel
+from lknas.ops.kernel_rules import DILATED_BRANCHES, resolved_kernel
 from lknas.ops.peripheral import peripheral_k_prime
 
 __all__ = ["Estimate", "estimate", "stem_cost", "stage_cost", "head_params", "STATE_BYTES_PER_PARAM",

@@ -1,6 +1,7 @@
 """timm entrypoints for lknas architectures: `timm.create_model('lknas_NAME', ...)`.
 
-`import lknas` registers the reference architectures of `search_spaces/reference/`
+Once lknas and timm are both imported (in either order; see `lknas.lazy.after_import`), the
+reference architectures of `search_spaces/reference/` are registered
 (`lknas_replknet31b`, `lknas_slak_t`, `lknas_pelk_t`, `lknas_unireplknet_t`, `lknas_convnext_t`,
 `lknas_convnextv2_t`) and every architecture file in the directories of `LKNAS_ARCH_PATH`
 (separated by the OS path separator); `register_archs(path)` adds more (e.g. a search's

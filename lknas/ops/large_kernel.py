@@ -13,6 +13,7 @@ from torch import nn
 from lknas.arch import KernelSpec
 from lknas.ops.deploy import DeployDWConv, DeployStripeConv, dilate_kernel, pad_kernel
 from lknas.ops.dwconv import DepthwiseConv2d, dwconv2d
+from lknas.ops.kernel_rules import DILATED_BRANCHES, resolved_kernel
 from lknas.ops.layers import fold_bn
 from lknas.ops.peripheral import peripheral_grid
 
@@ -34,17 +35,6 @@ __all__ = [
     "pad_kernel",
     "dilate_kernel",
 ]
-
-# UniRepLKNet's dilated reparam branches: K -> (kernel sizes, dilations).
-DILATED_BRANCHES: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    17: ((5, 9, 3, 3, 3), (1, 2, 4, 5, 7)),
-    15: ((5, 7, 3, 3, 3), (1, 2, 3, 5, 7)),
-    13: ((5, 7, 3, 3, 3), (1, 2, 3, 4, 5)),
-    11: ((5, 5, 3, 3, 3), (1, 2, 3, 4, 5)),
-    9: ((5, 5, 3, 3), (1, 2, 3, 4)),
-    7: ((5, 3, 3), (1, 2, 3)),
-    5: ((3, 3), (1, 2)),
-}
 
 
 def _check_odd(name: str, value: int) -> None:
@@ -309,21 +299,6 @@ def n_mixed_channels(channels: int, partial: float) -> int:
     if partial >= 1.0:
         return channels
     return max(1, min(channels, round(channels * partial)))
-
-
-def resolved_kernel(kernel: KernelSpec, k: int) -> tuple[str, int]:
-    """(kernel type, reparam size) a block of size `k` really gets from its stage's `KernelSpec`:
-    a reparam branch not smaller than k is dropped, a stripe with n >= k and a dilated kernel
-    without a branch table entry become dense (see `make_large_kernel`)."""
-    reparam = kernel.reparam or 0
-    if reparam >= k:
-        reparam = 0
-    kind = kernel.type
-    if kind == "stripe" and (kernel.stripe_n or 5) >= k:
-        kind = "dense"
-    if kind == "dilated" and k not in DILATED_BRANCHES:
-        kind, reparam = "dense", 0
-    return kind, reparam
 
 
 def make_large_kernel(

@@ -17,9 +17,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lknas.arch import ArchConfig
+from lknas.measure.erf import log_scaled
 from lknas.report.figures import TEMPLATE
 
-__all__ = ["compute_erfs", "erf_figure"]
+__all__ = ["compute_erfs", "erf_figure", "erf_heatmap_figure", "write_erf_png"]
+
+COLORBAR_TITLE = "log₁₀(1 + 99g) / 2<br>(g: |gradient| / max)"
 
 
 def _images(dataset: str | None, resolution: int, n: int, seed: int):
@@ -80,9 +83,9 @@ def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Fig
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
                         vertical_spacing=0.12 if rows > 1 else 0.1)
     for i, (label, r) in enumerate(results.items()):
-        z = np.log10(1 + 99 * np.clip(r.heatmap, 0, None)) / 2
+        z = log_scaled(r.heatmap)
         fig.add_trace(go.Heatmap(z=z[::-1], colorscale="Viridis", zmin=0, zmax=1, showscale=i == 0,
-                                 colorbar=dict(title="log", len=0.8), name=label,
+                                 colorbar=dict(title=COLORBAR_TITLE, len=0.8), name=label,
                                  hovertemplate=f"{label}<br>x %{{x}}, y %{{y}}: %{{z:.3f}}<extra></extra>"),
                       row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False, constrain="domain")
@@ -94,3 +97,46 @@ def erf_figure(results: dict, cols: int = 4, title: str | None = None) -> go.Fig
     fig.update_layout(template=TEMPLATE, height=330 * rows + 120 + extra, margin=dict(t=120 + extra),
                       title=dict(text=text, yref="container", y=1 - 20 / (330 * rows + 120 + extra), yanchor="top"))
     return fig
+
+
+def erf_heatmap_figure(result, title: str) -> go.Figure:
+    """One ERF heatmap (`lknas erf --out`): `title` (what was measured) over the t = 20% / 99% area
+    ratios, axes in input pixels (row 0 at the top, as the image), a colorbar with the scale."""
+    z = log_scaled(result.heatmap)
+    h, w = z.shape
+    ratios = " · ".join(f"area ratio t = {t:.0%}: {r:.3f}" for t, r in result.ratios.items() if t in (0.2, 0.99))
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(w), y=np.arange(h), colorscale="Viridis", zmin=0, zmax=1,
+                               colorbar=dict(title=COLORBAR_TITLE),
+                               hovertemplate="x %{x} px, y %{y} px: %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text=f"x (input pixels, 0 to {w - 1})", constrain="domain", showgrid=False)
+    fig.update_yaxes(title_text=f"y (input pixels, 0 to {h - 1})", autorange="reversed", scaleanchor="x",
+                     constrain="domain", showgrid=False)
+    text = "<br>".join(textwrap.wrap(title, 70, break_long_words=False))
+    lines = text.count("<br>") + 2
+    fig.update_layout(template=TEMPLATE, width=760, height=640 + 22 * lines, margin=dict(t=60 + 26 * lines),
+                      title=dict(text=f"{text}<br><sub>{ratios}</sub>", x=0.02, xanchor="left"))
+    return fig
+
+
+def write_erf_png(result, path: str, title: str) -> str:
+    """`erf_heatmap_figure` as a PNG at `path`; without kaleido and Chrome/Chromium, the bare
+    heatmap (`save_heatmap`). Returns what was written, for the user."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from lknas.measure.erf import save_heatmap
+    from lknas.report.export import NO_CHROMIUM, NO_KALEIDO, export_pngs
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".erf-") as tmp:
+        fig = erf_heatmap_figure(result, title)
+        written, message = export_pngs({"erf": fig}, tmp, width=fig.layout.width, height=fig.layout.height, scale=1)
+        if written:
+            os.replace(written[0], out)
+            return f"wrote {out}"
+    save_heatmap(result.heatmap, str(out))
+    if message in (NO_KALEIDO, NO_CHROMIUM):
+        message = "the figure needs kaleido and Chrome/Chromium: `pip install kaleido`, `apt-get install chromium`"
+    return f"wrote {out}: the bare heatmap, without title, axes or colorbar ({message})"

@@ -214,7 +214,7 @@ def edf_figure(frames: dict[str, pd.DataFrame] | pd.DataFrame, by: str = "kernel
     for name, (e, f) in curves.items():
         fig.add_trace(go.Scatter(x=np.concatenate([[e[0]], e]), y=np.concatenate([[0.0], f]), mode="lines",
                                  line=dict(shape="hv", width=2.5, color=color_of(name, names)),
-                                 name=f"{name} (n={len(e)})",
+                                 name=f"{name} (n={len(e)})", showlegend=True,  # one curve too: its colour names it
                                  hovertemplate=f"{name}<br>error < %{{x:.2f}}%: %{{y:.0%}} of models<extra></extra>"))
     fig.update_layout(template=TEMPLATE, title=title or f"EDF of top-1 error per {by.replace('_', ' ')} "
                       "(RegNet: F(e) = fraction of models with error < e; left is better)",
@@ -256,7 +256,9 @@ def dimension_figure(df: pd.DataFrame, y: str = "accuracy", cols: int = 3) -> go
         if len(means) <= 12:
             fig.add_trace(go.Scatter(x=list(means.index), y=means.values, mode="lines+markers", name="mean",
                                      legendgroup="mean", showlegend=i == 0, line=dict(color="black", width=1.5),
-                                     marker=dict(symbol="diamond", size=8, color="black"), hoverinfo="skip"),
+                                     # open: a value with one trial shows its dot through the mean
+                                     marker=dict(symbol="diamond-open", size=11, color="black", line=dict(width=2)),
+                                     hoverinfo="skip"),
                           row=r, col=c)
         if not numeric:
             fig.update_xaxes(type="category", row=r, col=c)

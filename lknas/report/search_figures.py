@@ -104,4 +104,6 @@ def hypervolume_figure(df: pd.DataFrame, objectives: tuple[Objective, ...]) -> t
     fig.update_layout(template=TEMPLATE, xaxis_title="trial", yaxis_title="hypervolume (normalized objectives)",
                       title=f"Hypervolume history of {names}<br><sub>objectives min-max normalized to [0, 1] "
                             f"over the feasible trials, all minimized, reference point {REFERENCE}</sub>")
+    if hist["trial"].max() - hist["trial"].min() < 15:  # a short run: plotly would add ticks at half trials
+        fig.update_xaxes(dtick=1)
     return fig, ""

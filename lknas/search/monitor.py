@@ -2,7 +2,8 @@
 
 Each finished trial is appended to the run's `trials.jsonl` and the derived files are rewritten,
 so results are on disk the moment a trial ends. The view: trials done / running / failed /
-infeasible, best so far per objective, elapsed and estimated time left; redrawn in place on a
+infeasible, best so far per objective, elapsed and estimated time left (smoothed, "estimating"
+until a few trials are timed: `lknas.search.time_left`); redrawn in place on a
 terminal, one line per event otherwise, and with `quiet` only a log line per finished trial.
 """
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
 from lknas.search.objectives import metric_of
 from lknas.search.store import RunStore
+from lknas.search.time_left import TimeLeft, format_duration
 from lknas.search.trial import INTERNAL_KEYS, NUMBER_KEY
 from lknas.space.configs import Objective
 
@@ -30,13 +33,6 @@ _RAY_KEYS = {
 FAILED = ("error", "diverged", "oom")
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
 def clean_row(result: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in result.items() if k not in _RAY_KEYS and k not in INTERNAL_KEYS}
     if "time_total_s" in row:
@@ -46,21 +42,23 @@ def clean_row(result: dict[str, Any]) -> dict[str, Any]:
 
 class SearchMonitor(Callback):
     def __init__(self, store: RunStore, objectives: tuple[Objective, ...], total: int, done_before: int,
-                 quiet: bool = False, stream: TextIO | None = None, summary=None, phase: str | None = None):
+                 quiet: bool = False, stream: TextIO | None = None, summary=None, phase: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         """`phase`: count (and tag) only the trials of that phase (e.g. 'confirm'); default: the
-        search's own trials."""
+        search's own trials. `clock`: seconds, for the elapsed time and the time-left estimate."""
         self.store, self.objectives = store, objectives
         self.total, self.done_before = total, done_before
         self.quiet = quiet
         self._stream = stream
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.summary = summary
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
+        self.time_left = TimeLeft(clock)
         self.running: set[str] = set()
         self.actors: dict[str, str] = {}  # trial id -> the Ray actor that runs it
         self.counts = {"ok": 0, "infeasible": 0, "failed": 0, "truncated": 0}
         self.best: dict[str, tuple[float, int]] = {}
-        self.finished_now = 0
         self.phase = phase
         for row in store.rows():
             if row.get("phase") == phase:
@@ -82,6 +80,7 @@ class SearchMonitor(Callback):
         actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
         if actor is not None:
             self.actors[trial.trial_id] = actor._actor_id.hex()
+        self.time_left.started(trial.trial_id)
         self._render()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -120,7 +119,7 @@ class SearchMonitor(Callback):
         self.store.append(row)
         self.store.refresh(self.objectives, self.summary() if self.summary else None)
         self._count(row)
-        self.finished_now += 1
+        self.time_left.finished(trial.trial_id, self.total - self.done)
         self._log(row)
         self._render()
 
@@ -153,11 +152,10 @@ class SearchMonitor(Callback):
             if obj.name in self.best:
                 value, number = self.best[obj.name]
                 parts.append(f"best {obj.name} {_fmt(obj.name, value)} (#{number})")
-        elapsed = time.monotonic() - self.started
-        parts.append(f"{format_duration(elapsed)} elapsed")
-        left = self.total - self.done
-        if self.finished_now and left > 0:
-            parts.append(f"~{format_duration(elapsed / self.finished_now * left)} left")
+        parts.append(f"{format_duration(self.clock() - self.started)} elapsed")
+        left = self.time_left.text(self.total - self.done)
+        if left:
+            parts.append(left)
         return "[lknas] " + " | ".join(parts)
 
     def _log(self, row: dict[str, Any]) -> None:

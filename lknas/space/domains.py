@@ -17,11 +17,12 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
-
-from optuna.trial import BaseTrial
+from typing import TYPE_CHECKING, Any
 
 from lknas.limits import MAX_CHOICES
+
+if TYPE_CHECKING:  # Optuna is imported by the search, not to validate a space
+    from optuna.trial import BaseTrial
 
 DOMAIN_KEYS = ("choice", "int", "float")
 DOMAIN_EXTRA_KEYS = {"int": ("step",), "float": ("log",), "choice": ()}

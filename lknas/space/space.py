@@ -4,9 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from typing import Any
-
-from optuna.trial import BaseTrial
+from typing import TYPE_CHECKING, Any
 
 from lknas.arch import ArchConfig
 from lknas.errors import NotOneArchitecture, Problem, SpaceError
@@ -15,6 +13,9 @@ from lknas.space.budget import check_budget
 from lknas.space.checks import check_search, grid_problem
 from lknas.space.domains import Choice, Domain
 from lknas.space.resolve import Dimension, Template, dimensions, resolve
+
+if TYPE_CHECKING:  # Optuna is imported by the search, not to validate a space
+    from optuna.trial import BaseTrial
 
 
 class SearchSpace:

@@ -310,13 +310,24 @@ def _fit(ctx: ScaleContext, todo: list[Job], store: RunStore, monitor, cpus: flo
     tuner.fit()
 
 
+def _source_line(settings: dict[str, Any]) -> str:
+    """'experiment: experiments/kernel_types.yaml', or 'space: NAME (FILE)' where the name is not
+    the file's stem (a fidelity run's own name, fidelity-SPACE, is not the space's)."""
+    if settings.get("kind") == "fidelity":
+        label, name, source = "space", settings.get("space_name") or settings["name"], settings.get("space", "")
+    else:
+        label, name, source = "experiment", settings["name"], settings.get("experiment", "")
+    if not source or Path(source).stem == name:
+        return f"{label}: {source or name}"
+    return f"{label}: {name} ({source})"
+
+
 def _summary(store: RunStore, settings: dict[str, Any], total: int) -> str:
     df = store.frame()
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    kind = "fidelity measurement" if settings.get("kind") == "fidelity" else "scaling study"
-    source = settings.get("experiment") or settings.get("space", "")
-    lines = [f"lknas {kind} {store.root}",
-             f"{'space' if settings.get('kind') == 'fidelity' else 'experiment'}: {settings['name']} ({source})",
+    fidelity = settings.get("kind") == "fidelity"
+    kind = "fidelity measurement" if fidelity else "scaling study"
+    lines = [f"lknas {kind} {store.root}", _source_line(settings),
              f"trials: {len(df)} of {total} finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
     if not df.empty and "accuracy" in df.columns:
         ok = df[df["status"] == "ok"]
