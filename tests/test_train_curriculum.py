@@ -54,6 +54,7 @@ def test_the_first_steps_train_on_the_easier_set_then_the_main_one(monkeypatch):
     bundle.train.set_epoch(0)
     plain = _seen_batches(CFG.replace(curriculum=None), bundle, monkeypatch)
     bundle.train.set_epoch(0)
+    assert len(plain) == 10
     assert all(torch.equal(g, w) for g, w in zip(plain, [x for x, _ in bundle.train]))  # no curriculum: main set only
     assert not torch.equal(plain[0], seen[0])
 

@@ -45,6 +45,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from lknas.search.hypervolume import minimized
 from lknas.search.noise import is_confirm
 from lknas.search.objectives import metric_of
+from lknas.search.store import nondominated_fronts
 from lknas.search.trial import CURVE_KEY
 from lknas.space.configs import Objective
 
@@ -75,20 +76,6 @@ def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[
         if not out or epoch > out[-1]:
             out.append(epoch)
         k += 1
-
-
-def nondominated_fronts(values: np.ndarray) -> list[list[int]]:
-    """Row indices by front (every column minimized): front 1 is the rows no row dominates, front 2
-    those only front 1 dominates, and so on; each front in row order."""
-    values = np.asarray(values, dtype=float)
-    left = list(range(len(values)))
-    fronts = []
-    while left:
-        front = [i for i in left if not any(
-            np.all(values[j] <= values[i]) and np.any(values[j] < values[i]) for j in left if j != i)]
-        fronts.append(front)
-        left = [i for i in left if i not in front]
-    return fronts
 
 
 def spread_order(values: np.ndarray) -> list[int]:

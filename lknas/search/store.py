@@ -34,12 +34,14 @@ import yaml
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.io import atomic_path, write_json_atomic, write_text_atomic
+from lknas.search.hypervolume import minimized
 from lknas.search.noise import noise_columns, search_rows
 from lknas.search.objectives import metric_of, objective_values
 from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
-__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "parse_record", "check_study_db",
+__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "nondominated_fronts", "parse_record",
+           "check_study_db",
            "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
 
 PARAM_PREFIX = "param."
@@ -69,18 +71,28 @@ def parse_record(line: bytes | str) -> tuple[dict[str, Any] | None, str]:
     return record, ""
 
 
+def nondominated_fronts(values: np.ndarray) -> list[list[int]]:
+    """Row indices by front (every column minimized): front 1 is the rows no row dominates (<= in
+    all columns, < in one), front 2 those only front 1 dominates, and so on; each front in row order."""
+    values = np.asarray(values, dtype=float)
+    left = list(range(len(values)))
+    fronts = []
+    while left:
+        front = [i for i in left if not any(
+            np.all(values[j] <= values[i]) and np.any(values[j] < values[i]) for j in left if j != i)]
+        fronts.append(front)
+        taken = set(front)
+        left = [i for i in left if i not in taken]
+    return fronts
+
+
 def pareto_mask(values: list[list[float]], modes: list[str]) -> list[bool]:
     """True for each point that no other point dominates (>= in all objectives, > in one),
     objectives maximized or minimized per `modes`."""
-    signed = [[v if m == "max" else -v for v, m in zip(row, modes)] for row in values]
-    mask = []
-    for i, a in enumerate(signed):
-        dominated = any(
-            j != i and all(bj >= aj for aj, bj in zip(a, b)) and any(bj > aj for aj, bj in zip(a, b))
-            for j, b in enumerate(signed)
-        )
-        mask.append(not dominated)
-    return mask
+    if len(values) == 0:
+        return []
+    front = set(nondominated_fronts(minimized(values, modes))[0])
+    return [i in front for i in range(len(values))]
 
 
 class RunStore:

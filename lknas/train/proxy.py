@@ -12,10 +12,10 @@ memory with status `oom`; the result says so and carries the message.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 import time
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
