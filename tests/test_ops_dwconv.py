@@ -394,6 +394,18 @@ def test_stock_channels_last_is_selectable_for_nchw_input(monkeypatch):
     _close(y, _reference(x, w, None), 1e-4)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_autotune_always_times_the_stock_convolutions(monkeypatch, layout):
+    """However bad their estimate, stock candidates are timed: a tuned choice cannot lose to them."""
+    monkeypatch.setattr(dwconv_select, "estimate_ms",
+                        lambda a, *args, **k: 1e6 if a in dwconv_select.STOCK else 1.0)
+    x = torch.randn(2, 3, 8, 8)
+    x = x.to(memory_format=CL) if layout == "channels_last" else x
+    _, times = dwconv_select.autotune(dw._run, x, 7, 7, True, 512 * 2**20)
+    want = {a for a in dwconv_select.STOCK if layout in dwconv_algos.ACCEPTS[a]}
+    assert want and want <= set(times)
+
+
 @pytest.mark.parametrize("algo", ["gemm", "rows"])
 def test_workspace_buffers_are_reused_across_calls(algo):
     """The big per-chunk temporaries are allocated once per shape, not on every call (on CPU a

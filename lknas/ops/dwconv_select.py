@@ -104,12 +104,14 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     for the key but the CPU model is used (autotune where the ranking matters on a GPU).
     `layout` is the input's: stock channels_last (oneDNN) is `direct` on a channels_last input
     and `direct_cl` (plus four layout copies) on an NCHW one. The channels_last terms come from a
-    few shapes timed on a loaded machine and scaled by the load; autotune where it matters."""
+    few shapes timed on a loaded machine, as ratios to the gemm and fft estimates: provisional until
+    refitted on a quiet one (benchmarks/dwconv.py --all); autotune where it matters."""
     n = float(b * c * h * w)
     scale = 1.0 if grad else 0.4
     if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
-        # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients) for NCHW
-        t = macs("direct", b, c, h, w, kh, kw) * 0.11e-6 + b * c * 1.5e-3
+        # oneDNN's channels_last depthwise kernel (dearer per tap for bigger kernels), + converting
+        # x, y (and the gradients) for an NCHW input
+        t = macs("direct", b, c, h, w, kh, kw) * 0.06e-6 * (kh * kw / 169) ** 0.35 + b * c * 1.5e-3
         if name == "direct_cl":
             t += n * 4e-6
     elif name == "direct":
@@ -174,14 +176,16 @@ def autotune(
     """Time each eligible algorithm (fwd, and bwd when `grad`) on random tensors of x's shape.
 
     Candidates whose rule estimate is over `prune` times the best estimate are not timed (so a
-    slow direct convolution of a big shape is not run just to lose). The tensors have x's layout."""
+    slow direct convolution of a big shape is not run just to lose), except the stock ones
+    (`STOCK`): they are always timed, so a tuned choice never loses to stock PyTorch by more than
+    the timing noise. The tensors have x's layout."""
     b, c, h, w = x.shape
     cuda = x.device.type == "cuda"
     layout = layout_of(x)
     cands = eligible(b, c, h, w, kh, kw, x.element_size(), limit, layout)
     est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout) for a in cands}
     best_est = min(est.values())
-    cands = [a for a in cands if est[a] <= prune * best_est]
+    cands = [a for a in cands if a in STOCK or est[a] <= prune * best_est]
     times: dict[str, float] = {}
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     with torch.enable_grad() if grad else torch.no_grad():
