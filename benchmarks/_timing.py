@@ -27,11 +27,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where getrusage is missing)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    except (ImportError, OSError):
+        return 0
+
+
 def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
-                        first: dict[str, float] | None = None) -> dict[str, list[float]]:
+                        first: dict[str, float] | None = None,
+                        faults: dict[str, float] | None = None) -> dict[str, list[float]]:
     """ms of each function per round, timed in alternation (A B, B A, A B, ...) after one warm-up
     each, so that load from other processes hits all of them alike. `first`, if given, receives
-    the ms of each warm-up call (selection, index maps, workspace: what a cold call costs)."""
+    the ms of each warm-up call (selection, index maps, workspace: what a cold call costs);
+    `faults` the minor page faults per timed call (memory touched afresh each call: a cause of
+    unsteady timings that, unlike the times, does not depend on the machine's load)."""
     for name, fn in fns.items():
         t0 = time.perf_counter()
         fn()
@@ -45,10 +58,13 @@ def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device
         # waking the thread pool, which would otherwise favour whichever runs second
         for name in order if i % 2 == 0 else order[::-1]:
             fn = fns[name]
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
+            if faults is not None:
+                faults[name] = faults.get(name, 0.0) + (_minor_faults() - f0) / max(1, repeats)
     return samples
 
 

@@ -160,7 +160,8 @@ def run_shape(row, device, repeats, all_algos, compile_stock, crop_stock, batch=
     fns.update(ours=ours(x, g), ours_cl=ours(xc, gc))
     chosen = {"ours": dw.select_algorithm(x, w), "ours_cl": dw.select_algorithm(xc, w)}
     first: dict[str, float] = {}
-    samples = _timing.interleaved_samples(fns, device, repeats, first)
+    faults: dict[str, float] = {}
+    samples = _timing.interleaved_samples(fns, device, repeats, first, faults)
     times = {k: statistics.median(v) for k, v in samples.items()}
     stock_s = {k: v for k, v in samples.items() if k in STOCK}
     best_stock = min(stock_s, key=lambda k: times[k])
@@ -169,7 +170,7 @@ def run_shape(row, device, repeats, all_algos, compile_stock, crop_stock, batch=
     out = {
         "suite": suite, "source": source, "batch": b, "channels": c, "map": hw, "kernel": [kh, kw],
         "kernel_cropped": [ch, cw], "stock_kernel": [sh, sw], "algorithm": chosen,
-        "ms": times, "first_call_ms": first, "spread": {k: _timing.spread(v) for k, v in samples.items()},
+        "ms": times, "first_call_ms": first, "page_faults_per_call": faults, "spread": {k: _timing.spread(v) for k, v in samples.items()},
         "compile_s": compile_s if compiled is not None else None,
         "compiled": "ok" if compiled is not None else f"did not compile: {compile_s}",
         "best_stock": best_stock, "best_ours": best_ours,
@@ -278,6 +279,7 @@ def main(argv=None) -> int:
         extra = f" {r['ms_by_algorithm']}" if args.all else ""
         ms = "  ".join(f"{k} {r['ms'][k]:.1f}" if k in r["ms"] else f"{k} n/c" for k in COLUMNS)
         sp = "  ".join(f"{k} {v['p90_p50']:.2f}" for k, v in r["spread"].items())
+        sp += "  page faults/call: " + " ".join(f"{k} {v:.0f}" for k, v in r["page_faults_per_call"].items())
         print(
             f"{r['suite']:12s} {r['source']:22s} B{r['batch']:<4d} C{r['channels']:<5d} {r['map']:3d}^2 "
             f"k{r['kernel'][0]}x{r['kernel'][1]:<4d} {r['algorithm']['ours']}/{r['algorithm']['ours_cl']}  ms: {ms}  "

@@ -137,7 +137,8 @@ def main(argv=None) -> int:
         fns.update(fast_nchw=_candidate(model, x, y, loss_fn, "auto", "nchw")[0],
                    fast_cl=_candidate(model, x, y, loss_fn, "auto", "channels_last")[0])
         first: dict[str, float] = {}
-        samples = _timing.interleaved_samples(fns, device, repeats, first)
+        faults: dict[str, float] = {}
+        samples = _timing.interleaved_samples(fns, device, repeats, first, faults)
         times = {k: statistics.median(v) for k, v in samples.items()}
         stock = {k: v for k, v in samples.items() if k in STOCK}
         algos = {}
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
         r = {
             "space": space, "kernel_type": arch.stages[0].kernel.type, "arch": describe(arch),
             "params": sum(p.numel() for p in model.parameters()), "batch": args.batch,
-            "resolution": args.resolution, "ms": times, "first_step_ms": first,
+            "resolution": args.resolution, "ms": times, "first_step_ms": first, "page_faults_per_step": faults,
             "spread": {k: _timing.spread(v) for k, v in samples.items()},
             "compile_s": compile_s if "off_compiled" in fns else None,
             "compiled": "ok" if "off_compiled" in fns else f"did not compile: {compile_s}",
