@@ -27,12 +27,30 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, list[float]]:
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where getrusage is missing)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    except (ImportError, OSError):
+        return 0
+
+
+def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
+                        first: dict[str, float] | None = None,
+                        faults: dict[str, float] | None = None) -> dict[str, list[float]]:
     """ms of each function per round, timed in alternation (A B, B A, A B, ...) after one warm-up
-    each, so that load from other processes hits all of them alike."""
-    for fn in fns.values():
+    each, so that load from other processes hits all of them alike. `first`, if given, receives
+    the ms of each warm-up call (selection, index maps, workspace: what a cold call costs);
+    `faults` the minor page faults per timed call (memory touched afresh each call: a cause of
+    unsteady timings that, unlike the times, does not depend on the machine's load)."""
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
         fn()
-    sync(device)
+        sync(device)
+        if first is not None:
+            first[name] = (time.perf_counter() - t0) * 1e3
     samples: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
     for i in range(repeats):
@@ -40,16 +58,32 @@ def interleaved_samples(fns: dict[str, Callable[[], None]], device: torch.device
         # waking the thread pool, which would otherwise favour whichever runs second
         for name in order if i % 2 == 0 else order[::-1]:
             fn = fns[name]
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
+            if faults is not None:
+                faults[name] = faults.get(name, 0.0) + (_minor_faults() - f0) / max(1, repeats)
     return samples
 
 
 def interleaved_ms(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
     """Median ms of each function over interleaved rounds."""
     return {k: statistics.median(v) for k, v in interleaved_samples(fns, device, repeats).items()}
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    """p50, p90 (linear interpolation) and their ratio of repeated timings: how steady a call is."""
+    p50 = statistics.median(samples)
+    p90 = statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 else samples[0]
+    return {"p50": p50, "p90": p90, "p90_p50": p90 / p50}
+
+
+def paired_best_speedup(base: dict[str, list[float]], new: dict[str, list[float]]) -> float:
+    """Median over rounds of (fastest of `base` in the round) / (fastest of `new` in the round)."""
+    rounds = zip(zip(*base.values()), zip(*new.values()))
+    return statistics.median(min(b) / min(n) for b, n in rounds)
 
 
 def paired_speedup(base: list[float], new: list[float]) -> float:

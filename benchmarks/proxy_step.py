@@ -1,12 +1,20 @@
 """Full proxy training steps (forward, backward, AdamW step) of the largest architectures of
-`peleK_space.yaml` and `replknet_space.yaml`, with the fast depthwise path on (auto) and off
-(plain `F.conv2d`), interleaved in one process. Writes results/benchmarks/proxy_step-<device>.json
-and .md.
+`peleK_space.yaml` and `replknet_space.yaml`: stock PyTorch (`dwconv2d` off: plain `F.conv2d`)
+in NCHW, in channels_last and under `torch.compile` (inductor), against the fast depthwise path
+(auto) in NCHW and in channels_last, interleaved in one process. Writes
+results/benchmarks/proxy_step-<device>[-quick].json and .md.
 
 "Largest": every searched dimension at its maximum (depth, width, kernel, mlp_ratio, reparam, r_c,
 m, pos_embed, partial 1.0, density 1.0), once per kernel type of the space.
 
-    python benchmarks/proxy_step.py [--quick] [--batch 64] [--repeats 5]
+    python benchmarks/proxy_step.py [--quick] [--batch 64] [--repeats 9] [--no-compile]
+    python benchmarks/proxy_step.py --quick --limit 1 --batch 2 --resolution 32 --repeats 2 --no-compile \
+        --no-gemm --no-write                          # smoke run
+
+Each candidate has its own copy of the model (same initial weights) and optimizer. The compiled
+model's compile time (first two steps) is kept out of the rounds and reported; a failure is
+recorded as "did not compile". The speed-up is the median over rounds of (fastest stock candidate)
+/ (fastest fast candidate); p90/p50 of each candidate's steps says how steady it is.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
 
 import lknas  # noqa: E402
+from lknas.measure.layout import MEMORY_FORMATS  # noqa: E402
 from lknas.ops import dwconv as dw  # noqa: E402
 from lknas.space.resolve import resolve  # noqa: E402
 from lknas.space.space import _normalize  # noqa: E402
@@ -54,72 +63,138 @@ def describe(arch: lknas.ArchConfig) -> str:
     )
 
 
+STOCK = ("off_nchw", "off_cl", "off_compiled")
+FAST = ("fast_nchw", "fast_cl")
+
+
+def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False):
+    """A training-step closure on its own copy of the model and optimizer; (step, compile s) or
+    (None, error) when compiling fails."""
+    import copy
+    import time
+
+    model = copy.deepcopy(model0).to(memory_format=MEMORY_FORMATS[layout])
+    x = x0.contiguous(memory_format=MEMORY_FORMATS[layout])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    net = torch.compile(model) if compiled else model
+
+    def fn():
+        with dw.use_algorithm(algo):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            opt.step()
+
+    if not compiled:
+        return fn, None
+    try:
+        t0 = time.perf_counter()
+        fn()
+        fn()
+        return fn, time.perf_counter() - t0
+    except Exception as err:  # noqa: BLE001 - a failure to compile is a result
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="peleK dense and replknet only, 3 repeats")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--resolution", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3 quick, 9 full)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N architectures (smoke runs)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="time torch.compile of the stock model (compiling takes minutes on a CPU)")
+    ap.add_argument("--gemm", action=argparse.BooleanOptionalAction, default=True,
+                    help="measure the matmul reference in a separate interpreter")
+    ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                    help="write results/benchmarks/*.json and .md")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (3 if args.quick else 9)
     configs = [CONFIGS[0], CONFIGS[3]] if args.quick else CONFIGS
-    gemm = _timing.gemm_gflops(device)
-    print(f"device {_timing.device_name(device)}: fp32 GEMM {gemm:.0f} GFLOP/s", flush=True)
+    configs = configs[:args.limit] if args.limit else configs
+    gemm = _timing.gemm_gflops(device) if args.gemm else None
+    print(f"device {_timing.device_name(device)}: fp32 GEMM " + (f"{gemm:.0f} GFLOP/s" if gemm else "not measured"),
+          flush=True)
     rows = []
     for space, ktype in configs:
         torch.manual_seed(0)
         arch = largest_arch(space, ktype)
         model = lknas.build_model(arch, num_classes=2).to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randn(args.batch, 3, args.resolution, args.resolution, device=device)
         y = torch.randint(0, 2, (args.batch,), device=device)
         loss_fn = torch.nn.CrossEntropyLoss()
-
-        def step(algo: str):
-            def fn():
-                with dw.use_algorithm(algo):
-                    opt.zero_grad(set_to_none=True)
-                    loss_fn(model(x), y).backward()
-                    opt.step()
-            return fn
-
-        samples = _timing.interleaved_samples({"off": step("off"), "fast": step("auto")}, device, repeats)
+        fns = {
+            "off_nchw": _candidate(model, x, y, loss_fn, "off", "nchw")[0],
+            "off_cl": _candidate(model, x, y, loss_fn, "off", "channels_last")[0],
+        }
+        compile_s: float | str = "not tried (--no-compile)"
+        if args.compile:
+            fn, compile_s = _candidate(model, x, y, loss_fn, "off", "nchw", compiled=True)
+            if fn is not None:
+                fns["off_compiled"] = fn
+        fns.update(fast_nchw=_candidate(model, x, y, loss_fn, "auto", "nchw")[0],
+                   fast_cl=_candidate(model, x, y, loss_fn, "auto", "channels_last")[0])
+        first: dict[str, float] = {}
+        faults: dict[str, float] = {}
+        samples = _timing.interleaved_samples(fns, device, repeats, first, faults)
         times = {k: statistics.median(v) for k, v in samples.items()}
-        with dw.use_algorithm("auto"):
-            dw.clear_cache()
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
-            algos = sorted(set(dw.cache_info()["choices"].values()))
+        stock = {k: v for k, v in samples.items() if k in STOCK}
+        algos = {}
+        for layout in ("nchw", "channels_last"):
+            with dw.use_algorithm("auto"):
+                dw.clear_cache()
+                m = model.to(memory_format=MEMORY_FORMATS[layout])
+                m.zero_grad(set_to_none=True)
+                loss_fn(m(x.contiguous(memory_format=MEMORY_FORMATS[layout])), y).backward()
+                algos[layout] = sorted(set(dw.cache_info()["choices"].values()))
         r = {
             "space": space, "kernel_type": arch.stages[0].kernel.type, "arch": describe(arch),
             "params": sum(p.numel() for p in model.parameters()), "batch": args.batch,
-            "resolution": args.resolution, "ms_off": times["off"], "ms_fast": times["fast"],
-            "speedup": _timing.paired_speedup(samples["off"], samples["fast"]), "algorithms": algos,
-            "ms_off_min": min(samples["off"]), "ms_fast_min": min(samples["fast"]),
-            "speedup_of_min": min(samples["off"]) / min(samples["fast"]),
+            "resolution": args.resolution, "ms": times, "first_step_ms": first, "page_faults_per_step": faults,
+            "spread": {k: _timing.spread(v) for k, v in samples.items()},
+            "compile_s": compile_s if "off_compiled" in fns else None,
+            "compiled": "ok" if "off_compiled" in fns else f"did not compile: {compile_s}",
+            "best_stock": min(stock, key=lambda k: times[k]), "best_fast": min(FAST, key=lambda k: times[k]),
+            "speedup": _timing.paired_best_speedup(stock, {k: samples[k] for k in FAST}),
+            "speedup_of_min": min(min(v) for v in stock.values()) / min(min(samples[k]) for k in FAST),
+            "algorithms": algos,
         }
         rows.append(r)
-        print(f"{space:15s} {r['arch']}: off {r['ms_off']:.0f} ms, fast {r['ms_fast']:.0f} ms, "
-              f"{r['speedup']:.2f}x (algorithms {algos})", flush=True)
+        ms = "  ".join(f"{k} {times[k]:.0f}" if k in times else f"{k} n/c" for k in STOCK + FAST)
+        print(f"{space:15s} {r['arch']}: ms {ms}; {r['speedup']:.2f}x over {r['best_stock']}; p90/p50 "
+              + " ".join(f"{k} {v['p90_p50']:.2f}" for k, v in r["spread"].items())
+              + f"; compile {r['compile_s'] if r['compile_s'] is not None else r['compiled']}; algorithms {algos}",
+              flush=True)
     lines = [
         f"Training step (forward, backward, AdamW) at batch {args.batch}, {args.resolution}x{args.resolution}, "
-        f"median of {repeats} interleaved rounds (speed-up: median of per-round ratios); "
-        "off = plain `F.conv2d`, fast = `dwconv2d` auto.",
+        f"median ms of {repeats} interleaved rounds. off = stock PyTorch (`dwconv2d` off: plain `F.conv2d`) in NCHW, "
+        "channels_last (cl) and torch.compile (compiled; n/c: did not compile); fast = `dwconv2d` auto in NCHW / "
+        "channels_last. Speed-up: median over rounds of the fastest stock / the fastest fast step. p90/p50: the "
+        "worst candidate's spread (target <= 1.3 on a quiet machine).",
         "",
-        "| space | largest architecture | params | ms off | ms fast | speed-up | speed-up of min | algorithms used |",
-        "|---|---|---|---|---|---|---|---|",
+        "| space | largest architecture | params | " + " | ".join(f"ms {k}" for k in STOCK + FAST)
+        + " | best stock | speed-up | speed-up of min | worst p90/p50 | compile s | algorithms (nchw; cl) |",
+        "|---|---|---|" + "---|" * len(STOCK + FAST) + "---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['space']} | {r['arch']} | {r['params']:,} | {r['ms_off']:.0f} | {r['ms_fast']:.0f} | "
-                     f"{r['speedup']:.2f}x | {r['speedup_of_min']:.2f}x | {', '.join(r['algorithms'])} |")
+        worst = max(r["spread"].items(), key=lambda kv: kv[1]["p90_p50"])
+        comp = f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "n/c"
+        lines.append(f"| {r['space']} | {r['arch']} | {r['params']:,} | "
+                     + " | ".join(f"{r['ms'][k]:.0f}" if k in r["ms"] else "n/c" for k in STOCK + FAST)
+                     + f" | {r['best_stock']} | {r['speedup']:.2f}x | {r['speedup_of_min']:.2f}x | "
+                     f"{worst[1]['p90_p50']:.2f} ({worst[0]}) | {comp} | {', '.join(r['algorithms']['nchw'])}; "
+                     f"{', '.join(r['algorithms']['channels_last'])} |")
     name = _timing.device_name(device)
     data = {"benchmark": "proxy_step", "device": name, "quick": args.quick, "repeats": repeats,
             "gemm_gflops": gemm, "environment": _timing.environment(), "steps": rows}
-    stem = f"proxy_step-{name}" + ("-quick" if args.quick else "")
-    jpath, mpath = _timing.write(stem, data, "\n".join(lines) + "\n")
-    print(f"wrote {jpath} and {mpath}")
+    if args.write:
+        stem = f"proxy_step-{name}" + ("-quick" if args.quick else "")
+        jpath, mpath = _timing.write(stem, data, "\n".join(lines) + "\n")
+        print(f"wrote {jpath} and {mpath}")
+    else:
+        print("\n".join(lines))
     return 0
 
 

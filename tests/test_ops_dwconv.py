@@ -14,8 +14,10 @@ import lknas.ops.dwconv as dw
 from lknas.ops import dwconv_algos, dwconv_select
 from lknas.ops.dwconv import DepthwiseConv2d, dwconv2d
 
-ALGOS = ["direct", "gemm", "rows", "fft"]
+ALGOS = list(dwconv_algos.ALGORITHMS)
+LAYOUTS = list(dwconv_algos.LAYOUTS)
 CUDA = torch.cuda.is_available()
+CL = torch.channels_last
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +44,11 @@ def _close(got, ref, rel):
     assert err <= rel * scale, f"max abs diff {err:.3g} > {rel:g} x scale {scale:.3g}"
 
 
-def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", rel=1e-4, seed=0):
+def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", rel=1e-4, seed=0, layout="nchw"):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, c, h, w, generator=g).to(device)
+    if layout == "channels_last":
+        x = x.to(memory_format=CL)
     wt = torch.randn(c, 1, kh, kw, generator=g).to(device)
     bs = torch.randn(c, generator=g).to(device) if bias else None
     gy = torch.randn(b, c, h, w, generator=g).to(device)
@@ -56,6 +60,7 @@ def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", re
     with dw.use_algorithm(algo):
         y = dwconv2d(leaves[0], leaves[1], leaves[2] if bias else None)
     assert y.shape == (b, c, h, w) and y.dtype == dtype
+    assert dwconv_algos.layout_of(y) == dwconv_algos.layout_of(leaves[0])  # the input's layout
     grads = torch.autograd.grad(y, leaves, gy.to(dtype))
     _close(y, ref, rel)
     for got, want in zip(grads, ref_grads):
@@ -66,14 +71,15 @@ def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", re
 odd = st.integers(0, 12).map(lambda i: 2 * i + 1)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("algo", ALGOS)
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(
     b=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 11), w=st.integers(1, 11),
     kh=odd, kw=odd, bias=st.booleans(),
 )
-def test_random_shapes_match_conv2d(algo, b, c, h, w, kh, kw, bias):
-    _check(algo, b, c, h, w, kh, kw, bias)
+def test_random_shapes_match_conv2d(algo, layout, b, c, h, w, kh, kw, bias):
+    _check(algo, b, c, h, w, kh, kw, bias, layout=layout)
 
 
 EDGE = [
@@ -88,16 +94,19 @@ EDGE = [
 ]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("shape", EDGE, ids=[str(s) for s in EDGE])
 @pytest.mark.parametrize("bias", [False, True])
-def test_edge_shapes_match_conv2d(algo, shape, bias):
-    _check(algo, *shape, bias)
+def test_edge_shapes_match_conv2d(algo, shape, bias, layout):
+    _check(algo, *shape, bias, layout=layout)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("algo", ["gemm", "rows"])
-def test_custom_backward_gradcheck(algo):
-    x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+def test_custom_backward_gradcheck(algo, layout):
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64)
+    x = (x.to(memory_format=CL) if layout == "channels_last" else x).requires_grad_()
     w = torch.randn(2, 1, 5, 3, dtype=torch.float64, requires_grad=True)
     with dw.use_algorithm(algo):
         assert torch.autograd.gradcheck(lambda a, b: dwconv2d(a, b), (x, w))
@@ -182,7 +191,7 @@ def test_python_switch_wins_over_env_and_restores(monkeypatch):
 def test_rule_picks_fast_path_for_large_kernels_and_direct_for_small():
     rule = dwconv_select.rule
     lim = 512 * 2**20
-    assert rule(64, 32, 16, 16, 31, 31, 4, True, False, lim) != "direct"
+    assert rule(64, 32, 16, 16, 31, 31, 4, True, False, lim) not in dwconv_select.STOCK
     assert rule(64, 64, 8, 8, 15, 15, 4, True, False, lim) == "gemm"
     assert rule(32, 64, 64, 64, 31, 31, 4, True, False, lim) == "fft"
     assert rule(64, 32, 16, 16, 3, 3, 4, True, False, lim) == "direct"
@@ -292,17 +301,140 @@ def test_half_precision_cpu(algo, dtype):
     _check(algo, 2, 3, 8, 8, 7, 5, True, dtype=dtype, rel=3e-2)
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-def test_channels_last_input(algo):
-    x = torch.randn(2, 4, 7, 9).to(memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(4, 1, 5, 7, requires_grad=True)
-    with dw.use_algorithm(algo):
-        y = dwconv2d(x, w)
-    _close(y, _reference(x, w, None), 1e-4)
-    gx, gw = torch.autograd.grad(y.square().sum(), [x, w])
-    rx, rw = torch.autograd.grad(_reference(x, w, None).square().sum(), [x, w])
+# shapes where the rule picks different algorithms (direct, rows, fft, ...) for one input layout
+ROUTED = [(2, 4, 7, 9, 5, 7), (8, 16, 16, 16, 31, 31), (4, 8, 32, 32, 13, 13), (4, 8, 8, 8, 3, 3), (4, 8, 16, 16, 31, 5)]
+
+
+def _algo_inputs(monkeypatch):
+    """Spy on what reaches the algorithms: (name, x) for run_algorithm and ('conv', x) for F.conv2d."""
+    seen = []
+    real_run, real_conv = dw.run_algorithm, dw.F.conv2d
+
+    def run(name, x, *a):
+        seen.append((name, x))
+        return real_run(name, x, *a)
+
+    def conv(x, *a, **k):
+        seen.append(("conv", x))
+        return real_conv(x, *a, **k)
+
+    monkeypatch.setattr(dw, "run_algorithm", run)
+    monkeypatch.setattr(dw.F, "conv2d", conv)
+    return seen
+
+
+@pytest.mark.parametrize("tune", [False, True])
+@pytest.mark.parametrize("shape", ROUTED, ids=[str(s) for s in ROUTED])
+def test_channels_last_input_is_used_without_a_copy(monkeypatch, shape, tune):
+    b, c, h, w, kh, kw = shape
+    x = torch.randn(b, c, h, w).to(memory_format=CL).requires_grad_()
+    wt = torch.randn(c, 1, kh, kw, requires_grad=True)
+    dw.set_autotune(tune)
+    algo = dw.select_algorithm(x, wt)
+    assert "channels_last" in dwconv_algos.ACCEPTS[algo]
+    seen = _algo_inputs(monkeypatch)
+    real_contiguous = torch.Tensor.contiguous
+
+    def contiguous(t, *a, **k):
+        out = real_contiguous(t, *a, **k)
+        if t.data_ptr() == x.data_ptr() and out.data_ptr() != t.data_ptr():
+            pytest.fail("the input was copied with .contiguous()")
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "contiguous", contiguous)
+    y = dwconv2d(x, wt)
+    monkeypatch.undo()
+    assert seen and seen[0][1].data_ptr() == x.data_ptr()  # the algorithm reads x itself
+    assert dwconv_algos.layout_of(y) == "channels_last"
+    _close(y, _reference(x, wt, None), 1e-4)
+    gx, gw = torch.autograd.grad(y.square().sum(), [x, wt])
+    rx, rw = torch.autograd.grad(_reference(x, wt, None).square().sum(), [x, wt])
     _close(gx, rx, 1e-4)
     _close(gw, rw, 1e-4)
+
+
+def test_layout_is_part_of_the_key_and_routes_the_choice():
+    x = torch.randn(64, 64, 8, 8, requires_grad=True)
+    w = torch.randn(64, 1, 15, 15, requires_grad=True)
+    assert dw.select_algorithm(x, w) == "gemm"  # NCHW: the whole-map GEMM
+    xc = x.detach().to(memory_format=CL).requires_grad_()
+    assert dw.select_algorithm(xc, w) != "gemm"  # gemm would have to copy a channels_last input
+    keys = list(dw.cache_info()["choices"])
+    assert len(keys) == 2 and any("|nchw|" in k for k in keys) and any("|channels_last|" in k for k in keys)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_rule_never_prefers_an_estimate_worse_than_stock(layout):
+    """The rule's choice is never estimated slower than the best stock convolution for the input."""
+    lim = 512 * 2**20
+    for b, c, h, k in [(64, 64, 16, 31), (64, 128, 8, 31), (64, 32, 32, 13), (64, 96, 16, 51), (32, 48, 32, 27),
+                       (16, 24, 64, 13), (64, 32, 16, 3), (4, 128, 56, 31)]:
+        k = min(k, 2 * h - 1)
+        choice = dwconv_select.rule(b, c, h, h, k, k, 4, True, False, lim, layout)
+        assert layout in dwconv_algos.ACCEPTS[choice]
+        est = {a: dwconv_select.estimate_ms(a, b, c, h, h, k, k, True, False, layout)
+               for a in dwconv_select.eligible(b, c, h, h, k, k, 4, lim, layout)}
+        assert est[choice] <= min(est[a] for a in dwconv_select.STOCK if a in est)
+
+
+def test_stock_channels_last_is_selectable_for_nchw_input(monkeypatch):
+    """direct_cl converts an NCHW input, runs stock channels_last and converts back; autotune and
+    the rule may pick it (here: autotune where it is the only timed candidate left)."""
+    monkeypatch.setattr(dwconv_select, "estimate_ms",
+                        lambda a, *args, **k: 1.0 if a == "direct_cl" else 100.0)
+    dw.set_autotune(True)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(3, 1, 7, 7, requires_grad=True)
+    assert dw.select_algorithm(x, w) == "direct_cl"
+    dw.set_autotune(False)
+    dw.clear_cache()
+    assert dw.select_algorithm(x, w) == "direct_cl"
+    y = dwconv2d(x, w)
+    assert y.is_contiguous()
+    _close(y, _reference(x, w, None), 1e-4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_autotune_always_times_the_stock_convolutions(monkeypatch, layout):
+    """However bad their estimate, stock candidates are timed: a tuned choice cannot lose to them."""
+    monkeypatch.setattr(dwconv_select, "estimate_ms",
+                        lambda a, *args, **k: 1e6 if a in dwconv_select.STOCK else 1.0)
+    x = torch.randn(2, 3, 8, 8)
+    x = x.to(memory_format=CL) if layout == "channels_last" else x
+    _, times = dwconv_select.autotune(dw._run, x, 7, 7, True, 512 * 2**20)
+    want = {a for a in dwconv_select.STOCK if layout in dwconv_algos.ACCEPTS[a]}
+    assert want and want <= set(times)
+
+
+@pytest.mark.parametrize("algo", ["gemm", "rows"])
+def test_workspace_buffers_are_reused_across_calls(algo):
+    """The big per-chunk temporaries are allocated once per shape, not on every call (on CPU a
+    fresh allocation of that size is page-faulted again each time: the stalls of issue 15)."""
+    dwconv_algos.release_workspace()
+    x = torch.randn(4, 8, 12, 12, requires_grad=True)
+    w = torch.randn(8, 1, 9, 9, requires_grad=True)
+
+    def call():
+        with dw.use_algorithm(algo):
+            dwconv2d(x, w).sum().backward()
+        return {k: b.data_ptr() for k, b in dwconv_algos._WORKSPACE.buffers.items()}
+
+    first = call()
+    assert first and dwconv_algos.workspace_info()
+    assert call() == first  # same buffers, nothing reallocated
+    dwconv_algos.release_workspace()
+    assert dwconv_algos.workspace_info() == {}
+
+
+def test_index_cache_drops_the_oldest_not_all(monkeypatch):
+    monkeypatch.setattr(dwconv_algos, "_INDEX_CACHE", {})
+    one = dwconv_algos._map_index(6, 6, 5, 5, torch.device("cpu"))
+    budget = 2.5 * one.numel() * one.element_size()
+    monkeypatch.setattr(dwconv_algos, "_INDEX_CACHE_MAX_BYTES", budget)
+    for k in (7, 9):
+        dwconv_algos._map_index(6, 6, k, k, torch.device("cpu"))
+    keys = [key[3] for key in dwconv_algos._INDEX_CACHE]
+    assert keys == [7, 9]  # the oldest (5) went, the two newest stay
 
 
 def test_module_uses_fast_path_and_trace_sees_a_convolution(monkeypatch):

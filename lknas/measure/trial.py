@@ -48,7 +48,9 @@ def measure_trial(
     """Train `arch` with `train_proxy` and measure it. Returns a flat dict: `status`, `accuracy`
     (top-1 %), `val_loss`, `train_loss`, `epochs`, `steps`, `train_time`, `params`, `flops`
     (and `params_nonzero` / `flops_sparse` for sparse archs, measured on the trained weights),
-    `latency_ms`, `throughput`, `latency_device`, `latency_threads`, `erf` and `erf_20..99` (measured
+    `layout` (the memory layout it trained in) with `layout_ms_<layout>` (a training step's ms in
+    each layout, when measured), `latency_ms`, `throughput`, `latency_device`, `latency_threads`,
+    `latency_layout`, `erf` and `erf_20..99` (measured
     at `erf_resolution`, where the last feature map has at least 8 cells a side),
     `measure_time`, and `error` when the run did not finish normally. `erf_map=True` adds the
     trained network's ERF heatmap (`erf_map`: at most 64 x 64, a list of rows) for the report."""
@@ -60,6 +62,7 @@ def measure_trial(
     result = train_proxy(arch, train_cfg, bundle, report=report, device=dev, progress=progress, keep_model=True)
     out: dict[str, Any] = result.to_dict()
     out.pop("history")
+    out.update({f"layout_ms_{k}": v for k, v in out.pop("layout_ms", {}).items()})  # flat columns
     start = time.perf_counter()
     model = result.model
     if model is None:  # diverged / out of memory: static counts only
@@ -72,7 +75,7 @@ def measure_trial(
         lat = measure_latency(model.cpu() if dev.type == "cpu" else model, train_cfg.resolution, device=dev,
                               threads=latency_threads, in_chans=bundle.in_chans)
         out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
-                   latency_threads=lat["threads"])
+                   latency_threads=lat["threads"], latency_layout=lat["layout"])
     if erf:
         size = erf_resolution(model, train_cfg.resolution)
         measured = effective_receptive_field(model, bundle.val, max_images=erf_images, device=dev, resolution=size)

@@ -1,11 +1,16 @@
 """The single entry point of every stride-1 'same' depthwise convolution with a large kernel.
 
 All large-kernel branches and the deploy convolution call `dwconv2d`, which picks an exact
-algorithm per (device, dtype, shape, grad) from `lknas.ops.dwconv_algos` (direct `F.conv2d`,
-whole-map Toeplitz GEMM, row-Toeplitz GEMM, FFT) after cropping the kernel to what the map can
-reach. Selection, autotuning and the choice cache live in `lknas.ops.dwconv_select`.
+algorithm per (device, dtype, layout, shape, grad) from `lknas.ops.dwconv_algos` (direct
+`F.conv2d`, stock channels_last `F.conv2d`, whole-map Toeplitz GEMM, row-Toeplitz GEMM, FFT) after
+cropping the kernel to what the map can reach. Selection, autotuning and the choice cache live in
+`lknas.ops.dwconv_select`.
 
-Switches: `LKNAS_DWCONV=auto|direct|gemm|rows|fft|off` (environment; `off` = plain `F.conv2d`
+Layouts: an NCHW or a channels_last input is used as it is (no copy on the way in; an input that
+is neither is made NCHW-contiguous), and the output has the input's layout. Under `auto` a
+channels_last input only goes to algorithms that read it without a copy.
+
+Switches: `LKNAS_DWCONV=auto|direct|direct_cl|gemm|rows|fft|off` (environment; `off` = plain `F.conv2d`
 with the full kernel, the code before this fast path) or `set_algorithm(...)` /
 `use_algorithm(...)` (Python, wins over the environment); `set_autotune(...)` /
 `LKNAS_DWCONV_AUTOTUNE=1`; `LKNAS_DWCONV_MAX_WORKSPACE_MB`; `LKNAS_DWCONV_CACHE`.
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lknas.ops import dwconv_select as _select
-from lknas.ops.dwconv_algos import ALGORITHMS, run_algorithm
+from lknas.ops.dwconv_algos import ALGORITHMS, layout_of, run_algorithm
 from lknas.ops.dwconv_select import cache_info, clear_cache
 
 __all__ = [
@@ -42,7 +47,7 @@ _AUTOTUNE: bool | None = None  # set_autotune; None = follow LKNAS_DWCONV_AUTOTU
 
 
 def set_algorithm(name: str | None) -> None:
-    """Force one algorithm ('direct', 'gemm', 'rows', 'fft'), 'off' (plain F.conv2d with the full
+    """Force one algorithm (one of `ALGORITHMS`), 'off' (plain F.conv2d with the full
     kernel: the fast path switched off), or 'auto' to select per shape; None goes back to the
     LKNAS_DWCONV environment variable."""
     global _OVERRIDE
@@ -144,8 +149,8 @@ def select_algorithm(x: torch.Tensor, weight: torch.Tensor, grad: bool | None = 
 def dwconv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise stride-1 convolution with 'same' zero padding.
 
-    x: (B, C, H, W); weight: (C, 1, kh, kw) with odd kh, kw (square or rectangular);
-    bias: (C,) or None. Returns (B, C, H, W), equal to
+    x: (B, C, H, W), NCHW or channels_last; weight: (C, 1, kh, kw) with odd kh, kw (square or
+    rectangular); bias: (C,) or None. Returns (B, C, H, W) in x's layout, equal to
     `F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=C)` up to rounding.
     """
     algo = select_algorithm(x, weight)
@@ -159,7 +164,9 @@ def dwconv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = 
     if algo == "direct":
         kh, kw = w.shape[-2:]
         return F.conv2d(x, w, bias, padding=(kh // 2, kw // 2), groups=x.shape[1])
-    y = _run(algo, x.contiguous(), w)
+    if layout_of(x) == "nchw":
+        x = x.contiguous()  # a no-op unless x is in neither layout
+    y = _run(algo, x, w)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y

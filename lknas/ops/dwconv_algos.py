@@ -4,7 +4,14 @@ Every algorithm computes `F.conv2d(x, w, None, padding=(kh//2, kw//2), groups=C)
 point rounding; the bias is added by the caller. Shapes: x (B, C, H, W), w (C, 1, kh, kw), kh and
 kw odd and already cropped to at most (2H-1, 2W-1) (taps farther out only ever meet padding).
 
-- `direct`: `F.conv2d`.
+Layouts: x is NCHW-contiguous or channels_last (`layout_of`). Every algorithm returns its output
+in x's layout. `ACCEPTS` says which layouts an algorithm reads without first copying x into
+another layout; the selector routes a channels_last input only to those.
+
+- `direct`: `F.conv2d` on x as it is (on a channels_last x that is stock PyTorch's channels_last
+  depthwise convolution, oneDNN on CPU).
+- `direct_cl`: `F.conv2d` in channels_last for an NCHW x: converts x, convolves, converts the
+  result back (what a user gets from `.to(memory_format=torch.channels_last)`, per layer).
 - `gemm`: per channel the whole map as one (HW x HW) Toeplitz matrix gathered from the kernel
   (index map cached per shape and device): y_c = x_c @ T_c, one batched GEMM over channels.
   Custom autograd: T is rebuilt in backward instead of saved, channels are processed in chunks so
@@ -14,28 +21,98 @@ kw odd and already cropped to at most (2H-1, 2W-1) (taps farther out only ever m
   (kh*W x W) matrix of kernel-row Toeplitz blocks: one batched GEMM per chunk. The problem is
   transposed first when that gives fewer multiply-adds (k x n stripes use the n short rows).
 - `fft`: zero-padded rfft2 product (in fp32 for half dtypes), built from differentiable ops.
+
+Workspace: the large per-chunk temporaries of `gemm` and `rows` (Toeplitz blocks, unfolded rows
+and their gradients) live in buffers kept per thread, device and dtype and reused from call to
+call (`release_workspace` frees them). Allocating them afresh made every call page-fault hundreds
+of MB on CPU (allocations that large are mmap'ed and unmapped each time), the source of calls
+that took 10-100x their steady time.
 """
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ALGORITHMS", "run_algorithm", "workspace_bytes", "macs", "fft_size"]
+__all__ = [
+    "ALGORITHMS", "LAYOUTS", "ACCEPTS", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
+    "release_workspace", "workspace_info",
+]
 
-ALGORITHMS = ("direct", "gemm", "rows", "fft")
+ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft")
+LAYOUTS = ("nchw", "channels_last")
+# layouts each algorithm reads without copying x first (`rows` copies x into its padded row
+# buffer in any case, `fft` transforms any strides; on a channels_last x, `direct` is direct_cl)
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "direct": LAYOUTS,
+    "direct_cl": ("nchw",),
+    "gemm": ("nchw",),
+    "rows": LAYOUTS,
+    "fft": LAYOUTS,
+}
+assert set(ACCEPTS) == set(ALGORITHMS)
+
+
+def layout_of(x: torch.Tensor) -> str:
+    """'channels_last' for a 4-D channels_last tensor that is not also NCHW-contiguous (C or H*W of
+    1 make both true), else 'nchw' (a tensor that is neither is made NCHW-contiguous)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return "channels_last"
+    return "nchw"
+
+
+def _in_layout_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y in x's memory layout (a no-op when it already is)."""
+    if layout_of(x) == "channels_last":
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
+
 
 _INDEX_CACHE: dict[tuple, torch.Tensor] = {}
-_INDEX_CACHE_MAX_BYTES = 256 * 2**20  # index maps kept per (shape, device); cleared beyond this
+_INDEX_CACHE_MAX_BYTES = 256 * 2**20  # index maps kept per (shape, device); oldest dropped beyond this
 
 
 def _remember(key: tuple, idx: torch.Tensor) -> torch.Tensor:
-    total = sum(t.numel() * t.element_size() for t in _INDEX_CACHE.values())
-    if total + idx.numel() * idx.element_size() > _INDEX_CACHE_MAX_BYTES:
-        _INDEX_CACHE.clear()
+    """Keep idx, dropping the oldest maps (not all of them) while over the byte budget, so that two
+    alternating large shapes do not rebuild their maps on every call."""
+    size = lambda t: t.numel() * t.element_size()  # noqa: E731
+    while _INDEX_CACHE and sum(map(size, _INDEX_CACHE.values())) + size(idx) > _INDEX_CACHE_MAX_BYTES:
+        del _INDEX_CACHE[next(iter(_INDEX_CACHE))]
     _INDEX_CACHE[key] = idx
     return idx
+
+
+_WORKSPACE = threading.local()  # .buffers: {(slot, device, dtype): flat tensor}
+
+
+def _buffer(slot: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A reusable uninitialized tensor of `shape` (contents are garbage; callers write it fully with
+    `out=` or `copy_`). One per (thread, slot, device, dtype), grown as needed."""
+    buffers = getattr(_WORKSPACE, "buffers", None)
+    if buffers is None:
+        buffers = _WORKSPACE.buffers = {}
+    key = (slot, like.device, like.dtype)
+    n = math.prod(shape)
+    buf = buffers.get(key)
+    if buf is None or buf.numel() < n:
+        buffers.pop(key, None)  # free the old one before allocating the larger
+        buf = buffers[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+    return buf[:n].view(shape)
+
+
+def release_workspace() -> None:
+    """Free this thread's reusable workspace buffers (they are rebuilt on the next call)."""
+    getattr(_WORKSPACE, "buffers", {}).clear()
+
+
+def workspace_info() -> dict[str, int]:
+    """Bytes held in this thread's reusable buffers, by slot."""
+    out: dict[str, int] = {}
+    for (slot, _, _), buf in getattr(_WORKSPACE, "buffers", {}).items():
+        out[slot] = out.get(slot, 0) + buf.numel() * buf.element_size()
+    return out
 
 
 def _toeplitz_index_1d(n: int, k: int) -> torch.Tensor:
@@ -90,8 +167,9 @@ class _GemmFn(torch.autograd.Function):
         y = x.new_empty(c, b, hw)
         for c0 in range(0, c, chunk):
             c1 = min(c, c0 + chunk)
-            t = wx[c0:c1].index_select(1, idx).view(c1 - c0, hw, hw)
-            torch.bmm(xc[c0:c1], t, out=y[c0:c1])
+            t = _buffer("a", (c1 - c0, hw * hw), x)
+            torch.index_select(wx[c0:c1], 1, idx, out=t)
+            torch.bmm(xc[c0:c1], t.view(c1 - c0, hw, hw), out=y[c0:c1])
         ctx.save_for_backward(x, w)
         ctx.chunk = chunk
         return y.transpose(0, 1).reshape(b, c, h, wd)
@@ -113,11 +191,13 @@ class _GemmFn(torch.autograd.Function):
         for c0 in range(0, c, chunk):
             c1 = min(c, c0 + chunk)
             if need_x:
-                t = wx[c0:c1].index_select(1, idx).view(c1 - c0, hw, hw)
-                torch.bmm(gyc[c0:c1], t.transpose(1, 2), out=gx[c0:c1])
+                t = _buffer("a", (c1 - c0, hw * hw), x)
+                torch.index_select(wx[c0:c1], 1, idx, out=t)
+                torch.bmm(gyc[c0:c1], t.view(c1 - c0, hw, hw).transpose(1, 2), out=gx[c0:c1])
             if need_w:
-                gt = torch.bmm(xc[c0:c1].transpose(1, 2), gyc[c0:c1]).view(c1 - c0, -1)
-                gw[c0:c1].scatter_add_(1, idx.expand(c1 - c0, -1), gt.to(gw.dtype))
+                gt = _buffer("b", (c1 - c0, hw, hw), x)
+                torch.bmm(xc[c0:c1].transpose(1, 2), gyc[c0:c1], out=gt)
+                gw[c0:c1].scatter_add_(1, idx.expand(c1 - c0, -1), gt.view(c1 - c0, -1).to(gw.dtype))
         gx_out = gx.transpose(0, 1).reshape(b, c, h, wd) if need_x else None
         gw_out = gw[:, :-1].reshape(w.shape).to(w.dtype) if need_w else None
         return gx_out, gw_out, None
@@ -130,9 +210,12 @@ def _rows_chunk(b: int, c: int, hp: int, h: int, w: int, kh: int, esize: int, li
 
 
 def _unfold_rows(xp: torch.Tensor, h: int, kh: int) -> torch.Tensor:
-    """(C, Hp, B, W) -> (C, H*B, kh*W): for each output row, the kh input rows it reads."""
+    """(C, Hp, B, W) -> (C, H*B, kh*W): for each output row, the kh input rows it reads (written
+    into the reusable buffer 'u': valid until the next call)."""
     c, _, b, w = xp.shape
-    return xp.unfold(1, kh, 1).permute(0, 1, 2, 4, 3).reshape(c, h * b, kh * w)
+    out = _buffer("u", (c, h, b, kh, w), xp)
+    out.copy_(xp.unfold(1, kh, 1).permute(0, 1, 2, 4, 3))
+    return out.view(c, h * b, kh * w)
 
 
 class _RowsFn(torch.autograd.Function):
@@ -151,8 +234,9 @@ class _RowsFn(torch.autograd.Function):
             c1 = min(c, c0 + chunk)
             torch.bmm(_unfold_rows(xp[c0:c1], h, kh), t[c0:c1], out=y[c0:c1])
         ctx.save_for_backward(xp, w)
-        ctx.chunk = chunk
-        return y.view(c, h, b, wd).permute(2, 0, 1, 3).contiguous()
+        ctx.chunk, ctx.x_stride = chunk, x.stride()
+        # the output takes x's strides (NCHW, channels_last or their H/W transposes): x's layout
+        return torch.empty_like(x).copy_(y.view(c, h, b, wd).permute(2, 0, 1, 3))
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor):
@@ -169,12 +253,17 @@ class _RowsFn(torch.autograd.Function):
         for c0 in range(0, c, ctx.chunk):
             c1 = min(c, c0 + ctx.chunk)
             if need_x:
-                gu = torch.bmm(gyl[c0:c1], t[c0:c1].transpose(1, 2)).view(c1 - c0, h, b, kh, wd)
+                gu = _buffer("g", (c1 - c0, h * b, kh * wd), xp)
+                torch.bmm(gyl[c0:c1], t[c0:c1].transpose(1, 2), out=gu)
+                gu = gu.view(c1 - c0, h, b, kh, wd)
                 for dy in range(kh):
                     gxp[c0:c1, dy:dy + h] += gu[:, :, :, dy]
             if need_w:
                 torch.bmm(_unfold_rows(xp[c0:c1], h, kh).transpose(1, 2), gyl[c0:c1], out=gt[c0:c1])
-        gx = gxp[:, ph:ph + h].permute(2, 0, 1, 3).contiguous() if need_x else None
+        gx = None
+        if need_x:  # in x's layout, like the output
+            gx = torch.empty_strided((b, c, h, wd), ctx.x_stride, dtype=xp.dtype, device=xp.device)
+            gx.copy_(gxp[:, ph:ph + h].permute(2, 0, 1, 3))
         gw = None
         if need_w:
             acc = torch.zeros(c, kh, kw + 1, dtype=_acc_dtype(w.dtype), device=w.device)
@@ -222,7 +311,7 @@ def _fft(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     xf = torch.fft.rfft2(x.to(ct), s=s)
     wf = torch.fft.rfft2(w[:, 0].flip(-2, -1).to(ct), s=s)
     y = torch.fft.irfft2(xf * wf, s=s)
-    return y[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + wd].to(x.dtype)
+    return _in_layout_of(y[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + wd].to(x.dtype), x)
 
 
 def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -230,13 +319,25 @@ def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, w, None, padding=(kh // 2, kw // 2), groups=x.shape[1])
 
 
+def _direct_cl(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Stock channels_last convolution for any x; the result is converted back to x's layout."""
+    cl = torch.channels_last
+    y = _direct(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl))
+    return y if layout_of(x) == "channels_last" else y.contiguous()
+
+
 def run_algorithm(name: str, x: torch.Tensor, w: torch.Tensor, limit: int) -> torch.Tensor:
-    """Run algorithm `name` (no bias). `limit`: workspace bytes (sets the gemm channel chunk)."""
+    """Run algorithm `name` (no bias) on an NCHW-contiguous or channels_last x; the output is in
+    x's layout. An algorithm that does not accept x's layout (`ACCEPTS`) copies x to NCHW first.
+    `limit`: workspace bytes (sets the channel chunks)."""
     if name == "direct":
         return _direct(x, w)
+    if name == "direct_cl":
+        return _direct_cl(x, w)
     if name == "gemm":
         b, c, h, wd = x.shape
-        return _GemmFn.apply(x, w, _gemm_chunk(c, h * wd, x.element_size(), limit))
+        y = _GemmFn.apply(x.contiguous(), w, _gemm_chunk(c, h * wd, x.element_size(), limit))
+        return _in_layout_of(y, x)
     if name == "rows":
         return _rows(x, w, limit)
     if name == "fft":
@@ -252,6 +353,8 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
     act = b * c * h * w * esize
     if name == "direct":
         return 0
+    if name == "direct_cl":
+        return 2 * act  # x and y in channels_last (and their gradients, one pair at a time)
     if name == "gemm":
         return 2 * (h * w) ** 2 * esize + (h * w) ** 2 * 8 + 2 * act  # T, dL/dT, index map, copies
     if name == "rows":
@@ -268,7 +371,7 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
 
 def macs(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int) -> float:
     """Multiply-adds (or an FFT operation count) of one forward pass."""
-    if name == "direct":
+    if name in ("direct", "direct_cl"):
         return float(b * c * h * w * kh * kw)
     if name == "gemm":
         return float(b * c * (h * w) ** 2)

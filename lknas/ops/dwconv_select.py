@@ -1,8 +1,13 @@
-"""Choosing a depthwise-convolution algorithm per (device, dtype, shape, grad): a cost-model rule,
-optional measured autotuning, and the in-process / on-disk choice cache.
+"""Choosing a depthwise-convolution algorithm per (device, dtype, layout, shape, grad): a
+cost-model rule, optional measured autotuning, and the in-process / on-disk choice cache.
+
+The input's memory layout (NCHW or channels_last) is part of every key: a channels_last input is
+only routed to algorithms that read it without a copy (`dwconv_algos.ACCEPTS`), and the baseline
+an algorithm has to beat is the best stock convolution for that input (`STOCK`): `direct` and,
+for an NCHW input, `direct_cl` (stock channels_last with the conversions).
 
 Settings (environment, read on each call so tests and scripts can change them):
-- `LKNAS_DWCONV`: auto (default) | direct | gemm | rows | fft | off. Forces one algorithm everywhere
+- `LKNAS_DWCONV`: auto (default) | direct | direct_cl | gemm | rows | fft | off. Forces one algorithm everywhere
   (an algorithm over the workspace limit still runs when forced); `off` is plain `F.conv2d` with
   the full kernel (no crop), the code path before the fast algorithms, kept for comparison.
 - `LKNAS_DWCONV_MAX_WORKSPACE_MB`: workspace limit, default 512.
@@ -23,10 +28,11 @@ from typing import Callable
 
 import torch
 
-from lknas.ops.dwconv_algos import ALGORITHMS, fft_size, macs, rows_transposed, workspace_bytes
+from lknas.ops.dwconv_algos import ACCEPTS, ALGORITHMS, fft_size, layout_of, macs, rows_transposed, workspace_bytes
 
 __all__ = [
     "Key",
+    "STOCK",
     "make_key",
     "forced_algorithm",
     "workspace_limit",
@@ -39,7 +45,9 @@ __all__ = [
     "cache_info",
 ]
 
-Key = tuple  # (device, dtype, B, C, H, W, kh, kw, grad)
+Key = tuple  # (device, dtype, layout, B, C, H, W, kh, kw, grad)
+STOCK = ("direct", "direct_cl")  # plain PyTorch convolutions: what `auto` must never lose to
+CACHE_VERSION = 2  # 2: keys carry the layout
 
 _LOCK = threading.Lock()
 _CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
@@ -51,7 +59,8 @@ _STATS = {"rule": 0, "autotune": 0, "disk": 0, "hits": 0}
 def make_key(x: torch.Tensor, kh: int, kw: int, grad: bool) -> str:
     b, c, h, w = x.shape
     dev = x.device.type if x.device.index is None else f"{x.device.type}:{x.device.index}"
-    return f"{dev}|{str(x.dtype).replace('torch.', '')}|{b}x{c}x{h}x{w}|{kh}x{kw}|{'grad' if grad else 'nograd'}"
+    return (f"{dev}|{str(x.dtype).replace('torch.', '')}|{layout_of(x)}|{b}x{c}x{h}x{w}|{kh}x{kw}|"
+            f"{'grad' if grad else 'nograd'}")
 
 
 def forced_algorithm(override: str | None) -> str | None:
@@ -78,20 +87,34 @@ def autotune_enabled(override: bool | None) -> bool:
     return os.environ.get("LKNAS_DWCONV_AUTOTUNE", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit: int) -> list[str]:
-    """Algorithms whose workspace fits `limit` bytes (direct always does)."""
-    return [a for a in ALGORITHMS if a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit]
+def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit: int,
+             layout: str = "nchw") -> list[str]:
+    """Algorithms that read `layout` without a copy and whose workspace fits `limit` bytes
+    (direct always does)."""
+    return [a for a in ALGORITHMS if layout in ACCEPTS[a]
+            and (a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit)]
 
 
-def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, grad: bool, cuda: bool = False) -> float:
+def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, grad: bool, cuda: bool = False,
+                layout: str = "nchw") -> float:
     """Rough forward+backward time in ms on the 2-core reference CPU (fp32), fitted by hand to
     measurements of every algorithm on the benchmark shapes (benchmarks/dwconv.py --all).
 
     Only the ranking matters; without `grad` every estimate is scaled alike. `cuda` is accepted
-    for the key but the CPU model is used (autotune where the ranking matters on a GPU)."""
+    for the key but the CPU model is used (autotune where the ranking matters on a GPU).
+    `layout` is the input's: stock channels_last (oneDNN) is `direct` on a channels_last input
+    and `direct_cl` (plus four layout copies) on an NCHW one. The channels_last terms come from a
+    few shapes timed on a loaded machine, as ratios to the gemm and fft estimates: provisional until
+    refitted on a quiet one (benchmarks/dwconv.py --all); autotune where it matters."""
     n = float(b * c * h * w)
     scale = 1.0 if grad else 0.4
-    if name == "direct":
+    if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
+        # oneDNN's channels_last depthwise kernel (dearer per tap for bigger kernels), + converting
+        # x, y (and the gradients) for an NCHW input
+        t = macs("direct", b, c, h, w, kh, kw) * 0.06e-6 * (kh * kw / 169) ** 0.35 + b * c * 1.5e-3
+        if name == "direct_cl":
+            t += n * 4e-6
+    elif name == "direct":
         # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
         t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
     elif name == "gemm":
@@ -110,17 +133,19 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     return t * scale
 
 
-# An algorithm replaces `direct` only when its estimate is below this fraction of direct's:
-# the rule is rough, and near a tie the plain convolution is the safer choice.
+# An algorithm replaces the best stock convolution only when its estimate is below this fraction
+# of the stock one's: the rule is rough, and near a tie plain PyTorch is the safer choice.
 MARGIN = 0.7
 
 
-def rule(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, grad: bool, cuda: bool, limit: int) -> str:
-    """The cheapest eligible algorithm by `estimate_ms`, `direct` unless clearly beaten."""
-    cands = eligible(b, c, h, w, kh, kw, esize, limit)
-    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda) for a in cands}
+def rule(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, grad: bool, cuda: bool, limit: int,
+         layout: str = "nchw") -> str:
+    """The cheapest eligible algorithm by `estimate_ms`, the best stock one unless clearly beaten."""
+    cands = eligible(b, c, h, w, kh, kw, esize, limit, layout)
+    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout) for a in cands}
     best = min(est, key=est.get)
-    return best if est[best] < MARGIN * est["direct"] else "direct"
+    stock = min((a for a in est if a in STOCK), key=est.get)
+    return best if best in STOCK or est[best] < MARGIN * est[stock] else stock
 
 
 def _time_ms(fn: Callable[[], None], device: torch.device, repeats: int = 2) -> float:
@@ -151,16 +176,20 @@ def autotune(
     """Time each eligible algorithm (fwd, and bwd when `grad`) on random tensors of x's shape.
 
     Candidates whose rule estimate is over `prune` times the best estimate are not timed (so a
-    slow direct convolution of a big shape is not run just to lose)."""
+    slow direct convolution of a big shape is not run just to lose), except the stock ones
+    (`STOCK`): they are always timed, so a tuned choice never loses to stock PyTorch by more than
+    the timing noise. The tensors have x's layout."""
     b, c, h, w = x.shape
     cuda = x.device.type == "cuda"
-    cands = eligible(b, c, h, w, kh, kw, x.element_size(), limit)
-    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda) for a in cands}
+    layout = layout_of(x)
+    cands = eligible(b, c, h, w, kh, kw, x.element_size(), limit, layout)
+    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout) for a in cands}
     best_est = min(est.values())
-    cands = [a for a in cands if est[a] <= prune * best_est]
+    cands = [a for a in cands if a in STOCK or est[a] <= prune * best_est]
     times: dict[str, float] = {}
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     with torch.enable_grad() if grad else torch.no_grad():
-        xt = torch.randn(b, c, h, w, dtype=x.dtype, device=x.device, requires_grad=grad)
+        xt = torch.randn(b, c, h, w, dtype=x.dtype, device=x.device).to(memory_format=fmt).requires_grad_(grad)
         wt = torch.randn(c, 1, kh, kw, dtype=x.dtype, device=x.device, requires_grad=grad)
         for a in cands:
             def step(a: str = a) -> None:
@@ -184,6 +213,8 @@ def _load_disk(path: str) -> None:
         data = json.loads(p.read_text())
     except (OSError, ValueError):
         return
+    if data.get("version") != CACHE_VERSION:  # keys of another format never match: ignore them
+        data = {}
     for k, v in data.get("choices", {}).items():
         if v in ALGORITHMS and k not in _TUNED:
             _CHOICES[k] = v
@@ -200,9 +231,9 @@ def _save_disk(path: str, key: str, algo: str) -> None:
         data = json.loads(p.read_text())
     except (OSError, ValueError):
         data = {}
-    choices = data.get("choices", {})
+    choices = data.get("choices", {}) if data.get("version") == CACHE_VERSION else {}
     choices[key] = algo
-    data = {"version": 1, "choices": choices}
+    data = {"version": CACHE_VERSION, "choices": choices}
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=str(p.parent))
     try:
         with os.fdopen(fd, "w") as f:
@@ -243,7 +274,7 @@ def choose(
             if cache_path:
                 _save_disk(cache_path, key, algo)
         return algo
-    algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit)
+    algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit, layout_of(x))
     with _LOCK:
         _CHOICES[key] = algo
         _STATS["rule"] += 1

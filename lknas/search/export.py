@@ -24,7 +24,8 @@ from lknas.space.configs import OBJECTIVE_MODES, Objective
 
 __all__ = ["export_archs", "select_rows"]
 
-_METRIC_KEYS = ("accuracy", "val_loss", "latency_ms", "latency_device", "latency_threads", "throughput", "params",
+_METRIC_KEYS = ("accuracy", "val_loss", "latency_ms", "latency_device", "latency_threads", "latency_layout",
+                "layout", "throughput", "params",
                 "params_effective", "flops", "flops_effective", "erf", "erf_20", "erf_30", "erf_50", "erf_99",
                 "train_time", "epochs", "steps")
 

@@ -193,7 +193,8 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
                           in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device,
                           repeats=LATENCY_REPEATS)
     out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
-               latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"])
+               latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"],
+               latency_layout=lat["layout"])
     return out
 
 

@@ -1,10 +1,12 @@
 """`train_proxy`: train one architecture briefly on a proxy task and report its accuracy.
 
 The unit of work of a search trial: timm's AdamW + cosine (with warm-up), label smoothing, drop
-path, SLaK-style dynamic sparsity when the architecture asks for it, AMP and channels-last on CUDA,
-a budget in epochs or steps plus an optional time limit, an optional curriculum (the first
+path, SLaK-style dynamic sparsity when the architecture asks for it, AMP on CUDA, the memory layout
+(NCHW or channels_last) measured fastest for the model (`lknas.measure.layout`), a budget in
+epochs or steps plus an optional time limit, an optional curriculum (the first
 `curriculum_fraction` of the steps on an easier data set), evaluation each epoch and a `report`
-callback per epoch (the search's early-stopping hook). Seeded and deterministic on CPU.
+callback per epoch (the search's early-stopping hook). Seeded and deterministic on CPU for a given
+layout (pin it with LKNAS_LAYOUT to repeat a run in another process).
 
 A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
 memory with status `oom`; the result says so and carries the message.
@@ -25,6 +27,7 @@ from torch import nn
 
 from lknas import quiet
 from lknas.arch import ArchConfig
+from lknas.measure.layout import resolve_layout, to_layout
 from lknas.models import build_model
 from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
@@ -51,6 +54,8 @@ class ProxyResult:
     train_time: float = 0.0
     time_limited: bool = False
     error: str | None = None
+    layout: str | None = None  # the memory layout it trained in: nchw | channels_last
+    layout_ms: dict[str, float] = field(default_factory=dict)  # a step's ms per layout when measured
     history: list[dict[str, Any]] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -88,9 +93,11 @@ def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
-             loss_fn: nn.Module | None = None) -> tuple[float, float]:
-    """(top-1 accuracy in percent, mean cross-entropy) of `model` in eval mode over `batches`."""
+             loss_fn: nn.Module | None = None, layout: str | None = None) -> tuple[float, float]:
+    """(top-1 accuracy in percent, mean cross-entropy) of `model` in eval mode over `batches`,
+    inputs in `layout` (default: channels_last on CUDA, NCHW elsewhere)."""
     device = torch.device(device)
+    layout = layout or ("channels_last" if device.type == "cuda" else "nchw")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     was_training = model.training
     model.eval()
@@ -99,8 +106,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device | str = "
     amp, _ = _autocast(device)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = to_layout(x, layout)
         with amp:
             logits = model(x)
         loss_sum += float(loss_fn(logits.float(), y)) * y.numel()
@@ -185,13 +191,16 @@ def train_proxy(
     device: str | torch.device | None = None,
     progress: bool = False,
     keep_model: bool = False,
+    layout: str | None = None,
 ) -> ProxyResult:
     """Train `arch` under `train_cfg` on `data` and evaluate it after every epoch.
 
     `data` is a `lknas.data.DataBundle` (anything with `train`, `val`, `num_classes`, `in_chans`),
     a data-set name, or None for `train_cfg.dataset`. `report(metrics)` is called after each epoch
     with `epoch`, `step`, `accuracy`, `val_loss`, `train_loss`, `time`; a truthy return value
-    stops the run (status `stopped`). `progress` prints a line per epoch to stderr.
+    stops the run (status `stopped`). `progress` prints a line per epoch to stderr. `layout`:
+    nchw | channels_last | auto (measure a training step in both, use the faster; the default
+    through LKNAS_LAYOUT); the result records the layout used (`layout`, `layout_ms`).
     """
     cfg = train_cfg or TrainConfig()
     if not cfg.is_fixed:
@@ -207,8 +216,8 @@ def train_proxy(
     start = time.perf_counter()
     try:
         model = build_model(arch, num_classes=num_classes, in_chans=bundle.in_chans).to(dev)
-        if dev.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        result.layout, result.layout_ms = _training_layout(layout, model, arch, cfg, bundle, dev)
+        to_layout(model, result.layout)
         _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
     except _Diverged as err:
         result.status, result.error = "diverged", str(err)
@@ -222,6 +231,17 @@ def train_proxy(
     if keep_model and result.status in ("ok", "stopped"):
         result.model = model
     return result
+
+
+def _training_layout(layout: str | None, model: nn.Module, arch: ArchConfig, cfg: TrainConfig, bundle: Any,
+                     dev: torch.device) -> tuple[str, dict[str, float]]:
+    """The layout to train in, measured on a training step of a batch of noise (a generator of
+    its own: the run's random stream is not touched)."""
+    res = getattr(bundle, "resolution", cfg.resolution)
+    noise = torch.randn(cfg.batch_size, bundle.in_chans, res, res, generator=torch.Generator().manual_seed(0))
+    amp, _ = _autocast(dev)
+    with amp:
+        return resolve_layout(layout, model, noise.to(dev), train=True, key=("train", arch.hash()))
 
 
 def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) -> None:
@@ -246,8 +266,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
         batches = itertools.chain(easy, bundle.train) if epoch == 0 else bundle.train  # the easier set first
         for x, y in batches:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = to_layout(x, result.layout)
             if sparsity is None and step == 0:
                 sparsity = _make_sparsity(model, arch, total_steps, optimizer, (x, y))
             with amp:
@@ -266,7 +285,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             if step >= total_steps or out_of_time:
                 result.time_limited = bool(out_of_time and step < total_steps)
                 break
-        accuracy, val_loss = evaluate(model, bundle.val, dev)
+        accuracy, val_loss = evaluate(model, bundle.val, dev, layout=result.layout)
         metrics = {
             "epoch": epoch + 1, "step": step, "accuracy": accuracy, "val_loss": val_loss,
             "train_loss": loss_sum / max(1, n_seen), "time": time.perf_counter() - start,
