@@ -122,3 +122,30 @@ def test_a_trial_record_carries_both_layouts(monkeypatch):
     assert out["layout"] == "channels_last" and out["latency_layout"] == "channels_last"
     assert out["layout_ms_channels_last"] == 1.0 and out["layout_ms_nchw"] == 2.0  # flat columns
     assert "layout_ms" not in out
+
+
+def test_the_train_settings_layout_pins_it_and_the_space_parses_it(monkeypatch):
+    from lknas.space.configs import parse_train
+
+    monkeypatch.setattr(lay, "fastest_layout", lambda *a, **k: pytest.fail("measured"))
+    result = train_proxy(small_arch(), CFG.replace(steps=1, layout="channels_last"), ToyData())
+    assert result.layout == "channels_last" and result.layout_ms == {}
+    issues: list = []
+    assert parse_train({"layout": "nchw"}, issues).layout == "nchw" and not issues
+    parse_train({"layout": "nhwc"}, issues)
+    assert issues and issues[0][0] == "train.layout"
+
+
+def test_a_search_trial_records_the_layout_it_trained_in_with_its_train_settings(monkeypatch):
+    """So that the exported archs/*.yaml file repeats the run in the same layout (the two layouts
+    round differently, so the accuracy would not repeat exactly otherwise)."""
+    import lknas.search.trial as trial_mod
+
+    reported = []
+    monkeypatch.setattr(trial_mod, "report", reported.append)
+    monkeypatch.setattr("lknas.measure.trial.measure_trial",
+                        lambda *a, **k: {"status": "ok", "accuracy": 50.0, "epochs": 1, "layout": "channels_last"})
+    monkeypatch.setattr("lknas.data.build_data", lambda *a, **k: ToyData())
+    base = {"trial": 0, "train": CFG.to_dict()}
+    trial_mod._train_and_report(small_arch(), CFG, trial_mod.TrialContext(space_file="unused.yaml"), base)
+    assert reported[-1]["train"]["layout"] == "channels_last" and base["train"]["layout"] == "auto"

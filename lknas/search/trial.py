@@ -224,6 +224,8 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
                             erf_map=ctx.erf)
     metrics = effective_counts(metrics)
     final = {**base, **metrics, "epoch": metrics.get("epochs", 0), CURVE_KEY: curve}
+    if metrics.get("layout"):  # the layout it trained in, so that `lknas train-proxy --arch` repeats it exactly
+        final["train"] = {**base["train"], "layout": metrics["layout"]}
     if final["status"] == "stopped":
         final["status"] = "truncated"
     report(final)

@@ -199,8 +199,8 @@ def train_proxy(
     a data-set name, or None for `train_cfg.dataset`. `report(metrics)` is called after each epoch
     with `epoch`, `step`, `accuracy`, `val_loss`, `train_loss`, `time`; a truthy return value
     stops the run (status `stopped`). `progress` prints a line per epoch to stderr. `layout`:
-    nchw | channels_last | auto (measure a training step in both, use the faster; the default
-    through LKNAS_LAYOUT); the result records the layout used (`layout`, `layout_ms`).
+    nchw | channels_last | auto (measure a training step in both, use the faster); None takes
+    `train_cfg.layout`, and its `auto` LKNAS_LAYOUT; the result records the layout used (`layout`, `layout_ms`).
     """
     cfg = train_cfg or TrainConfig()
     if not cfg.is_fixed:
@@ -216,7 +216,8 @@ def train_proxy(
     start = time.perf_counter()
     try:
         model = build_model(arch, num_classes=num_classes, in_chans=bundle.in_chans).to(dev)
-        result.layout, result.layout_ms = _training_layout(layout, model, arch, cfg, bundle, dev)
+        pinned = layout if layout is not None else (cfg.layout if cfg.layout != "auto" else None)
+        result.layout, result.layout_ms = _training_layout(pinned, model, arch, cfg, bundle, dev)
         to_layout(model, result.layout)
         _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
     except _Diverged as err:
