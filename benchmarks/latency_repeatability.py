@@ -1,13 +1,19 @@
 """Is a latency measured inside a search the architecture's, or the noise of the trial beside it?
 
 Runs a default-size search (16 trials, 2 at a time, each training the full proxy budget while the
-other is measured) on a space derived from a bundled one by fixing every dimension except a few,
-so that the random sampler draws each of its few architectures several times. Then:
+other is measured, then the space's confirm re-trainings, which time their architectures again)
+on a space derived from a bundled one by fixing every dimension except a few, so that the random
+sampler draws each of its few architectures several times. Then:
 
 - repeatability: for each architecture drawn 2+ times, the coefficient of variation (sd / mean)
   of the latencies its different trials measured; target <= 10%;
 - ranking: Spearman's rho between each trial's in-search latency and a quiet re-measurement of
-  its architecture afterwards (nothing else running, same protocol); target >= 0.9.
+  its architecture afterwards (nothing else running, same protocol, scaled to the run's reference
+  time); target >= 0.9.
+
+It also reports the CV of the unscaled medians (`latency_raw_ms`), which shows what the reference
+net (`lknas.measure.reference`) takes out, and how many timings were repeated because other
+processes loaded the node (`lknas.measure.interference`).
 
 The search runs twice, with the quiet-timing lock (`LKNAS_QUIET=1`, the default) and without it
 (`LKNAS_QUIET=0`, the behaviour before the lock) as the control, in the same process run.
@@ -32,12 +38,14 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# the dimensions left free (everything else fixed at its first value): 3 kernel designs x 2 widths
-FREE = {"kernel_type": None, "stages[0].width": None}
+# the dimensions left free (everything else fixed at its first value): 3 kernel designs x 3 depths
+# of stage 3, so that the few architectures drawn repeatedly differ in latency
+FREE = {"kernel_type": None, "stages[2].depth": None}
 
 
-def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int) -> Path:
-    """The base space with only FREE dimensions searched, random sampler, no confirm phase."""
+def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int, steps: int | None = None) -> Path:
+    """The base space with only FREE dimensions searched, random sampler, the base space's confirm
+    phase (its re-trainings time their architectures again, while other trials start and end)."""
     from lknas.space import resolve_space_path
 
     raw = yaml.safe_load(resolve_space_path(base).read_text())
@@ -64,20 +72,26 @@ def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int) -> Pat
     raw.pop("constraints", None)
     raw["search"] = {"sampler": "random", "objectives": [{"name": "accuracy", "mode": "max"},
                                                          {"name": "latency", "mode": "min"}],
-                     "trials": trials, "seed": 0, "confirm": 0}
+                     "trials": trials, "seed": 0, "confirm": (raw.get("search") or {}).get("confirm", "auto")}
     if epochs:
         raw.setdefault("train", {})["epochs"] = epochs
+    if steps:
+        raw.setdefault("train", {})["steps"] = steps
     raw["name"] = f"{raw.get('name', 'space')}_latency"
     path = tmp / "space.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-def _quiet_latency(arch_yaml: str, resolution: int, num_classes: int, in_chans: int) -> float:
+def _quiet_latency(arch_yaml: str, resolution: int, num_classes: int, in_chans: int,
+                   reference_ms: float | None) -> float:
+    """The same protocol as in the search, scaled to the same reference time."""
     from lknas.arch import ArchConfig
     from lknas.measure import measure_latency
+    from lknas.search.trial import LATENCY_REPEATS
 
     return measure_latency(ArchConfig.from_yaml(arch_yaml), resolution, threads=1, num_classes=num_classes,
+                           reference_ms=reference_ms, repeats=LATENCY_REPEATS,
                            in_chans=in_chans)["latency_ms"]
 
 
@@ -98,21 +112,31 @@ def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
     train = load_space(space).train
     data = build_data(train.dataset, resolution=train.resolution, batch_size=train.batch_size, seed=train.seed)
     os.environ["LKNAS_QUIET"] = "1"
-    quiet = {h: _quiet_latency(y, train.resolution, data.num_classes, data.in_chans)
+    reference = (json.loads((out / "run.json").read_text()).get("latency_reference") or {}).get("ms")
+    quiet = {h: _quiet_latency(y, train.resolution, data.num_classes, data.in_chans, reference)
              for h, y in ok.groupby("hash")["arch_yaml"].first().items()}
     per_arch = []
     for h, rows in ok.groupby("hash"):
         lat = rows["latency_ms"].astype(float).tolist()
+        foreign = rows["latency_foreign"].astype(float).tolist() if "latency_foreign" in rows else []
+        attempts = rows["latency_attempts"].astype(float).tolist() if "latency_attempts" in rows else []
         per_arch.append({"hash": h, "summary": rows["summary"].iloc[0], "trials": len(lat),
+                         "foreign_load": [round(v, 3) for v in foreign], "attempts": [int(v) for v in attempts],
                          "latency_ms": [round(v, 4) for v in lat], "quiet_ms": round(quiet[h], 4),
                          "cv": statistics.stdev(lat) / statistics.mean(lat) if len(lat) > 1 else None})
     repeated = [a["cv"] for a in per_arch if a["cv"] is not None]
     rho = spearman(ok["latency_ms"].astype(float).tolist(), [quiet[h] for h in ok["hash"]])
+    raw_cv = [statistics.stdev(r) / statistics.mean(r) for r in
+              (rows["latency_raw_ms"].astype(float).tolist() for _, rows in ok.groupby("hash")
+               if "latency_raw_ms" in rows) if len(r) > 1]
     return {"mode": mode, "trials": len(df), "ok": len(ok), "wall_s": wall, "archs": per_arch,
+            "reference_ms": reference, "max_cv_unscaled": max(raw_cv) if raw_cv else None,
             "max_cv": max(repeated) if repeated else None,
             "median_cv": statistics.median(repeated) if repeated else None,
             "spearman_vs_quiet": rho,
-            "waited_s": float(ok["latency_wait"].astype(float).sum()) if "latency_wait" in ok.columns else None}
+            "waited_s": float(ok["latency_wait"].astype(float).sum()) if "latency_wait" in ok.columns else None,
+            "repeated_timings": int((ok["latency_attempts"].astype(float) > 1).sum())
+            if "latency_attempts" in ok.columns else None}
 
 
 def main() -> int:
@@ -120,6 +144,7 @@ def main() -> int:
     ap.add_argument("--space", default="peleK_space.yaml")
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, help="proxy epochs (default: the space's)")
+    ap.add_argument("--steps", type=int, help="proxy steps (default: the space's; a smoke test: 20)")
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--modes", default="on,off", help="on (quiet lock), off (LKNAS_QUIET=0): the control")
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
@@ -128,7 +153,7 @@ def main() -> int:
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        space = _derived_space(args.space, Path(tmp), args.epochs, args.trials)
+        space = _derived_space(args.space, Path(tmp), args.epochs, args.trials, args.steps)
         for mode in args.modes.split(","):
             results.append(_run(mode.strip(), space, Path(tmp), args.concurrency))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "archs"}), flush=True)
@@ -142,21 +167,24 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latency_repeatability.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["| timing | trials ok | archs drawn 2+ times | median CV | max CV (target <= 10%) | "
-             "Spearman vs quiet (target >= 0.9) | time waited for the node | search wall |",
-             "|---|---|---|---|---|---|---|---|"]
+             "max CV unscaled | Spearman vs quiet (target >= 0.9) | time waited for the node | timings repeated under load | search wall |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         n_rep = sum(a["cv"] is not None for a in r["archs"])
         cv = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         lines.append(f"| {'quiet lock' if r['mode'] == 'on' else 'plain (LKNAS_QUIET=0)'} | {r['ok']} | {n_rep} | "
-                     f"{cv(r['median_cv'])} | {cv(r['max_cv'])} | {r['spearman_vs_quiet']:.3f} | "
-                     f"{r['waited_s'] or 0:.1f} s | {r['wall_s']:.0f} s |")
-    detail = ["", "| timing | architecture | trials | in-search latencies (ms) | quiet (ms) | CV |",
-              "|---|---|---|---|---|---|"]
+                     f"{cv(r['median_cv'])} | {cv(r['max_cv'])} | {cv(r.get('max_cv_unscaled'))} | "
+                     f"{r['spearman_vs_quiet']:.3f} | "
+                     f"{r['waited_s'] or 0:.1f} s | {r.get('repeated_timings', '-')} | {r['wall_s']:.0f} s |")
+    detail = ["", "| timing | architecture | trials | in-search latencies (ms) | other processes' load "
+              "(cores) / attempts | quiet (ms) | CV |", "|---|---|---|---|---|---|---|"]
     for r in results:
         for a in r["archs"]:
             spread = "-" if a["cv"] is None else f"{100 * a['cv']:.1f}%"
             values = ", ".join(f"{v:.2f}" for v in a["latency_ms"])
-            detail.append(f"| {r['mode']} | {a['summary']} | {a['trials']} | {values} | {a['quiet_ms']:.2f} | {spread} |")
+            load = ", ".join(f"{f:.2f}/{n}" for f, n in zip(a.get("foreign_load", []), a.get("attempts", []))) or "-"
+            detail.append(f"| {r['mode']} | {a['summary']} | {a['trials']} | {values} | {load} | "
+                          f"{a['quiet_ms']:.2f} | {spread} |")
     text = (f"# Latency inside a search: repeatability and ranking\n\n`{report['command']}`\n\n"
             + "\n".join(lines + detail) + "\n")
     (out / "latency_repeatability.md").write_text(text)

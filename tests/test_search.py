@@ -1,6 +1,7 @@
 """End-to-end searches with a real local Ray and Optuna, on a tiny space and a tiny data set."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -59,8 +60,12 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     for name in ("trials.csv", "trials.parquet", "pareto.csv", "space.yaml", "study.db", "summary.txt", "run.json"):
         assert (out / name).is_file(), name
     for col in ("param.kernel_type", "param.stages[0].kernel", "hash", "arch_yaml", "accuracy", "latency_ms",
-                "params_effective", "flops", "erf", "train_time", "wall_time"):
+                "latency_raw_ms", "latency_foreign", "latency_attempts", "params_effective", "flops", "erf",
+                "train_time", "wall_time"):
         assert col in df.columns, col
+    # every latency is scaled to the one reference time the run measured before its first trial
+    reference = json.loads((out / "run.json").read_text())["latency_reference"]
+    assert reference["ms"] > 0 and reference["resolution"] == 32 and reference["threads"] == 1
     # the Pareto set: non-dominated among the trials, one YAML each that builds
     values = df[["accuracy", "latency_ms"]].values.tolist()
     expected = {t for t, keep in zip(df["trial"], pareto_mask(values, ["max", "min"])) if keep}

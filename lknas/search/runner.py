@@ -167,6 +167,26 @@ def run_search(
         return _search(store, space_obj, settings, resume, quiet, stream, overrides)
 
 
+def _latency_reference(store: RunStore, settings: dict[str, Any], resolution: int, in_chans: int, device: str,
+                       threads: int) -> float | None:
+    """The reference net's time that every trial's latency is scaled to (`lknas.measure.reference`):
+    timed once before the first trial and kept in run.json, so a resumed search keeps it. CPU
+    latencies only (None on a GPU)."""
+    from lknas.measure import reference
+
+    if device != "cpu":
+        return None
+    want = {"version": reference.VERSION, "resolution": resolution, "in_chans": in_chans, "threads": threads}
+    kept = settings.get("latency_reference")
+    if isinstance(kept, dict) and {k: kept.get(k) for k in want} == want and isinstance(kept.get("ms"), (int, float)) \
+            and kept["ms"] > 0:
+        return float(kept["ms"])
+    ms = reference.reference_ms(resolution, in_chans, threads=threads)
+    settings["latency_reference"] = {**want, "ms": ms}
+    store.write_settings(settings)
+    return ms
+
+
 def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
             overrides: dict[str, Any]) -> SearchOutcome:
     search = _search_config(settings, space_obj, str(store.settings_file))
@@ -199,10 +219,12 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     from lknas.device import trial_device
 
     device = trial_device(search.gpus_per_trial)
+    threads = max(1, int(search.cpus_per_trial))
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
-                       threads=max(1, int(search.cpus_per_trial)), device=device,
-                       latency_threads=max(1, int(search.cpus_per_trial)))
+                       threads=threads, device=device, latency_threads=threads,
+                       latency_reference_ms=_latency_reference(store, settings, train_cfg.resolution, bundle.in_chans,
+                                                               device, threads))
     interrupted = False
     if remaining > 0:
         grid = space_obj.grid() if search.sampler == "grid" else None

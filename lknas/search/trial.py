@@ -49,6 +49,7 @@ class TrialContext:
     device: str = "cpu"
     latency_threads: int | None = 1
     erf: bool = True
+    latency_reference_ms: float | None = None  # the reference net's time before the first trial (CPU runs)
 
 
 def _space(ctx: TrialContext):
@@ -191,10 +192,10 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
         out = effective_counts(measure_static(arch, cfg.resolution, ctx.num_classes, ctx.in_chans))
     lat = measure_latency(arch, cfg.resolution, threads=ctx.latency_threads, num_classes=ctx.num_classes,
                           in_chans=ctx.in_chans, device="cpu" if ctx.device == "cpu" else ctx.device,
-                          repeats=LATENCY_REPEATS)
-    out.update(latency_ms=lat["latency_ms"], throughput=lat["throughput"], latency_device=lat["device"],
+                          repeats=LATENCY_REPEATS, reference_ms=ctx.latency_reference_ms)
+    out.update(latency_ms=lat["latency_ms"], latency_raw_ms=lat["raw_ms"], throughput=lat["throughput"], latency_device=lat["device"],
                latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"],
-               latency_layout=lat["layout"])
+               latency_layout=lat["layout"], latency_foreign=lat["foreign_load"], latency_attempts=lat["attempts"])
     return out
 
 

@@ -1,0 +1,89 @@
+"""How much of the machine other processes used while this one timed something.
+
+`lknas.quiet` pauses every lknas trial on the node during a timing, but not the rest: a Ray worker
+starting up for the next trial (importing torch takes seconds of CPU), the Tune driver's
+bookkeeping, a user's shell. Measured in a default search, such moments slowed single timings by up
+to 2.2x. `CpuWatch` reads the node's busy CPU time (/proc/stat) and this process's own
+(/proc/self/stat), both in clock ticks, before and after a block, and reports the difference as
+`foreign`: the other processes' load over the block, in cores (1.0 is one core kept busy). The
+latency measurement repeats a timing while `foreign` exceeds a threshold. Clock ticks are coarse
+(10 ms), so a window shorter than `min_window_s` is padded with a sleep: the foreign load is then
+the average over the timing and the moment after it.
+
+Linux only: elsewhere (no /proc) `foreign` is None, and no timing is ever repeated.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+__all__ = ["CpuWatch", "CpuSample", "available"]
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _node_busy_ticks() -> int | None:
+    """user + nice + system + irq + softirq + steal over all CPUs (not idle, iowait or guest)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != b"cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_ticks() -> int | None:
+    """This process's utime + stime (all its threads)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, IndexError):
+        return None
+    return int(rest[11]) + int(rest[12])  # fields 14 and 15 of proc(5)
+
+
+def available() -> bool:
+    """True where the node's and the process's CPU times can be read."""
+    return _node_busy_ticks() is not None and _own_ticks() is not None
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """The load measured over one block: `foreign` (other processes, in cores; None where it
+    cannot be read) and the window's `wall_s`."""
+
+    foreign: float | None
+    wall_s: float
+
+
+class CpuWatch:
+    """`with CpuWatch() as w: ...` then `w.sample`: the other processes' load during the block
+    (padded to `min_window_s`)."""
+
+    def __init__(self, min_window_s: float = 0.5) -> None:
+        self.min_window_s = min_window_s
+        self.sample: CpuSample | None = None
+
+    def __enter__(self) -> CpuWatch:
+        self._node, self._own = _node_busy_ticks(), _own_ticks()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._node is None or self._own is None:
+            self.sample = CpuSample(None, time.perf_counter() - self._t0)
+            return
+        short = self.min_window_s - (time.perf_counter() - self._t0)
+        if short > 0:
+            time.sleep(short)
+        wall = time.perf_counter() - self._t0
+        node, own = _node_busy_ticks(), _own_ticks()
+        if node is None or own is None:
+            self.sample = CpuSample(None, wall)
+            return
+        node_s, own_s = (node - self._node) / _TICK, (own - self._own) / _TICK
+        self.sample = CpuSample(foreign=max(0.0, node_s - own_s) / wall, wall_s=wall)
