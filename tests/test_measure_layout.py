@@ -97,27 +97,46 @@ def test_train_proxy_pinned_layout_is_not_measured(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", lay.LAYOUTS)
-def test_latency_is_timed_in_the_fastest_layout_and_records_it(monkeypatch, layout):
-    calls = _pretend_fastest(monkeypatch, layout)
-    timed = []
+def test_latency_times_both_layouts_and_keeps_the_faster(monkeypatch, layout):
+    """Each layout gets the full paired timing (not a short probe), and the faster one counts."""
     import lknas.measure.latency as latency_mod
+
+    timed, batch_timed = [], []
+
+    def paired(model, ref, x, ref_x, device, warmup, repeats):
+        cl = x.is_contiguous(memory_format=CL) and not x.is_contiguous()
+        timed.append("channels_last" if cl else "nchw")
+        ratio = 1.0 if timed[-1] == layout else 1.5
+        return 2.0 * ratio, 2.0, ratio
 
     real = latency_mod._time_once
 
     def spy(model, x, device):
-        timed.append(x.is_contiguous(memory_format=CL) and not x.is_contiguous())
+        batch_timed.append(x.is_contiguous(memory_format=CL) and not x.is_contiguous())
         return real(model, x, device)
 
+    monkeypatch.setattr(latency_mod, "paired_ms", paired)
     monkeypatch.setattr(latency_mod, "_time_once", spy)
-    out = measure_latency(small_arch(), 32, warmup=0, repeats=2, throughput_batch=4)
-    assert out["layout"] == layout and out["layout_ms"][layout] == 1.0 and calls == [False]
-    assert timed and all(t == (layout == "channels_last") for t in timed)
+    monkeypatch.setattr(lay, "fastest_layout", lambda *a, **k: pytest.fail("a short probe decided"))
+    out = measure_latency(small_arch(), 32, warmup=0, repeats=2, throughput_batch=4, max_foreign=None)
+    assert sorted(timed) == sorted(lay.LAYOUTS) and out["layout"] == layout
+    assert out["layout_ms"] == {k: (2.0 if k == layout else 3.0) for k in lay.LAYOUTS}
+    assert batch_timed and all(t == (layout == "channels_last") for t in batch_timed)  # the throughput batch too
+    pinned = measure_latency(small_arch(), 32, warmup=0, repeats=2, throughput_batch=None, max_foreign=None,
+                             layout="nchw")
+    assert pinned["layout"] == "nchw" and pinned["layout_ms"] == {} and timed[-1] == "nchw"
 
 
 def test_a_trial_record_carries_both_layouts(monkeypatch):
     from lknas.measure.trial import measure_trial
 
     _pretend_fastest(monkeypatch, "channels_last")
+
+    def paired(model, ref, x, ref_x, device, warmup, repeats):
+        ratio = 1.0 if x.is_contiguous(memory_format=CL) and not x.is_contiguous() else 2.0
+        return ratio, 1.0, ratio
+
+    monkeypatch.setattr("lknas.measure.latency.paired_ms", paired)
     out = measure_trial(small_arch(), CFG.replace(steps=1), ToyData(), erf=False)
     assert out["layout"] == "channels_last" and out["latency_layout"] == "channels_last"
     assert out["layout_ms_channels_last"] == 1.0 and out["layout_ms_nchw"] == 2.0  # flat columns

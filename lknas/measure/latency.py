@@ -1,9 +1,9 @@
 """Latency of the deploy form: eval mode, reparameterized, warm-up, median of repeated runs.
 
 The device, thread count, batch sizes, memory layout and method are part of the result, since a
-latency means nothing without them. The layout (NCHW or channels_last) is the one measured fastest
-for the deploy form (`lknas.measure.layout`) unless pinned. CPU runs use a fixed thread count (restored afterwards); CUDA runs
-synchronize. The timing holds the node to itself (`lknas.quiet.exclusive`): trials on the same
+latency means nothing without them. Unless pinned, the deploy form is timed in both memory layouts
+(NCHW and channels_last) and the faster counts. CPU runs use a fixed thread count (restored
+afterwards); CUDA runs synchronize. The timing holds the node to itself (`lknas.quiet.exclusive`): trials on the same
 machine pause their work meanwhile, so a latency is not the noise of another trial's training.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lknas import quiet
 from lknas.arch import ArchConfig
 from lknas.errors import LknasError
 from lknas.measure.interference import CpuWatch
-from lknas.measure.layout import resolve_layout, to_layout
+from lknas.measure.layout import LAYOUTS, layout_setting, to_layout
 from lknas.measure.reference import paired_ms, reference_net
 from lknas.measure.reference import time_once as _time_once
 
@@ -70,8 +70,8 @@ def measure_latency(
     `resolution`, `repeats`, `method` ('quiet-lock': no lknas work ran on the node meanwhile;
     'plain' with LKNAS_QUIET=0), `waited_s` (time spent waiting for the node), `stripe_forms`
     (the deploy form of each stripe kernel timed), `layout` (nchw | channels_last: `layout`, else
-    LKNAS_LAYOUT, else `auto`: the faster of both for the deploy form at `batch_size`) and
-    `layout_ms` (the batch-`batch_size` forward ms per layout when measured), `foreign_load` (the
+    LKNAS_LAYOUT, else `auto`: both are timed and the faster counts) and `layout_ms` (the
+    latency per layout, when both were timed), `foreign_load` (the
     cores other processes kept busy during the timing that counts; None off Linux) and `attempts`.
 
     The lock pauses lknas trials only; a Ray worker starting up or the driver's bookkeeping can
@@ -101,9 +101,7 @@ def measure_latency(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise LknasError(f"latency: threads must be an integer >= 1 (or None for torch's setting), got {threads!r}")
     dev = resolve_device(device)
-    key = None
     if isinstance(model, ArchConfig):
-        key = ("latency", model.hash(), deploy)
         model = build_model(model, num_classes=num_classes, in_chans=in_chans)
     from lknas.measure.complexity import check_input_size
 
@@ -123,8 +121,8 @@ def measure_latency(
         ref = reference_net(in_chans).to(dev)
         ref_x = torch.randn(1, in_chans, resolution, resolution, device=dev)
         while True:
-            attempts.append(_attempt(net, x, dev, layout, key if not attempts else None, warmup, repeats,
-                                     throughput_batch, ref, ref_x, reference_ms))
+            attempts.append(_attempt(net, x, dev, layout, warmup, repeats, throughput_batch, ref, ref_x,
+                                     reference_ms))
             foreign = attempts[-1]["foreign"]
             if foreign is None or max_foreign is None or foreign <= max_foreign or time.monotonic() >= deadline:
                 break
@@ -156,16 +154,20 @@ def measure_latency(
     }
 
 
-def _attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, layout: str | None, key: Any, warmup: int,
-             repeats: int, throughput_batch: int | None, ref: nn.Module, ref_x: torch.Tensor,
+def _attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, layout: str | None, warmup: int, repeats: int,
+             throughput_batch: int | None, ref: nn.Module, ref_x: torch.Tensor,
              nominal_ms: float | None) -> dict[str, Any]:
     """One timing with the node's lknas work paused, watched for other processes' load, paired
-    with the reference net."""
+    with the reference net: in the pinned layout, or in both (`auto`), keeping the faster."""
+    setting = layout_setting(layout)
     with quiet.exclusive(), CpuWatch() as watch:
-        chosen, layout_ms = resolve_layout(layout, net, x, train=False, key=key)
+        timed = {}
+        for name in LAYOUTS if setting == "auto" else (setting,):
+            to_layout(net, name)
+            timed[name] = paired_ms(net, ref, to_layout(x, name), ref_x, dev, warmup, repeats)
+        chosen = min(timed, key=lambda name: timed[name][2])
         to_layout(net, chosen)
-        xc = to_layout(x, chosen)
-        raw, ref_ms, ratio = paired_ms(net, ref, xc, ref_x, dev, warmup, repeats)
+        raw, ref_ms, ratio = timed[chosen]
         speed = ref_ms / nominal_ms if nominal_ms else 1.0  # > 1: the machine is slower than the reference's time
         throughput = None
         if throughput_batch:
@@ -173,5 +175,6 @@ def _attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, layout: str | N
                 xb = to_layout(torch.randn(throughput_batch, *x.shape[1:], device=dev), chosen)
                 ms = _median_ms(net, xb, dev, max(1, warmup // 2), max(3, repeats // 4))
             throughput = throughput_batch / (ms / 1e3) * speed
+    layout_ms = {name: t[2] * (nominal_ms or t[1]) for name, t in timed.items()} if len(timed) > 1 else {}
     return {"latency_ms": ratio * (nominal_ms or ref_ms), "raw_ms": raw, "reference_ms": ref_ms,
             "throughput": throughput, "layout": chosen, "layout_ms": layout_ms, "foreign": watch.sample.foreign}

@@ -24,7 +24,7 @@ from torch import nn
 
 from lknas.ops.dwconv_algos import LAYOUTS
 
-__all__ = ["LAYOUTS", "MEMORY_FORMATS", "resolve_layout", "fastest_layout", "to_layout", "clear_layout_cache"]
+__all__ = ["LAYOUTS", "MEMORY_FORMATS", "layout_setting", "resolve_layout", "fastest_layout", "to_layout", "clear_layout_cache"]
 
 MEMORY_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 assert set(MEMORY_FORMATS) == set(LAYOUTS)
@@ -32,7 +32,8 @@ assert set(MEMORY_FORMATS) == set(LAYOUTS)
 _CHOSEN: dict[tuple, tuple[str, dict[str, float]]] = {}
 
 
-def _setting(layout: str | None) -> str:
+def layout_setting(layout: str | None) -> str:
+    """`layout`, else LKNAS_LAYOUT, else 'auto'; checked."""
     name = (layout if layout is not None else os.environ.get("LKNAS_LAYOUT", "auto")).strip().lower()
     if name not in ("auto", *LAYOUTS):
         raise ValueError(f"layout / LKNAS_LAYOUT: unknown layout {name!r}; use auto, {' or '.join(LAYOUTS)}")
@@ -96,7 +97,7 @@ def resolve_layout(layout: str | None, model: nn.Module, example: torch.Tensor, 
     Raises:
         ValueError: an unknown layout name.
     """
-    name = _setting(layout)
+    name = layout_setting(layout)
     if name != "auto":
         return name, {}
     full = (key, str(example.device), torch.get_num_threads(), tuple(example.shape), example.dtype, train)
