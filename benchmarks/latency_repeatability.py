@@ -120,8 +120,10 @@ def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
         lat = rows["latency_ms"].astype(float).tolist()
         foreign = rows["latency_foreign"].astype(float).tolist() if "latency_foreign" in rows else []
         attempts = rows["latency_attempts"].astype(float).tolist() if "latency_attempts" in rows else []
+        on_cpu = rows["latency_on_cpu"].astype(float).tolist() if "latency_on_cpu" in rows else []
         per_arch.append({"hash": h, "summary": rows["summary"].iloc[0], "trials": len(lat),
                          "foreign_load": [round(v, 3) for v in foreign], "attempts": [int(v) for v in attempts],
+                         "on_cpu": [round(v, 3) for v in on_cpu],
                          "latency_ms": [round(v, 4) for v in lat], "quiet_ms": round(quiet[h], 4),
                          "cv": statistics.stdev(lat) / statistics.mean(lat) if len(lat) > 1 else None})
     repeated = [a["cv"] for a in per_arch if a["cv"] is not None]
@@ -177,12 +179,13 @@ def main() -> int:
                      f"{r['spearman_vs_quiet']:.3f} | "
                      f"{r['waited_s'] or 0:.1f} s | {r.get('repeated_timings', '-')} | {r['wall_s']:.0f} s |")
     detail = ["", "| timing | architecture | trials | in-search latencies (ms) | other processes' load "
-              "(cores) / attempts | quiet (ms) | CV |", "|---|---|---|---|---|---|---|"]
+              "(cores) / timing thread on CPU / attempts | quiet (ms) | CV |", "|---|---|---|---|---|---|---|"]
     for r in results:
         for a in r["archs"]:
             spread = "-" if a["cv"] is None else f"{100 * a['cv']:.1f}%"
             values = ", ".join(f"{v:.2f}" for v in a["latency_ms"])
-            load = ", ".join(f"{f:.2f}/{n}" for f, n in zip(a.get("foreign_load", []), a.get("attempts", []))) or "-"
+            load = ", ".join(f"{f:.2f}/{c:.2f}/{n}" for f, c, n in
+                             zip(a.get("foreign_load", []), a.get("on_cpu", []), a.get("attempts", []))) or "-"
             detail.append(f"| {r['mode']} | {a['summary']} | {a['trials']} | {values} | {load} | "
                           f"{a['quiet_ms']:.2f} | {spread} |")
     text = (f"# Latency inside a search: repeatability and ranking\n\n`{report['command']}`\n\n"

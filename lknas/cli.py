@@ -124,7 +124,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     else:
         threads = f", {result['threads']} threads" if result["threads"] else ""
         print(f"{args.arch} @ {args.resolution}x{args.resolution} on {result['device']}{threads} (deploy form)")
-        print(f"  latency     {result['latency_ms']:10.3f} ms   (batch {result['batch']}, median of {result['repeats']})")
+        print(f"  latency     {result['latency_ms']:10.3f} ms   (batch {result['batch']}, median of {result['repeats']} "
+              f"runs paired with the reference net; plain median {result['raw_ms']:.3f} ms, layout {result['layout']})")
         if result["throughput"]:
             print(f"  throughput  {result['throughput']:10.1f} img/s (batch {result['throughput_batch']})")
     return 0

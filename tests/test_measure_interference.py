@@ -58,7 +58,8 @@ def _loads(monkeypatch, loads):
 
     def attempt(*args, **kwargs):
         out = real(*args, **kwargs)
-        out["foreign"] = loads[len(seen)]
+        load = loads[len(seen)]
+        out["foreign"], out["on_cpu"] = (load, 1.0) if not isinstance(load, tuple) else load
         out["latency_ms"] = 10.0 + len(seen)  # tells the attempts apart
         seen.append(out)
         return out
@@ -82,6 +83,23 @@ def test_when_the_load_never_passes_the_least_loaded_attempt_counts(monkeypatch)
     out = measure_latency(small_arch(), 32, warmup=0, repeats=1, throughput_batch=None, max_wait_s=10)
     assert 2 <= len(seen) < 50 and out["attempts"] == len(seen)
     assert out["foreign_load"] == min(a["foreign"] for a in seen) and out["latency_ms"] == 11.0
+
+
+def test_a_timing_whose_thread_was_descheduled_is_repeated(monkeypatch):
+    """Another thread of this process (or the hypervisor) can take the CPU without showing as
+    another process's load: the timing thread's own CPU time tells."""
+    seen = _loads(monkeypatch, [(0.0, 0.6), (0.0, 0.97)])
+    out = measure_latency(small_arch(), 32, warmup=0, repeats=1, throughput_batch=None)
+    assert len(seen) == 2 and out["on_cpu"] == 0.97 and out["latency_ms"] == 11.0
+
+
+def test_a_thread_that_waits_is_not_on_cpu():
+    with CpuWatch(single_thread=True) as watch:
+        time.sleep(0.2)
+    assert watch.sample.on_cpu is not None and watch.sample.on_cpu < 0.5
+    with CpuWatch() as other:
+        pass
+    assert other.sample.on_cpu is None  # only measured for a 1-thread timing
 
 
 def test_max_foreign_none_times_once(monkeypatch):

@@ -426,6 +426,24 @@ def test_workspace_buffers_are_reused_across_calls(algo):
     assert dwconv_algos.workspace_info() == {}
 
 
+@pytest.mark.parametrize("algo", ["gemm", "rows"])
+def test_a_call_under_inference_mode_does_not_break_training_after_it(algo):
+    """A trial times its deploy form under torch.inference_mode() before it trains: a workspace
+    buffer made there is an inference tensor, which training may not write (found in a search:
+    RuntimeError 'Inplace update to inference tensor outside InferenceMode')."""
+    dwconv_algos.release_workspace()
+    x = torch.randn(4, 8, 12, 12)
+    w = torch.randn(8, 1, 9, 9, requires_grad=True)
+    with dw.use_algorithm(algo):
+        with torch.inference_mode():
+            expected = dwconv2d(x, w.detach())
+        out = dwconv2d(x, w)
+        out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)
+    assert w.grad is not None
+    dwconv_algos.release_workspace()
+
+
 def test_index_cache_drops_the_oldest_not_all(monkeypatch):
     monkeypatch.setattr(dwconv_algos, "_INDEX_CACHE", {})
     one = dwconv_algos._map_index(6, 6, 5, 5, torch.device("cpu"))

@@ -5,8 +5,12 @@ starting up for the next trial (importing torch takes seconds of CPU), the Tune 
 bookkeeping, a user's shell. Measured in a default search, such moments slowed single timings by up
 to 2.2x. `CpuWatch` reads the node's busy CPU time (/proc/stat) and this process's own
 (/proc/self/stat), both in clock ticks, before and after a block, and reports the difference as
-`foreign`: the other processes' load over the block, in cores (1.0 is one core kept busy). The
-latency measurement repeats a timing while `foreign` exceeds a threshold. Clock ticks are coarse
+`foreign`: the other processes' load over the block, in cores (1.0 is one core kept busy), and
+`on_cpu`: the share of the block's wall time the calling thread spent on a CPU (its
+CLOCK_THREAD_CPUTIME over the wall time; below 1 when it was descheduled or waited, for whatever
+reason: another thread of this process, another process, the hypervisor). `on_cpu` is only
+meaningful when the thread does all the work itself (torch at 1 thread), so it is None otherwise.
+The latency measurement repeats a timing while `foreign` is too high or `on_cpu` too low. Clock ticks are coarse
 (10 ms), so a window shorter than `min_window_s` is padded with a sleep: the foreign load is then
 the average over the timing and the moment after it.
 
@@ -54,36 +58,41 @@ def available() -> bool:
 @dataclass(frozen=True)
 class CpuSample:
     """The load measured over one block: `foreign` (other processes, in cores; None where it
-    cannot be read) and the window's `wall_s`."""
+    cannot be read), the window's `wall_s` and the calling thread's `on_cpu` share (None unless
+    `single_thread`)."""
 
     foreign: float | None
     wall_s: float
+    on_cpu: float | None = None
 
 
 class CpuWatch:
     """`with CpuWatch() as w: ...` then `w.sample`: the other processes' load during the block
     (padded to `min_window_s`)."""
 
-    def __init__(self, min_window_s: float = 0.5) -> None:
+    def __init__(self, min_window_s: float = 0.5, single_thread: bool = False) -> None:
         self.min_window_s = min_window_s
+        self.single_thread = single_thread
         self.sample: CpuSample | None = None
 
     def __enter__(self) -> CpuWatch:
         self._node, self._own = _node_busy_ticks(), _own_ticks()
-        self._t0 = time.perf_counter()
+        self._t0, self._cpu0 = time.perf_counter(), time.thread_time()
         return self
 
     def __exit__(self, *exc) -> None:
+        busy = time.perf_counter() - self._t0
+        on_cpu = (time.thread_time() - self._cpu0) / busy if self.single_thread and busy > 0 else None
         if self._node is None or self._own is None:
-            self.sample = CpuSample(None, time.perf_counter() - self._t0)
+            self.sample = CpuSample(None, busy, on_cpu)
             return
-        short = self.min_window_s - (time.perf_counter() - self._t0)
+        short = self.min_window_s - busy
         if short > 0:
             time.sleep(short)
         wall = time.perf_counter() - self._t0
         node, own = _node_busy_ticks(), _own_ticks()
         if node is None or own is None:
-            self.sample = CpuSample(None, wall)
+            self.sample = CpuSample(None, wall, on_cpu)
             return
         node_s, own_s = (node - self._node) / _TICK, (own - self._own) / _TICK
-        self.sample = CpuSample(foreign=max(0.0, node_s - own_s) / wall, wall_s=wall)
+        self.sample = CpuSample(foreign=max(0.0, node_s - own_s) / wall, wall_s=wall, on_cpu=on_cpu)

@@ -8,6 +8,7 @@ machine pause their work meanwhile, so a latency is not the noise of another tri
 """
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from lknas.measure.reference import time_once as _time_once
 __all__ = ["measure_latency", "device_name", "MAX_FOREIGN_LOAD", "MAX_WAIT_S"]
 
 MAX_FOREIGN_LOAD = 0.3  # cores other processes may keep busy during a timing before it is repeated
+MIN_ON_CPU = 0.9  # the share of a 1-thread timing its thread must spend on a CPU, else it is repeated
 MAX_WAIT_S = 20.0  # how long a timing is repeated while the node is loaded; then the least loaded one counts
 RETRY_PAUSE_S = 0.25
 
@@ -123,13 +125,12 @@ def measure_latency(
         while True:
             attempts.append(_attempt(net, x, dev, layout, warmup, repeats, throughput_batch, ref, ref_x,
                                      reference_ms))
-            foreign = attempts[-1]["foreign"]
-            if foreign is None or max_foreign is None or foreign <= max_foreign or time.monotonic() >= deadline:
+            if max_foreign is None or _clean(attempts[-1], max_foreign) or time.monotonic() >= deadline:
                 break
             time.sleep(RETRY_PAUSE_S)  # outside the node lock: the trials go on while the other load passes
     finally:
         torch.set_num_threads(previous_threads)
-    best = min(attempts, key=lambda a: (a["foreign"] or 0.0, a["latency_ms"]))
+    best = min(attempts, key=lambda a: (not _clean(a, max_foreign), a["foreign"] or 0.0, -(a["on_cpu"] or 1.0)))
     latency, throughput, chosen, layout_ms = best["latency_ms"], best["throughput"], best["layout"], best["layout_ms"]
     measured_ref = best["reference_ms"]
     return {
@@ -150,6 +151,7 @@ def measure_latency(
         "reference_measured_ms": measured_ref,
         "reference_ms": reference_ms if reference_ms else measured_ref,
         "foreign_load": best["foreign"],
+        "on_cpu": best["on_cpu"],
         "attempts": len(attempts),
     }
 
@@ -157,24 +159,46 @@ def measure_latency(
 def _attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, layout: str | None, warmup: int, repeats: int,
              throughput_batch: int | None, ref: nn.Module, ref_x: torch.Tensor,
              nominal_ms: float | None) -> dict[str, Any]:
-    """One timing with the node's lknas work paused, watched for other processes' load, paired
-    with the reference net: in the pinned layout, or in both (`auto`), keeping the faster."""
+    """One timing with the node's lknas work paused and the garbage collector off, watched for
+    other processes' load and for the timing thread leaving its CPU (`CpuWatch`)."""
     setting = layout_setting(layout)
-    with quiet.exclusive(), CpuWatch() as watch:
-        timed = {}
-        for name in LAYOUTS if setting == "auto" else (setting,):
-            to_layout(net, name)
-            timed[name] = paired_ms(net, ref, to_layout(x, name), ref_x, dev, warmup, repeats)
-        chosen = min(timed, key=lambda name: timed[name][2])
-        to_layout(net, chosen)
-        raw, ref_ms, ratio = timed[chosen]
-        speed = ref_ms / nominal_ms if nominal_ms else 1.0  # > 1: the machine is slower than the reference's time
-        throughput = None
-        if throughput_batch:
-            with torch.inference_mode():
-                xb = to_layout(torch.randn(throughput_batch, *x.shape[1:], device=dev), chosen)
-                ms = _median_ms(net, xb, dev, max(1, warmup // 2), max(3, repeats // 4))
-            throughput = throughput_batch / (ms / 1e3) * speed
+    gc_was_on = gc.isenabled()
+    gc.disable()  # a collection inside a timed call is the process's noise, not the model's (as timeit does)
+    try:
+        with quiet.exclusive(), CpuWatch(single_thread=dev.type == "cpu" and torch.get_num_threads() == 1) as watch:
+            out = _paired_attempt(net, x, dev, setting, warmup, repeats, throughput_batch, ref, ref_x, nominal_ms)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return {**out, "foreign": watch.sample.foreign, "on_cpu": watch.sample.on_cpu}
+
+
+def _clean(attempt: dict[str, Any], max_foreign: float | None) -> bool:
+    """No other process loaded the node, and the timing thread stayed on its CPU."""
+    if max_foreign is None:
+        return True
+    foreign, on_cpu = attempt["foreign"], attempt["on_cpu"]
+    return (foreign is None or foreign <= max_foreign) and (on_cpu is None or on_cpu >= MIN_ON_CPU)
+
+
+def _paired_attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, setting: str, warmup: int, repeats: int,
+                    throughput_batch: int | None, ref: nn.Module, ref_x: torch.Tensor,
+                    nominal_ms: float | None) -> dict[str, Any]:
+    """The paired timing in the pinned layout, or in both (`auto`), keeping the faster."""
+    timed = {}
+    for name in LAYOUTS if setting == "auto" else (setting,):
+        to_layout(net, name)
+        timed[name] = paired_ms(net, ref, to_layout(x, name), ref_x, dev, warmup, repeats)
+    chosen = min(timed, key=lambda name: timed[name][2])
+    to_layout(net, chosen)
+    raw, ref_ms, ratio = timed[chosen]
+    speed = ref_ms / nominal_ms if nominal_ms else 1.0  # > 1: the machine is slower than the reference's time
+    throughput = None
+    if throughput_batch:
+        with torch.inference_mode():
+            xb = to_layout(torch.randn(throughput_batch, *x.shape[1:], device=dev), chosen)
+            ms = _median_ms(net, xb, dev, max(1, warmup // 2), max(3, repeats // 4))
+        throughput = throughput_batch / (ms / 1e3) * speed
     layout_ms = {name: t[2] * (nominal_ms or t[1]) for name, t in timed.items()} if len(timed) > 1 else {}
     return {"latency_ms": ratio * (nominal_ms or ref_ms), "raw_ms": raw, "reference_ms": ref_ms,
-            "throughput": throughput, "layout": chosen, "layout_ms": layout_ms, "foreign": watch.sample.foreign}
+            "throughput": throughput, "layout": chosen, "layout_ms": layout_ms}

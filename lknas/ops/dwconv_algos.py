@@ -89,11 +89,13 @@ _WORKSPACE = threading.local()  # .buffers: {(slot, device, dtype): flat tensor}
 
 def _buffer(slot: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """A reusable uninitialized tensor of `shape` (contents are garbage; callers write it fully with
-    `out=` or `copy_`). One per (thread, slot, device, dtype), grown as needed."""
+    `out=` or `copy_`). One per (thread, slot, device, dtype, inference mode), grown as needed:
+    a buffer made under `torch.inference_mode()` is an inference tensor, which may not be written
+    outside it (a latency timed before training would otherwise break the training after it)."""
     buffers = getattr(_WORKSPACE, "buffers", None)
     if buffers is None:
         buffers = _WORKSPACE.buffers = {}
-    key = (slot, like.device, like.dtype)
+    key = (slot, like.device, like.dtype, torch.is_inference_mode_enabled())
     n = math.prod(shape)
     buf = buffers.get(key)
     if buf is None or buf.numel() < n:
@@ -110,7 +112,7 @@ def release_workspace() -> None:
 def workspace_info() -> dict[str, int]:
     """Bytes held in this thread's reusable buffers, by slot."""
     out: dict[str, int] = {}
-    for (slot, _, _), buf in getattr(_WORKSPACE, "buffers", {}).items():
+    for (slot, *_), buf in getattr(_WORKSPACE, "buffers", {}).items():
         out[slot] = out.get(slot, 0) + buf.numel() * buf.element_size()
     return out
 

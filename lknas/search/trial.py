@@ -195,7 +195,8 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
                           repeats=LATENCY_REPEATS, reference_ms=ctx.latency_reference_ms)
     out.update(latency_ms=lat["latency_ms"], latency_raw_ms=lat["raw_ms"], throughput=lat["throughput"], latency_device=lat["device"],
                latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"],
-               latency_layout=lat["layout"], latency_foreign=lat["foreign_load"], latency_attempts=lat["attempts"])
+               latency_layout=lat["layout"], latency_foreign=lat["foreign_load"], latency_on_cpu=lat["on_cpu"],
+               latency_attempts=lat["attempts"])
     return out
 
 
