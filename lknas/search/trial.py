@@ -34,7 +34,7 @@ CONFIRMS_KEY = "lknas.confirms"  # a confirm re-training: the search trial it re
 SEED_KEY = "lknas.seed"  # its training seed
 INTERNAL_KEYS = (NUMBER_KEY, INFEASIBLE_KEY, COUNTS_KEY, CONFIRMS_KEY, SEED_KEY)
 CURVE_KEY = "accuracy_curve"  # the accuracy after each epoch so far, in every report of a trained trial
-LATENCY_REPEATS = 50  # median of 50 batch-1 runs: a proxy net takes milliseconds, so this is cheap
+LATENCY_REPEATS = 100  # 100 batch-1 runs per layout, each paired with the reference net: under a second
 
 
 @dataclass(frozen=True)
