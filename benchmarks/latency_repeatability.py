@@ -28,6 +28,7 @@ Writes results/benchmarks/latency_repeatability.json and .md. Run it on an other
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -155,8 +156,13 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--modes", default="on,off", help="on (quiet lock), off (LKNAS_QUIET=0): the control")
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
+    ap.add_argument("--replot", metavar="JSON", help="only rewrite the .md of a latency_repeatability.json")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        _write_md(report, Path(args.out))
+        return 0
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,15 +179,40 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latency_repeatability.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_md(report, out)
+    return 0
+
+
+def ordered_pairs(archs: list[dict], apart: float) -> tuple[int, int]:
+    """(pairs of trials ordered as the quiet re-measurement orders their architectures, pairs
+    compared): over pairs of trials whose architectures' quiet latencies differ by more than the
+    fraction `apart`."""
+    points = [(v, a["quiet_ms"]) for a in archs for v in a["latency_ms"]]
+    same = total = 0
+    for (a1, q1), (a2, q2) in itertools.combinations(points, 2):
+        if abs(q1 - q2) <= apart * min(q1, q2):
+            continue
+        total += 1
+        same += (a1 - a2) * (q1 - q2) > 0
+    return same, total
+
+
+def _pairs(archs: list[dict]) -> str:
+    same, total = ordered_pairs(archs, 0.05)
+    return f"{same} of {total} ({100 * same / total:.0f}%)" if total else "-"
+
+
+def _write_md(report: dict, out: Path) -> None:
+    results = report["results"]
     lines = ["| timing | trials ok | archs drawn 2+ times | median CV | max CV (target <= 10%) | "
-             "max CV unscaled | Spearman vs quiet (target >= 0.9) | time waited for the node | timings repeated under load | search wall |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "max CV unscaled | Spearman vs quiet (target >= 0.9) | pairs ordered as quiet, archs >= 5% apart | time waited for the node | timings repeated under load | search wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         n_rep = sum(a["cv"] is not None for a in r["archs"])
         cv = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         lines.append(f"| {'quiet lock' if r['mode'] == 'on' else 'plain (LKNAS_QUIET=0)'} | {r['ok']} | {n_rep} | "
                      f"{cv(r['median_cv'])} | {cv(r['max_cv'])} | {cv(r.get('max_cv_unscaled'))} | "
-                     f"{r['spearman_vs_quiet']:.3f} | "
+                     f"{r['spearman_vs_quiet']:.3f} | {_pairs(r['archs'])} | "
                      f"{r['waited_s'] or 0:.1f} s | {r.get('repeated_timings', '-')} | {r['wall_s']:.0f} s |")
     detail = ["", "| timing | architecture | trials | in-search latencies (ms) | other processes' load "
               "(cores) / timing thread on CPU / attempts | quiet (ms) | CV |", "|---|---|---|---|---|---|---|"]
@@ -197,7 +228,6 @@ def main() -> int:
             + "\n".join(lines + detail) + "\n")
     (out / "latency_repeatability.md").write_text(text)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":
