@@ -36,6 +36,7 @@ def _seen_batches(cfg: TrainConfig, bundle, monkeypatch) -> list[torch.Tensor]:
         return model
 
     monkeypatch.setattr(proxy, "build_model", build)
+    monkeypatch.setenv("LKNAS_LAYOUT", "nchw")  # the layout probe runs a copy of the model (and its hook) on noise
     result = train_proxy(small_arch(), cfg, bundle)
     assert result.status == "ok", result.error
     return seen
