@@ -129,10 +129,12 @@ def environment() -> dict:
 
 
 def write(stem: str, data: dict, table: str) -> tuple[Path, Path]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """Write results/benchmarks/STEM.json and .md, each atomically (a killed run leaves the old pair)."""
+    from lknas.io import write_text_atomic
+
     jpath, mpath = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
-    jpath.write_text(json.dumps(data, indent=1) + "\n")
-    mpath.write_text(table)
+    write_text_atomic(jpath, json.dumps(data, indent=1) + "\n")
+    write_text_atomic(mpath, table)
     return jpath, mpath
 
 

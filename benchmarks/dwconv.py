@@ -123,16 +123,16 @@ def _compiled_conv(x, w, g, pad, groups):
         return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
 
 
-def run_shape(row, device, repeats, all_algos, compile_stock, crop_stock, batch=None):
+def run_shape(row, device, repeats, all_algos, compile_stock, crop_stock, batch=None, dtype=torch.float32):
     suite, source, b, c, hw, k = row
     b = batch or b
     kh, kw = (k, k) if isinstance(k, int) else k
     ch, cw = min(kh, 2 * hw - 1), min(kw, 2 * hw - 1)
     cl = torch.channels_last
-    x = torch.randn(b, c, hw, hw, device=device, requires_grad=True)
+    x = torch.randn(b, c, hw, hw, device=device, dtype=dtype, requires_grad=True)
     xc = x.detach().to(memory_format=cl).requires_grad_()
-    w = (0.02 * torch.randn(c, 1, kh, kw, device=device)).requires_grad_()
-    g = torch.randn(b, c, hw, hw, device=device)
+    w = (0.02 * torch.randn(c, 1, kh, kw, device=device, dtype=dtype)).requires_grad_()
+    g = torch.randn(b, c, hw, hw, device=device, dtype=dtype)
     gc = g.to(memory_format=cl)
     ws = dw._crop(w.detach(), hw, hw).contiguous().requires_grad_() if crop_stock else w
     sh, sw = ws.shape[-2:]
@@ -189,7 +189,7 @@ def run_shape(row, device, repeats, all_algos, compile_stock, crop_stock, batch=
             cands = eligible(b, c, hw, hw, ch, cw, x.element_size(), workspace_limit(), layout)
             out["ms_by_algorithm"][layout] = _timing.interleaved_ms(
                 {a: ours(xi, gi, a) for a in cands}, device, max(1, repeats // 2))
-            out["workspace_mb"][layout] = {a: workspace_bytes(a, b, c, hw, hw, ch, cw, 4) / 2**20 for a in cands}
+            out["workspace_mb"][layout] = {a: workspace_bytes(a, b, c, hw, hw, ch, cw, x.element_size()) / 2**20 for a in cands}
     return out
 
 
@@ -237,6 +237,8 @@ def table(rows, gemm, summary) -> str:
     return "\n".join(lines) + "\n"
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 SUITES = {"issue15": (ISSUE15, set(range(len(ISSUE15)))), "proxy": (PROXY, QUICK_PROXY),
           "imagenet224": (IMAGENET, QUICK_IMAGENET)}
 
@@ -248,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3 quick, 9 full)")
     ap.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                    help="input, kernel and gradient dtype (bfloat16 / float16: GPU; the GEMM reference stays fp32)")
     ap.add_argument("--batch", type=int, default=None, help="override every shape's batch (smoke runs)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N shapes (smoke runs)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
@@ -271,7 +275,7 @@ def main(argv=None) -> int:
           + (f"{gemm:.0f} GFLOP/s" if gemm else "not measured"), flush=True)
     rows = []
     for row in shapes:
-        r = run_shape(row, device, repeats, args.all, args.compile, args.crop_stock, args.batch)
+        r = run_shape(row, device, repeats, args.all, args.compile, args.crop_stock, args.batch, DTYPES[args.dtype])
         if gemm:
             r["gemm_fraction"] = r["gflops_fast"] / gemm
             r["executed_gemm_fraction"] = r["gflops_executed"] / gemm
@@ -300,13 +304,14 @@ def main(argv=None) -> int:
               f"over the best stock option; worst p90/p50 {worst:.2f}")
     name = _timing.device_name(device)
     data = {
-        "benchmark": "dwconv", "device": name, "quick": args.quick, "repeats": repeats, "dtype": "float32",
+        "benchmark": "dwconv", "device": name, "quick": args.quick, "repeats": repeats, "dtype": args.dtype,
         "batch_override": args.batch, "crop_stock": args.crop_stock, "gemm_gflops": gemm,
         "workspace_limit_mb": workspace_limit() / 2**20, "environment": _timing.environment(),
         "summary": summary, "shapes": rows,
     }
     if args.write:
-        stem = f"dwconv-{name}" + ("" if args.suite == "all" else f"-{args.suite}") + ("-quick" if args.quick else "")
+        stem = (f"dwconv-{name}" + ("" if args.suite == "all" else f"-{args.suite}")
+                + ("" if args.dtype == "float32" else f"-{args.dtype}") + ("-quick" if args.quick else ""))
         jpath, mpath = _timing.write(stem, data, table(rows, gemm, summary))
         print(f"wrote {jpath} and {mpath}")
     else:

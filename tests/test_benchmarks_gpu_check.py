@@ -1,0 +1,80 @@
+"""benchmarks/gpu_check.sh: its plan covers issue 15's four parts within 8 minutes, steps fail,
+time out and skip on their own, and it refuses to run without a GPU."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _sh(*args):
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_plan_covers_tests_three_dtypes_the_proxy_step_and_a_shared_gpu_search_in_8_minutes():
+    gc = _module()
+    steps = gc.plan("python", Path("/tmp/x"))
+    commands = [" ".join(s.argv) for s in steps]
+    assert any("pytest" in c and "cuda" in c for c in commands)
+    for dtype in ("float32", "bfloat16", "float16"):
+        assert any("dwconv.py" in c and f"--dtype {dtype}" in c and "--device cuda" in c for c in commands)
+    assert any("proxy_step.py" in c and "--device cuda" in c for c in commands)
+    search = next(c for c in commands if " search " in c)
+    assert "--gpus-per-trial 0.5" in search and "--trials 4" in search
+    assert sum(s.limit_s for s in steps) <= 480
+
+    proc = _sh("--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "budget 480 s" in proc.stdout and proc.stdout.count(" s  ") == len(steps)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_without_a_gpu_it_says_so_and_exits_2_writing_nothing(tmp_path):
+    before = set((ROOT / "results" / "benchmarks").glob("gpu_check*"))
+    proc = _sh()
+    assert proc.returncode == 2
+    assert "no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+    assert set((ROOT / "results" / "benchmarks").glob("gpu_check*")) == before
+
+
+def test_each_step_passes_fails_times_out_or_skips_on_its_own():
+    gc = _module()
+    py = sys.executable
+    ok = gc.run_step(gc.Step("ok", [py, "-c", "print('fine')"], 30), 30)
+    assert ok["status"] == "passed" and ok["returncode"] == 0 and "fine" in ok["output_tail"]
+    bad = gc.run_step(gc.Step("bad", [py, "-c", "import sys; print('boom'); sys.exit(3)"], 30), 30)
+    assert bad["status"] == "failed" and bad["returncode"] == 3 and "boom" in bad["output_tail"]
+    slow = gc.run_step(gc.Step("slow", [py, "-c", "import time; print('started', flush=True); time.sleep(30)"], 1), 1)
+    assert slow["status"] == "timed out after 1 s" and slow["seconds"] < 20
+    skipped = gc.run_step(gc.Step("skip", [py, "-c", "raise SystemExit(1)"], 30, needs=("no_such_module_xyz",)), 30)
+    assert skipped["status"] == "skipped" and "no_such_module_xyz" in skipped["reason"]
+
+
+def test_the_results_travel_back_as_one_archive(tmp_path, monkeypatch):
+    gc = _module()
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("dwconv-cuda-x-issue15.json", "dwconv-cuda-x-issue15.md", "dwconv-cpu2t.json"):
+        (results / name).write_text("{}")
+    monkeypatch.setattr(gc, "RESULTS", results)
+    archive = gc.pack(tmp_path / "out")
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
+    assert names == ["results/benchmarks/dwconv-cuda-x-issue15.json", "results/benchmarks/dwconv-cuda-x-issue15.md"]
