@@ -61,8 +61,12 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
         assert (out / name).is_file(), name
     for col in ("param.kernel_type", "param.stages[0].kernel", "hash", "arch_yaml", "accuracy", "latency_ms",
                 "latency_raw_ms", "latency_foreign", "latency_attempts", "params_effective", "flops", "erf",
-                "train_time", "wall_time"):
+                "train_time", "wall_time", "data_time", "static_time"):
         assert col in df.columns, col
+    # where the time went: each trial's phases fit in its wall time; the driver's phases in order
+    assert (df["data_time"] + df["static_time"] + df["train_time"] <= df["wall_time"]).all()
+    assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "confirm", "results"]
+    assert all(v >= 0 for v in outcome.timings.values()) and outcome.timings["trials"] > 0
     # every latency is scaled to the one reference time the run measured before its first trial
     reference = json.loads((out / "run.json").read_text())["latency_reference"]
     assert reference["ms"] > 0 and reference["resolution"] == 32 and reference["threads"] == 1

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class SearchOutcome:
     trials: pd.DataFrame
     pareto: pd.DataFrame
     interrupted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per driver phase (`_search`)
 
 
 def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
@@ -204,6 +205,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         store.write_settings(settings)
     train_overrides = settings["train_overrides"]
     train_cfg = space_obj.train.replace(**train_overrides)
+    phase = _Phases()
 
     from lknas.data import build_data
     from lknas.train.proxy import check_curriculum
@@ -211,6 +213,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
     check_curriculum(train_cfg, bundle)
+    phase("data")
     max_t = trial_epochs(train_cfg, len(bundle.train))  # a trial's reports: the schedulers' max budget
     check_scheduler(search, max_t)
     done = _searched(store)
@@ -225,6 +228,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
                        threads=threads, device=device, latency_threads=threads,
                        latency_reference_ms=_latency_reference(store, settings, train_cfg.resolution, bundle.in_chans,
                                                                device, threads))
+    phase("latency_reference")
     interrupted = False
     if remaining > 0:
         grid = space_obj.grid() if search.sampler == "grid" else None
@@ -233,7 +237,9 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         storage, repaired = open_study(store, study_name, ctx, search.objectives)  # reconciled with trials.jsonl
         for note in repaired:
             print(f"resume: {note}", file=stream)
+        phase("study")
         _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
+        phase("ray_start")
         from lknas.search.monitor import SearchMonitor
 
         monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
@@ -247,12 +253,15 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
             interrupted = True
         finally:
             monitor.close()
+            phase("trials")
     elif not settings.get("confirm_plan"):
         print(f"{store.root}: all {search.trials} trials are done", file=stream)
     searched = _searched(store) >= search.trials
     if searched and not interrupted:
         interrupted = _confirm_phase(store, settings, search, ctx, train_cfg.seed, quiet, stream, summary)
+        phase("confirm")
     front = store.refresh(search.objectives, summary())
+    phase("results")
     print(_pareto_table(front, search.objectives), file=stream)
     if interrupted or not searched:
         interrupted = True
@@ -260,7 +269,21 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
               + (" (the Pareto set's confirm re-trainings are still to run)" if searched else "")
               + f"; continue with\n  python -m lknas search --resume {store.root}", file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/, study.db, summary.txt)", file=stream)
-    return SearchOutcome(store.root, store.frame(), front, interrupted)
+    return SearchOutcome(store.root, store.frame(), front, interrupted, phase.seconds)
+
+
+class _Phases:
+    """Seconds spent in each phase of the driver: `phase("name")` closes the phase that ran since
+    the previous call (or since creation)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def _searched(store: RunStore) -> int:

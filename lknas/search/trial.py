@@ -12,6 +12,7 @@ counting) computes on the same node.
 """
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,9 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     # what the trial trained with, so that its archs/*.yaml file repeats it (`lknas train-proxy --arch`)
     base["train"] = {k: v for k, v in cfg.to_dict().items() if v is not None}
     base["train_threads"] = max(1, ctx.threads)
+    start = time.perf_counter()
     base.update(_static(arch, cfg, ctx, counts))
+    base["static_time"] = time.perf_counter() - start  # counting and deploy latency, before training
     if infeasible:
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
@@ -160,8 +163,6 @@ def placement(device: str) -> dict[str, Any]:
     """Where a trial runs, for its row: `node` (the Ray node id), `node_ip`, `gpu_ids` (the GPUs
     Ray gave it, comma-separated; '' for none), `device` (what it trains on) and `started_at`
     (Unix time), so a multi-node run shows which node trained what, and when."""
-    import time
-
     import ray
 
     out: dict[str, Any] = {"device": device, "started_at": round(time.time(), 3)}
@@ -211,8 +212,10 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
     from lknas.data import build_data
     from lknas.measure.trial import measure_trial
 
+    start = time.perf_counter()
     bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.data_set_seed,
                         subset=cfg.subset, device=ctx.device, order_seed=cfg.seed)
+    base["data_time"] = time.perf_counter() - start
     epochs = trial_epochs(cfg, len(bundle.train))
     curve: list[float] = []  # accuracy after each epoch: a scheduler's rungs are rebuilt from it at resume
 
