@@ -89,6 +89,7 @@ class StageSpec:
     layer_scale: float | None = None
     se: bool | None = None
     dw_ratio: float | None = None
+    shortcut: bool | None = None  # False: the large-kernel blocks lose their identity shortcut
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class ArchConfig:
         )
         if self.sparsity is not None:
             text += f" density={self.sparsity.density:g}"
+        if any(s.shortcut is False for s in self.stages):
+            text += " no-shortcut"
         return text
 
     # ----------------------------------------------------------------- serialization
@@ -194,6 +197,7 @@ class ArchConfig:
                 "layer_scale": s.layer_scale if s.layer_scale is not None or s.block == "replk" else 0.0,
                 "se": s.se,
                 "dw_ratio": s.dw_ratio,
+                "shortcut": False if s.shortcut is False else None,  # left out at its default: hashes stay
             }
             stages.append({key: v for key, v in entry.items() if v is not None})
         return {
@@ -233,6 +237,7 @@ class ArchConfig:
                     layer_scale=s.get("layer_scale") or None,
                     se=s.get("se"),
                     dw_ratio=s.get("dw_ratio"),
+                    shortcut=False if s.get("shortcut") is False else None,
                 )
             )
         sparsity = data.get("sparsity")

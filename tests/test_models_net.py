@@ -306,3 +306,37 @@ def test_group_matcher_covers_all_params():
         if name.startswith("head"):
             continue
         assert any(re.match(p, name) for p in pats), name
+
+
+@pytest.mark.parametrize("block", ["replk", "convnext", "unirep"])
+def test_shortcut_false_removes_the_large_kernel_blocks_identity_and_survives_deploy(block):
+    """`shortcut: false` (RepLKNet's ablation): with its branch zeroed, a block without the identity
+    outputs zeros where the default block passes x through; the deploy form stays exact."""
+    from lknas.models import reparameterize
+    from lknas.space.loader import load_arch
+
+    arch = tiny_arch(block, KERNELS["dense"])
+    cut = arch.replace(stages=tuple(s.__class__(**{**s.__dict__, "shortcut": False}) for s in arch.stages))
+    assert cut.hash() != arch.hash() and "no-shortcut" in cut.summary() and "no-shortcut" not in arch.summary()
+    assert "shortcut" not in arch.to_yaml() and ArchConfig.from_yaml(cut.to_yaml()) == cut
+    assert [s.shortcut for s in load_arch(cut.to_dict()).stages] == [False, False]  # the space format takes it
+    assert [s.shortcut for s in load_arch(arch.to_dict()).stages] == [None, None]
+    x = torch.randn(2, 8, 8, 8)
+    for a, passes in ((arch, True), (cut, False)):
+        torch.manual_seed(0)
+        blk = build_model(a, num_classes=3).eval().stages[0].blocks[0]
+        last = {"replk": lambda b: b.pw2.bn.weight, "convnext": lambda b: b.fc2.weight,
+                "unirep": lambda b: b.fc2_bn.weight}[block](blk)
+        with torch.no_grad():
+            last.zero_()
+            y = blk(x)
+        assert torch.equal(y, x) if passes else torch.count_nonzero(y) == 0
+    torch.manual_seed(0)
+    model = build_model(cut, num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model.forward_features(x)  # the head starts near zero: compare the features
+        torch.manual_seed(0)
+        assert not torch.allclose(ref, build_model(arch, num_classes=3).eval().forward_features(x), rtol=1e-3, atol=0)
+        reparameterize(model)
+        assert torch.allclose(model.forward_features(x), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))

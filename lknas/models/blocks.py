@@ -30,9 +30,15 @@ def _fold_pre_bn_into_1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> None:
     conv.weight.mul_(t.view(1, -1, 1, 1))
 
 
+def _residual(x: torch.Tensor, branch: torch.Tensor, shortcut: bool) -> torch.Tensor:
+    """x + branch, or the branch alone for a block without its identity shortcut."""
+    return x + branch if shortcut else branch
+
+
 class RepLKBlock(nn.Module):
     """RepLKNet block: x + DropPath(pw2(ReLU(LK(pw1(BN(x)))))); pw1 = 1x1 conv+BN+ReLU
-    (C -> C*dw_ratio), pw2 = 1x1 conv+BN."""
+    (C -> C*dw_ratio), pw2 = 1x1 conv+BN. `shortcut=False` drops the leading `x +` (RepLKNet's
+    ablation)."""
 
     def __init__(
         self,
@@ -42,8 +48,10 @@ class RepLKBlock(nn.Module):
         dw_ratio: float = 1.0,
         drop_path: float = 0.0,
         pos_embed: nn.Parameter | None = None,
+        shortcut: bool = True,
     ):
         super().__init__()
+        self.shortcut = shortcut
         inner = int(dim * dw_ratio)
         self.pre_bn: nn.Module = nn.BatchNorm2d(dim)
         self.pw1 = ConvBN(dim, inner, 1, act=nn.ReLU)
@@ -53,7 +61,7 @@ class RepLKBlock(nn.Module):
         self.drop_path = _drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.pw2(self.lk_act(self.lk(self.pw1(self.pre_bn(x))))))
+        return _residual(x, self.drop_path(self.pw2(self.lk_act(self.lk(self.pw1(self.pre_bn(x)))))), self.shortcut)
 
     def fuse_(self) -> None:
         self.pw1.fuse()
@@ -92,6 +100,7 @@ class ConvNeXtBlock(nn.Module):
 
     `plain=True` (ConvNeXt: dense kernel, no reparam, no sparsity) makes the mixer one DW conv
     with bias and no BN, exactly as ConvNeXt; otherwise each kernel branch is conv+BN.
+    `shortcut=False` drops the leading `x +`.
     """
 
     def __init__(
@@ -105,8 +114,10 @@ class ConvNeXtBlock(nn.Module):
         drop_path: float = 0.0,
         pos_embed: nn.Parameter | None = None,
         plain: bool = False,
+        shortcut: bool = True,
     ):
         super().__init__()
+        self.shortcut = shortcut
         hidden = int(dim * mlp_ratio)
         self.lk = make_large_kernel(kernel, dim, k, pos_embed, bias=plain, norm=not plain)
         self.norm = LayerNorm(dim)
@@ -122,7 +133,7 @@ class ConvNeXtBlock(nn.Module):
         y = self.fc2(self.grn(self.act(self.fc1(self.norm(y)))))
         if self.gamma is not None:
             y = y * self.gamma
-        return x + self.drop_path(y.permute(0, 3, 1, 2))
+        return _residual(x, self.drop_path(y.permute(0, 3, 1, 2)), self.shortcut)
 
 
 class UniRepLKBlock(nn.Module):
@@ -131,7 +142,7 @@ class UniRepLKBlock(nn.Module):
 
     The mixer is built with `norm=False` when it is a single plain conv (dense without reparam,
     or a dilated size without branch table, e.g. 3), since the block's BN follows it, as in
-    UniRepLKNet.
+    UniRepLKNet. `shortcut=False` drops the leading `x +`.
     """
 
     def __init__(
@@ -145,8 +156,10 @@ class UniRepLKBlock(nn.Module):
         se: bool = True,
         drop_path: float = 0.0,
         pos_embed: nn.Parameter | None = None,
+        shortcut: bool = True,
     ):
         super().__init__()
+        self.shortcut = shortcut
         hidden = int(dim * mlp_ratio)
         self.lk = make_large_kernel(kernel, dim, k, pos_embed, norm=False)
         self.norm: nn.Module = nn.BatchNorm2d(dim)
@@ -165,7 +178,7 @@ class UniRepLKBlock(nn.Module):
         y = self.fc2_bn(y)
         if self.gamma is not None:
             y = y * self.gamma.view(1, -1, 1, 1)
-        return x + self.drop_path(y)
+        return _residual(x, self.drop_path(y), self.shortcut)
 
     @torch.no_grad()
     def fuse_(self) -> None:

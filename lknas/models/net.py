@@ -35,21 +35,22 @@ class LKStage(nn.Module):
             n = n_mixed_channels(lk_chs, kernel.partial)
             self.pos_embed = nn.Parameter(torch.zeros(n, kernel.max_size, kernel.max_size))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        ls = spec.layer_scale
+        ls, shortcut = spec.layer_scale, spec.shortcut is not False
         blocks: list[nn.Module] = []
         for i in range(spec.depth):
             k, dp = kernel.size_of_block(i), drop_paths[i]
             if spec.block == "replk":
-                blocks.append(RepLKBlock(dim, kernel, k, spec.dw_ratio or 1.0, dp, self.pos_embed))
+                blocks.append(RepLKBlock(dim, kernel, k, spec.dw_ratio or 1.0, dp, self.pos_embed, shortcut))
                 blocks.append(ConvFFN(dim, spec.mlp_ratio, dp))
             elif spec.block == "convnext":
                 blocks.append(
-                    ConvNeXtBlock(dim, kernel, k, spec.mlp_ratio, ls, bool(spec.grn), dp, self.pos_embed, plain_dense)
+                    ConvNeXtBlock(dim, kernel, k, spec.mlp_ratio, ls, bool(spec.grn), dp, self.pos_embed, plain_dense,
+                                  shortcut)
                 )
             elif spec.block == "unirep":
                 grn = True if spec.grn is None else spec.grn
                 se = True if spec.se is None else spec.se
-                blocks.append(UniRepLKBlock(dim, kernel, k, spec.mlp_ratio, ls, grn, se, dp, self.pos_embed))
+                blocks.append(UniRepLKBlock(dim, kernel, k, spec.mlp_ratio, ls, grn, se, dp, self.pos_embed, shortcut))
             else:
                 raise ValueError(f"unknown block type {spec.block!r}")
         self.blocks = nn.Sequential(*blocks)

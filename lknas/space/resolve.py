@@ -21,7 +21,7 @@ from lknas.space.domains import Constant, Domain
 
 STAGE_KEYS = ("depth", "width", "kernel", "kernel_type", "reparam", "partial", "stripe_n", "r_c", "m",
               "k_prime", "pos_embed", "block", "mlp_ratio", "downsample", "grn", "layer_scale", "se",
-              "dw_ratio")
+              "dw_ratio", "shortcut")
 SWITCHES = ("block", "kernel_type")
 SPARSITY_KEYS = tuple(f.name for f in fields(SparsitySpec))  # the spec is the one list
 
@@ -258,4 +258,5 @@ def _stage(i: int, block: str, ktype: str, multiplier: float, val: Callable[...,
         layer_scale=layer_scale,
         se=se,
         dw_ratio=dw_ratio,
+        shortcut=None if val(i, "shortcut", True) else False,
     )

@@ -50,6 +50,7 @@ STAGE_FIELDS: dict[str, Field] = {
     "layer_scale": float_field("layer_scale", 0, MAX_LAYER_SCALE, nullable=True),
     "se": bool_field("se"),
     "dw_ratio": float_field("dw_ratio", 0, MAX_DW_RATIO, lo_open=True),
+    "shortcut": bool_field("shortcut"),
 }
 assert tuple(STAGE_FIELDS) == STAGE_KEYS
 STAGE_ONLY = ("depth", "width", "downsample")
