@@ -91,7 +91,7 @@ def test_depth_and_width_matched_to_the_kernel_points_flops():
             assert m.arch.kernel_sizes == (3, 3)
 
 
-@pytest.mark.parametrize("name", ["kernel_vs_depth_width", "kernel_types", "peripheral_grid"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "experiments").glob("*.yaml")))
 def test_bundled_experiments_load_and_expand(name):
     exp = load_experiment(REPO / "experiments" / f"{name}.yaml")
     points = expand(exp, count=fake_flops)
@@ -102,6 +102,12 @@ def test_bundled_experiments_load_and_expand(name):
     if name == "kernel_vs_depth_width":
         assert {p.dimension for p in points} == {"base", "kernel", "depth", "width"}
         assert {d.split(":")[0] for d in exp.datasets} == {"pathfinder", "shapes"}
+    if name == "shortcut":  # the variant key reaches every stage, and the built network
+        cut = [p for p in points if p.variant == "no_shortcut"]
+        assert cut and all(s.shortcut is False for p in cut for s in p.arch.stages)
+        assert all(s.shortcut is None for p in points if p.variant == "with_shortcut" for s in p.arch.stages)
+    if name == "reparam_branch":
+        assert {p.arch.stages[0].kernel.reparam for p in points} == {0, 3}
 
 
 def test_a_malformed_experiment_fails_before_ray(tmp_path, capsys):

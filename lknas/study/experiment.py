@@ -38,7 +38,7 @@ DIMENSIONS = ("kernel", "depth", "width", "resolution", "compound")
 TOP_KEYS = ("name", "description", "base", "train", "datasets", "seeds", "variants", "scale", "run", "objectives")
 RUN_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
 VARIANT_KEYS = ("kernel_type", "reparam", "partial", "stripe_n", "r_c", "m", "k_prime", "pos_embed", "kernel",
-                "block", "mlp_ratio", "sparsity")
+                "block", "mlp_ratio", "shortcut", "sparsity")
 COMPOUND_KEYS = ("phi", "depth", "width", "resolution", "kernel")
 # kernel options that only one kernel type has: dropped when a variant switches the type
 TYPE_ONLY = {"stripe_n": "stripe", "r_c": "peripheral", "m": "peripheral", "k_prime": "peripheral",
