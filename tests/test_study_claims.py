@@ -42,3 +42,31 @@ def test_an_effect_within_the_noise_is_inconclusive():
     assert verdict(Contrast(2.0, 1.0, 2.0)) == "reproduced"
     assert verdict(Contrast(0.5, 0.0, 0.0)) == "reproduced"  # seeds agree exactly: any effect counts
     assert verdict(Contrast(5.0, float("nan"), float("nan"))) == "inconclusive"  # one seed: no noise estimate
+
+
+def test_the_claims_script_reads_a_study_and_writes_its_verdict(tmp_path, monkeypatch):
+    """experiments/claims.py on a made-up shortcut study where the claim holds by construction."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from lknas.study.experiment import load_experiment
+    from lknas.study.points import expand
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("claims_script", root / "experiments" / "claims.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    points = expand(load_experiment(root / "experiments" / "shortcut.yaml"), count=lambda arch, res: 1.0)
+    drop = {(True, 3): 0.0, (True, 13): 0.0, (False, 3): 2.0, (False, 13): 20.0}  # accuracy lost without it
+    rows = [{"variant": p.variant, "point": p.point, "seed": s, "status": "ok", "arch_yaml": p.arch.to_yaml(),
+             "accuracy": 80.0 + s - drop[(p.variant == "with_shortcut", p.arch.kernel_sizes[0])]}
+            for p in points for s in range(3)]
+    (tmp_path / "shortcut").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "shortcut" / "trials.csv", index=False)
+    monkeypatch.setattr(script, "STUDIES", tmp_path)
+    assert script.main(["shortcut"]) == 0
+    text = (tmp_path / "shortcut" / "claim.md").read_text()
+    assert "| with_shortcut | 3 | 81 +- 1 (3) |" in text and "| no_shortcut | 13 | 61 +- 1 (3) |" in text
+    assert "| cost at the largest kernel minus cost at the smallest (the claim) | +18 | 1.2 | +18.00 | reproduced |" in text
