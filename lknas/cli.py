@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="experiment YAML (e.g. experiments/kernel_types.yaml)")
     p.add_argument("--out", type=A.out_dir,
                    help="run directory (default results/NAME-DATE-TIME); an existing study continues")
-    _num(p, "--seeds", A.SEEDS, "seeds per point (experiment: seeds)")
+    _num(p, "--seeds", A.SEEDS, "seeds per point (experiment: seeds); with --out of a study, adds the missing seeds")
     _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (experiment: train.epochs)")
     _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
     p.add_argument("--data", dest="dataset", help="one data set instead of the experiment's datasets")

@@ -70,3 +70,28 @@ def test_summary_names_the_source_once(settings, line, tmp_path):
 
     store = RunStore(tmp_path)
     assert _summary(store, settings, total=4).splitlines()[1] == line
+
+
+def test_a_continued_study_grows_its_seeds_and_keeps_its_trials(tmp_path):
+    """`lknas scale --out RUN --seeds N` on a study of fewer seeds appends the missing seeds to
+    every point (jobs.json, run.json); asking it again adds nothing; fewer seeds is refused."""
+    from lknas.errors import LknasError
+    from lknas.search.store import RunStore
+    from lknas.study.runner import Job, _more_seeds, _read_jobs
+
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(i, v, "kernel", p, 1.0, "pathfinder", 0, 64, f"yaml-{v}-{p}") for i, (v, p) in
+            enumerate([("a", "3"), ("a", "13"), ("b", "3")])]
+    settings = {"seeds": [0], "search": {"trials": 3}}
+    store.write_settings(settings)
+    out = _more_seeds(store, settings, jobs, 3, io.StringIO())
+    assert [j.trial for j in out] == list(range(9)) and out[:3] == jobs
+    assert sorted((j.variant, j.point, j.seed) for j in out) == sorted(
+        (v, p, s) for v, p in [("a", "3"), ("a", "13"), ("b", "3")] for s in range(3))
+    assert all(j.arch_yaml == f"yaml-{j.variant}-{j.point}" for j in out)
+    assert _read_jobs(store.root / "jobs.json") == out
+    assert json.loads(store.settings_file.read_text())["seeds"] == [0, 1, 2] and settings["search"]["trials"] == 9
+    assert _more_seeds(store, settings, out, 3, io.StringIO()) == out
+    with pytest.raises(LknasError, match="can only grow"):
+        _more_seeds(store, settings, out, 2, io.StringIO())

@@ -12,6 +12,7 @@ while it runs, so a second study or search on the same directory is refused.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -148,7 +149,8 @@ def run_scale(
     stream=None,
 ) -> ScaleOutcome:
     """Run (or continue, with the same `out`) a scaling study. `seeds` (a count), `epochs`, `steps`,
-    `dataset` (one data set instead of the file's list) override the experiment file."""
+    `dataset` (one data set instead of the file's list) override the experiment file. Continuing,
+    a larger `seeds` adds the missing seeds to every point (the trials already run are kept)."""
     stream = stream or sys.stdout
     exp = None
     if out is None or not (Path(out) / "jobs.json").is_file():
@@ -163,6 +165,8 @@ def run_scale(
             _check_settings(settings, str(store.settings_file))
             jobs = _read_jobs(store.root / "jobs.json")
             print(f"continuing the study in {store.root}", file=stream)
+            if seeds is not None:
+                jobs = _more_seeds(store, settings, jobs, seeds, stream)
         else:
             settings, jobs = _new_study(store, exp, seeds=seeds, epochs=epochs, steps=steps, dataset=dataset,
                                         address=address, cpus_per_trial=cpus_per_trial,
@@ -198,6 +202,30 @@ def _new_study(store: RunStore, exp: Experiment, *, seeds, epochs, steps, datase
     store.write_settings(settings)
     write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
     return settings, jobs
+
+
+def _more_seeds(store: RunStore, settings: dict[str, Any], jobs: list[Job], seeds: int, stream) -> list[Job]:
+    """`jobs` with new seeds appended to every point and data set, up to `seeds` seeds each (the
+    smallest seeds not yet used); jobs.json and run.json rewritten. LknasError for fewer seeds."""
+    have = sorted({j.seed for j in jobs})  # from the jobs: a kill between the two writes below repeats nothing
+    if seeds < len(have):
+        raise LknasError(f"--seeds {seeds}: {store.root} already runs {len(have)} seeds per point; a study's seeds "
+                         f"can only grow (give {len(have)} or more, or start another study with --out)")
+    new = [s for s in range(seeds + max(have, default=0) + 1) if s not in have][:seeds - len(have)]
+    if not new:
+        return jobs
+    firsts = {}
+    for job in jobs:  # one job per (point, data set, budget) carries everything but the seed
+        firsts.setdefault((job.variant, job.dimension, job.point, job.dataset, job.budget), job)
+    added = [dataclasses.replace(job, trial=len(jobs) + i * len(firsts) + n, seed=seed)
+             for i, seed in enumerate(new) for n, job in enumerate(firsts.values())]
+    jobs = jobs + added
+    write_json_atomic(store.root / "jobs.json", [j.__dict__ for j in jobs])
+    settings["seeds"] = have + new
+    settings["search"]["trials"] = len(jobs)
+    store.write_settings(settings)
+    print(f"seeds {', '.join(map(str, new))} added: {len(added)} more trials", file=stream)
+    return jobs
 
 
 def _check_settings(settings: dict[str, Any], where: str) -> None:
