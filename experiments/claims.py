@@ -31,30 +31,54 @@ def _interaction(hi: tuple[tuple, tuple], lo: tuple[tuple, tuple]) -> dict[tuple
     return {hi[0]: 1.0, hi[1]: -1.0, lo[0]: -1.0, lo[1]: 1.0}
 
 
-# name -> (title, metric, [(contrast text, weights(kmin, kmax), claimed sign or 0 for no claim)])
+def _pairs(df: pd.DataFrame, variants: tuple[str, str]) -> list[tuple[str, dict[tuple, float], int]]:
+    """For a with/without study over kernels: the effect at the largest kernel, and its growth."""
+    lo, hi = int(df["kernel"].min()), int(df["kernel"].max())
+    a, b = variants
+    return [(f"{a} minus {b} at kernel {hi}", _diff((a, hi), (b, hi)), 1),
+            (f"the same at kernel {hi} minus at kernel {lo} (grows with the kernel)",
+             _interaction(((a, hi), (b, hi)), ((a, lo), (b, lo))), 1)]
+
+
+def _erf(df: pd.DataFrame) -> list[tuple[str, dict[tuple, float], int]]:
+    lo, hi = int(df["kernel"].min()), int(df["kernel"].max())
+    grow = [(f"{v}: ERF at kernel {hi} minus at {lo}", _diff((v, hi), (v, lo)), 1)
+            for v in dict.fromkeys(df["variant"])]
+    return grow + [(f"dense minus {v} at kernel {hi}", _diff(("dense", hi), (v, hi)), 0)
+                   for v in dict.fromkeys(df["variant"]) if v != "dense"]
+
+
+def _matched(df: pd.DataFrame) -> list[tuple[str, dict[tuple, float], int]]:
+    """Each depth / width point matched to a kernel point ('... ~ k 13') against that kernel point,
+    then all pairs together."""
+    pairs = []
+    for dim, point in dict.fromkeys(zip(df["dimension"], df["point"])):
+        if dim in ("depth", "width") and "~ k " in point:
+            pairs.append((dim, point, point.rsplit("~ k ", 1)[1]))
+    out = [(f"kernel {k} minus {dim} {point.split(' ~')[0]}", _diff(("kernel", k), (dim, point)), 1)
+           for dim, point, k in pairs]
+    total: dict[tuple, float] = {}
+    for dim, point, k in pairs:
+        total[("kernel", k)] = total.get(("kernel", k), 0.0) + 1 / len(pairs)
+        total[(dim, point)] = total.get((dim, point), 0.0) - 1 / len(pairs)
+    return out + [("kernel minus the matched depth / width point, mean over the pairs (the claim)", total, 1)]
+
+
+# name -> (title, metric, the columns a point is told apart by, its contrasts)
 CLAIMS = {
-    "shortcut": (
-        "(d) Shortcuts are essential for large kernels (RepLKNet: without the identity shortcut, "
-        "MobileNet V2 loses 3.1 points at 3x3 and 18.6 at 13x13)", "accuracy",
-        [("cost of removing the shortcut at the largest kernel",
-          lambda lo, hi: _diff(("with_shortcut", hi), ("no_shortcut", hi)), 1),
-         ("cost at the largest kernel minus cost at the smallest (the claim)",
-          lambda lo, hi: _interaction((("with_shortcut", hi), ("no_shortcut", hi)),
-                                      (("with_shortcut", lo), ("no_shortcut", lo))), 1)]),
+    "matched_flops": (
+        "(a) At matched FLOPs a larger kernel buys more accuracy than more depth or width (RepLKNet)",
+        "accuracy", ("dimension", "point"), _matched),
     "reparam_branch": (
         "(b) A parallel small-kernel (3x3) reparam branch helps large kernels, and more as the kernel "
-        "grows (RepLKNet)", "accuracy",
-        [("gain of the branch at the largest kernel", lambda lo, hi: _diff(("branch_3x3", hi), ("no_branch", hi)), 1),
-         ("gain at the largest kernel minus gain at the smallest (helps more as it grows)",
-          lambda lo, hi: _interaction((("branch_3x3", hi), ("no_branch", hi)), (("branch_3x3", lo), ("no_branch", lo))),
-          1)]),
+        "grows (RepLKNet)", "accuracy", ("variant", "kernel"), lambda df: _pairs(df, ("branch_3x3", "no_branch"))),
+    "shortcut": (
+        "(d) Shortcuts are essential for large kernels (RepLKNet: without the identity shortcut, "
+        "MobileNet V2 loses 3.1 points at 3x3 and 18.6 at 13x13)", "accuracy", ("variant", "kernel"),
+        lambda df: _pairs(df, ("with_shortcut", "no_shortcut"))),
     "erf_kernel": (
         "(e) The effective receptive field grows with the kernel (RepLKNet); dense, stripe and peripheral "
-        "kernels compared at the same size", "erf",
-        [*[(f"{v}: ERF at the largest kernel minus at the smallest", (lambda v: lambda lo, hi: _diff((v, hi), (v, lo)))(v), 1)
-           for v in ("dense", "stripe", "peripheral")],
-         ("dense minus stripe at the largest kernel", lambda lo, hi: _diff(("dense", hi), ("stripe", hi)), 0),
-         ("dense minus peripheral at the largest kernel", lambda lo, hi: _diff(("dense", hi), ("peripheral", hi)), 0)]),
+        "kernels compared at the same size", "erf", ("variant", "kernel"), _erf),
 }
 
 
@@ -63,39 +87,39 @@ def load(name: str) -> pd.DataFrame:
     if not path.is_file():
         raise SystemExit(f"{path}: no such study; run it first: python -m lknas scale --experiment "
                          f"experiments/{name}.yaml --out results/studies/{name}")
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, dtype={"point": str})
     df["kernel"] = [ArchConfig.from_yaml(y).kernel_sizes[0] for y in df["arch_yaml"]]
     return df
 
 
 def report(name: str) -> str:
-    title, metric, contrasts = CLAIMS[name]
+    title, metric, by, contrasts = CLAIMS[name]
     df = load(name)
-    by = ("variant", "kernel")
-    order = {v: i for i, v in enumerate(dict.fromkeys(df["variant"]))}
     stats = point_stats(df, metric, by)
-    stats = stats.assign(_v=stats["variant"].map(order)).sort_values(["_v", "kernel"]).drop(columns="_v")
+    if by == ("variant", "kernel"):
+        order = {v: i for i, v in enumerate(dict.fromkeys(df["variant"]))}
+        stats = stats.assign(_v=stats["variant"].map(order)).sort_values(["_v", "kernel"]).drop(columns="_v")
     sd = seed_sd(df, metric, by)
-    extra = [m for m in ("accuracy",) if m != metric and m in df]
+    extra = [m for m in ("accuracy", "flops") if m != metric and m in df]
     lines = [f"# Claim {title}", "",
              f"`results/studies/{name}`: {int((df['status'] == 'ok').sum())} ok trials of {len(df)}, seeds "
              f"{', '.join(map(str, sorted(df['seed'].unique())))}. Rerun: `python -m lknas scale --experiment "
              f"experiments/{name}.yaml --out results/studies/{name}`, then `python experiments/claims.py {name}`.", "",
-             f"| variant | kernel | {metric} mean +- std (seeds) |" + "".join(f" {m} mean +- std |" for m in extra),
+             f"| {' | '.join(by)} | {metric} mean +- std (seeds) |" + "".join(" flops |" if m == "flops" else f" {m} mean +- std |" for m in extra),
              "|---|---|---|" + "---|" * len(extra)]
     others = {m: point_stats(df, m, by).set_index(list(by)) for m in extra}
-    for r in stats.itertuples():
-        row = f"| {r.variant} | {r.kernel} | {r.mean:.3g} +- {r.std:.2g} ({r.n}) |"
-        for m, s in others.items():
-            o = s.loc[(r.variant, r.kernel)]
-            row += f" {o['mean']:.1f} +- {o['std']:.1f} |"
+    for r in stats.to_dict("records"):
+        key = tuple(r[c] for c in by)
+        row = f"| {' | '.join(map(str, key))} | {r['mean']:.3g} +- {r['std']:.2g} ({r['n']}) |"
+        for m, st in others.items():
+            o = st.loc[key]
+            row += f" {o['mean']:.1f} +- {o['std']:.1f} |" if m != "flops" else f" {o['mean'] / 1e6:.2f}M |"
         lines.append(row)
-    lo, hi = int(df["kernel"].min()), int(df["kernel"].max())
     lines += ["", f"Seed noise (pooled within-point sd of {metric}): {sd:.3g}.", "",
               "| contrast | estimate | standard error | in seed sd | verdict |", "|---|---|---|---|---|"]
-    for text, weights, sign in contrasts:
+    for text, weights, sign in contrasts(df):
         try:
-            c = contrast(df, weights(lo, hi), metric, by)
+            c = contrast(df, weights, metric, by)
         except KeyError as err:  # a point without ok trials (a study still running, or failed trials)
             lines.append(f"| {text} | - | - | - | not measured: {err.args[0]} |")
             continue

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -44,20 +46,26 @@ def test_an_effect_within_the_noise_is_inconclusive():
     assert verdict(Contrast(5.0, float("nan"), float("nan"))) == "inconclusive"  # one seed: no noise estimate
 
 
-def test_the_claims_script_reads_a_study_and_writes_its_verdict(tmp_path, monkeypatch):
-    """experiments/claims.py on a made-up shortcut study where the claim holds by construction."""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
     import importlib.util
     import sys
-    from pathlib import Path
 
-    from lknas.study.experiment import load_experiment
-    from lknas.study.points import expand
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("claims_script", root / "experiments" / "claims.py")
+    spec = importlib.util.spec_from_file_location("claims_script", ROOT / "experiments" / "claims.py")
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_claims_script_reads_a_study_and_writes_its_verdict(tmp_path, monkeypatch):
+    """experiments/claims.py on a made-up shortcut study where the claim holds by construction."""
+    from lknas.study.experiment import load_experiment
+    from lknas.study.points import expand
+
+    script, root = _script(), ROOT
     points = expand(load_experiment(root / "experiments" / "shortcut.yaml"), count=lambda arch, res: 1.0)
     drop = {(True, 3): 0.0, (True, 13): 0.0, (False, 3): 2.0, (False, 13): 20.0}  # accuracy lost without it
     rows = [{"variant": p.variant, "point": p.point, "seed": s, "status": "ok", "arch_yaml": p.arch.to_yaml(),
@@ -69,4 +77,21 @@ def test_the_claims_script_reads_a_study_and_writes_its_verdict(tmp_path, monkey
     assert script.main(["shortcut"]) == 0
     text = (tmp_path / "shortcut" / "claim.md").read_text()
     assert "| with_shortcut | 3 | 81 +- 1 (3) |" in text and "| no_shortcut | 13 | 61 +- 1 (3) |" in text
-    assert "| cost at the largest kernel minus cost at the smallest (the claim) | +18 | 1.2 | +18.00 | reproduced |" in text
+    assert "| with_shortcut minus no_shortcut at kernel 13 | +20 | 0.82 | +20.00 | reproduced |" in text
+    assert "| the same at kernel 13 minus at kernel 3 (grows with the kernel) | +18 | 1.2 | +18.00 | reproduced |" in text
+
+
+def test_matched_flops_pairs_each_depth_and_width_point_with_its_kernel_point():
+    from lknas.study.experiment import load_experiment
+    from lknas.study.points import expand
+
+    script = _script()
+    points = expand(load_experiment(ROOT / "experiments" / "matched_flops.yaml"))
+    df = pd.DataFrame([{"dimension": p.dimension, "point": p.point, "seed": s, "status": "ok",
+                        "accuracy": (80.0 if p.dimension == "kernel" else 70.0) + s} for p in points for s in range(3)])
+    rows = script._matched(df)
+    matched = [p for p in points if p.dimension in ("depth", "width")]
+    assert len(rows) == len(matched) + 1 and len(matched) >= 2
+    for text, weights, sign in rows:
+        assert sign == 1 and sum(weights.values()) == pytest.approx(0.0)
+        assert contrast(df, weights, by=("dimension", "point")).estimate == pytest.approx(10.0), text
