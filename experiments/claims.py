@@ -1,6 +1,7 @@
 """The papers' claims (issue 16) read from the committed studies in results/studies/NAME/: per
 point mean +- std over seeds, each claim's contrast against the seed noise, and a verdict
-(`lknas.study.claims`: reproduced / not reproduced at 2 standard errors, else inconclusive).
+(`lknas.study.claims`: reproduced / not reproduced at the 95% t critical value, paired by seed, else
+inconclusive).
 Writes results/studies/NAME/claim.md and prints it.
 
     python experiments/claims.py shortcut         # one study; or: all
@@ -116,7 +117,7 @@ def report(name: str) -> str:
             row += f" {o['mean']:.1f} +- {o['std']:.1f} |" if m != "flops" else f" {o['mean'] / 1e6:.2f}M |"
         lines.append(row)
     lines += ["", f"Seed noise (pooled within-point sd of {metric}): {sd:.3g}.", "",
-              "| contrast | estimate | standard error | in seed sd | verdict |", "|---|---|---|---|---|"]
+              "| contrast | estimate | standard error (paired by seed) | in seed sd | verdict |", "|---|---|---|---|---|"]
     for text, weights, sign in contrasts(df):
         try:
             c = contrast(df, weights, metric, by)
@@ -124,7 +125,8 @@ def report(name: str) -> str:
             lines.append(f"| {text} | - | - | - | not measured: {err.args[0]} |")
             continue
         v = verdict(c, sign) if sign else f"no claim ({abs(c.z):.1f} standard errors)"
-        lines.append(f"| {text} | {c.estimate:+.3g} | {c.se:.2g} | {c.in_seed_sd:+.2f} | {v} |")
+        pairing = f" ({c.paired_seeds} seeds)" if c.paired_seeds else " (unpaired)"
+        lines.append(f"| {text} | {c.estimate:+.3g} | {c.se:.2g}{pairing} | {c.in_seed_sd:+.2f} | {v} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lknas.study.claims import Contrast, contrast, point_stats, seed_sd, verdict
+from lknas.study.claims import Contrast, contrast, point_stats, seed_sd, t_critical, verdict
 
 
 def study(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -30,12 +30,34 @@ def test_point_means_and_the_pooled_seed_sd():
 def test_an_interaction_contrast_and_its_standard_error():
     df = study({("with", "k3"): [70.0, 71.0, 72.0], ("without", "k3"): [68.0, 69.0, 70.0],
                 ("with", "k13"): [80.0, 81.0, 82.0], ("without", "k13"): [60.0, 61.0, 62.0]})
-    c = contrast(df, {("with", "k13"): 1, ("without", "k13"): -1, ("with", "k3"): -1, ("without", "k3"): 1})
-    assert c.estimate == pytest.approx(20.0 - 2.0) and c.seed_sd == pytest.approx(1.0)
+    weights = {("with", "k13"): 1, ("without", "k13"): -1, ("with", "k3"): -1, ("without", "k3"): 1}
+    c = contrast(df, weights, paired=False)
+    assert c.estimate == pytest.approx(20.0 - 2.0) and c.seed_sd == pytest.approx(1.0) and c.paired_seeds == 0
     assert c.se == pytest.approx(math.sqrt(4 / 3)) and c.in_seed_sd == pytest.approx(18.0)
     assert verdict(c) == "reproduced" and verdict(c, direction=-1) == "not reproduced"
     with pytest.raises(KeyError, match="k99"):
         contrast(df, {("with", "k99"): 1})
+
+
+def test_a_seed_that_is_hard_for_every_point_is_paired_out():
+    """Seed 2 fails at both points (Pathfinder's late onsets): unpaired, its 30 points of spread
+    swamp a 3-point effect; paired by seed, the effect is seen (2, 3 and 4 points per seed)."""
+    df = study({("a", "k13"): [88.0, 90.0, 55.0], ("b", "k13"): [86.0, 87.0, 51.0]})
+    unpaired = contrast(df, {("a", "k13"): 1, ("b", "k13"): -1}, paired=False)
+    paired = contrast(df, {("a", "k13"): 1, ("b", "k13"): -1})
+    assert unpaired.estimate == paired.estimate == pytest.approx(3.0) and paired.paired_seeds == 3
+    assert paired.se == pytest.approx(1.0 / math.sqrt(3)) and unpaired.se > 10
+    assert verdict(paired) == "reproduced" and verdict(unpaired) == "inconclusive"
+    # points without two common seeds fall back to the pooled noise
+    lone = study({("a", "k3"): [80.0, 81.0], ("b", "k3"): [70.0]})
+    assert contrast(lone, {("a", "k3"): 1, ("b", "k3"): -1}).paired_seeds == 0
+
+
+def test_few_seeds_need_more_standard_errors():
+    assert t_critical(2) == pytest.approx(4.303) and t_critical(4) == pytest.approx(2.776)
+    assert t_critical(11) == t_critical(10) and t_critical(1000) == 1.96 and math.isnan(t_critical(0))
+    assert verdict(Contrast(3.0, 1.0, 2.0, 3, 2)) == "inconclusive"  # 3 paired seeds: 3 SE is not enough
+    assert verdict(Contrast(3.0, 1.0, 2.0, 5, 4)) == "reproduced"
 
 
 def test_an_effect_within_the_noise_is_inconclusive():
@@ -77,8 +99,8 @@ def test_the_claims_script_reads_a_study_and_writes_its_verdict(tmp_path, monkey
     assert script.main(["shortcut"]) == 0
     text = (tmp_path / "shortcut" / "claim.md").read_text()
     assert "| with_shortcut | 3 | 81 +- 1 (3) |" in text and "| no_shortcut | 13 | 61 +- 1 (3) |" in text
-    assert "| with_shortcut minus no_shortcut at kernel 13 | +20 | 0.82 | +20.00 | reproduced |" in text
-    assert "| the same at kernel 13 minus at kernel 3 (grows with the kernel) | +18 | 1.2 | +18.00 | reproduced |" in text
+    assert "| with_shortcut minus no_shortcut at kernel 13 | +20 | 0 (3 seeds) | +20.00 | reproduced |" in text
+    assert "| the same at kernel 13 minus at kernel 3 (grows with the kernel) | +18 | 0 (3 seeds) | +18.00 | reproduced |" in text
 
 
 def test_matched_flops_pairs_each_depth_and_width_point_with_its_kernel_point():
