@@ -77,8 +77,8 @@ def run_step(step: Step, limit_s: float) -> dict:
         out, rc = proc.stdout + proc.stderr, proc.returncode
         status = "passed" if rc == 0 else "failed"
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        out += (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        # what the step printed before it was killed (bytes here, whatever `text` says)
+        out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (exc.stdout, exc.stderr) if x)
         rc, status = None, f"timed out after {limit_s:.0f} s"
     return {"status": status, "returncode": rc, "seconds": round(time.perf_counter() - start, 1),
             "output_tail": out[-TAIL_CHARS:]}

@@ -62,7 +62,7 @@ def test_each_step_passes_fails_times_out_or_skips_on_its_own():
     bad = gc.run_step(gc.Step("bad", [py, "-c", "import sys; print('boom'); sys.exit(3)"], 30), 30)
     assert bad["status"] == "failed" and bad["returncode"] == 3 and "boom" in bad["output_tail"]
     slow = gc.run_step(gc.Step("slow", [py, "-c", "import time; print('started', flush=True); time.sleep(30)"], 1), 1)
-    assert slow["status"] == "timed out after 1 s" and slow["seconds"] < 20
+    assert slow["status"] == "timed out after 1 s" and slow["seconds"] < 20 and "started" in slow["output_tail"]
     skipped = gc.run_step(gc.Step("skip", [py, "-c", "raise SystemExit(1)"], 30, needs=("no_such_module_xyz",)), 30)
     assert skipped["status"] == "skipped" and "no_such_module_xyz" in skipped["reason"]
 

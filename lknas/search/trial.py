@@ -148,7 +148,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     base.update(trial_identity(arch, params, number))
     base["seed"] = cfg.seed
     # what the trial trained with, so that its archs/*.yaml file repeats it (`lknas train-proxy --arch`)
-    base["train"] = {k: v for k, v in cfg.to_dict().items() if v is not None}
+    base["train"] = train_record(cfg)
     base["train_threads"] = max(1, ctx.threads)
     start = time.perf_counter()
     base.update(_static(arch, cfg, ctx, counts))
@@ -157,6 +157,11 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
     _train_and_report(arch, cfg, ctx, base)
+
+
+def train_record(cfg: TrainConfig) -> dict[str, Any]:
+    """The training settings a trial records (None left out), so that its row repeats it."""
+    return {k: v for k, v in cfg.to_dict().items() if v is not None}
 
 
 def placement(device: str) -> dict[str, Any]:

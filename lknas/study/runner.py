@@ -113,7 +113,7 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
 
 def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
     from lknas.arch import ArchConfig
-    from lknas.search.trial import TrialContext, _static, _train_and_report
+    from lknas.search.trial import TrialContext, _static, _train_and_report, train_record
     from lknas.space.configs import TrainConfig
 
     arch = ArchConfig.from_yaml(job.arch_yaml)
@@ -123,7 +123,7 @@ def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
     tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
                         threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
     base.update(hash=arch.hash(), summary=arch.summary(), arch_yaml=job.arch_yaml)
-    base["train"] = {k: v for k, v in cfg.to_dict().items() if v is not None}  # repeats the trial (+ its layout)
+    base["train"] = train_record(cfg)  # repeats the trial (+ its layout)
     base.update(_static(arch, cfg, tctx, None))
     _train_and_report(arch, cfg, tctx, base)
 
