@@ -28,6 +28,7 @@ import io
 import json
 import math
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -71,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=2, help="trials at a time, 1 CPU each (default 2)")
     ap.add_argument("--reduction-factor", type=float, default=2.0, help="MO-ASHA's eta (default 2)")
     ap.add_argument("--grace-period", type=int, default=1, help="MO-ASHA's first rung, in epochs (default 1)")
-    ap.add_argument("--runs", default=None, help="keep each search's run directory here (default: a temp dir)")
+    ap.add_argument("--runs", default=None,
+                    help="keep each search's run directory and its record here (default: a temp dir); rerun with "
+                         "the same --runs to continue an interrupted measurement: finished searches are kept")
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ap.add_argument("--replot", metavar="JSON", help="only redraw the figure and table of a search_efficiency.json")
     args = ap.parse_args(argv)
@@ -88,6 +91,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, root: Path, object
     from lknas.search import load_results, run_search
 
     out = root / f"{method.replace('+', '-')}-seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # an interrupted search's half is not resumed: its clock would differ
     overrides = dict(METHODS[method], seed=seed, trials=args.trials, time_budget=args.budget_s,
                      max_concurrent=args.concurrency, cpus_per_trial=1, confirm=0, dataset=args.data,
                      steps=args.steps, batch_size=args.batch_size, resolution=args.resolution,
@@ -232,6 +236,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _fmt(xs: list[float]) -> str:
     return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
 
@@ -259,7 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.runs) if args.runs else Path(tmp)
         for seed in range(args.seeds):
             for method in methods:
-                run = run_one(args, method, seed, root, objectives)
+                done = root / f"{method.replace('+', '-')}-seed{seed}.json"
+                if done.is_file():  # kept by an earlier, interrupted run with the same --runs
+                    run = json.loads(done.read_text())
+                    print(f"{method} seed {seed}: kept from {done}", flush=True)
+                else:
+                    run = run_one(args, method, seed, root, objectives)
+                    _write_atomic(done, json.dumps(run) + "\n")
                 runs.append(run)
                 print(f"{method} seed {seed}: {len(run['trials'])} trials in {run['wall_s']:.0f} s", flush=True)
     ray.shutdown()
@@ -296,8 +312,8 @@ def write(result: dict, out: Path, n_objectives: int) -> None:
     fig.write_html(out / "search_efficiency.html", include_plotlyjs="cdn")
     written, note = export_pngs({"search_efficiency": fig}, out)
     result["png"] = bool(written)
-    (out / "search_efficiency.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "search_efficiency.md").write_text(markdown(result))
+    _write_atomic(out / "search_efficiency.json", json.dumps(result, indent=1) + "\n")
+    _write_atomic(out / "search_efficiency.md", markdown(result))
     print(markdown(result))
     print(note)
 
