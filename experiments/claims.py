@@ -17,7 +17,7 @@ import pandas as pd
 
 from lknas.arch import ArchConfig
 from lknas.io import write_text_atomic
-from lknas.study.claims import contrast, point_stats, seed_sd, verdict
+from lknas.study.claims import contrast, point_stats, seed_sd, t_critical, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "results" / "studies"
@@ -65,6 +65,31 @@ def _matched(df: pd.DataFrame) -> list[tuple[str, dict[tuple, float], int]]:
     return out + [("kernel minus the matched depth / width point, mean over the pairs (the claim)", total, 1)]
 
 
+def _peripheral(df: pd.DataFrame) -> list[tuple[str, dict[tuple, float], int | str]]:
+    """PeLK's claim: peripheral about level with dense ("=": a gap beyond the noise is a
+    non-reproduction), the reversed grid worse; then why peripheral falls with the kernel."""
+    kernels = sorted(int(k) for k in df["kernel"].unique())
+    lo, hi = kernels[0], kernels[-1]
+    variants = list(dict.fromkeys(df["variant"]))
+    out: list[tuple[str, dict[tuple, float], int | str]] = [
+        (f"peripheral minus dense at kernel {k} (PeLK: level, with a fraction of the kernel's parameters)",
+         _diff(("peripheral", k), ("dense", k)), "=") for k in kernels]
+    out += [(f"peripheral minus reversed (coarse centre) at kernel {k}", _diff(("peripheral", k), ("reversed", k)), 1)
+            for k in kernels]
+    mean_rev = {}
+    for k in kernels:
+        mean_rev[("peripheral", k)] = 1 / len(kernels)
+        mean_rev[("reversed", k)] = -1 / len(kernels)
+    out.append(("peripheral minus reversed, mean over the kernels (PeLK: the reversed grid is worse)", mean_rev, 1))
+    out.append((f"(peripheral minus dense) at kernel {hi} minus at {lo}: does peripheral fall behind as the kernel grows?",
+                _interaction((("peripheral", hi), ("dense", hi)), (("peripheral", lo), ("dense", lo))), 0))
+    for v in variants:
+        if v.startswith("scale_"):
+            out += [(f"{v} minus peripheral at kernel {k} (investigation)", _diff((v, k), ("peripheral", k)), 0)
+                    for k in kernels if k != lo]
+    return out
+
+
 # name -> (title, metric, the columns a point is told apart by, its contrasts)
 CLAIMS = {
     "matched_flops": (
@@ -73,6 +98,9 @@ CLAIMS = {
     "reparam_branch": (
         "(b) A parallel small-kernel (3x3) reparam branch helps large kernels, and more as the kernel "
         "grows (RepLKNet)", "accuracy", ("variant", "kernel"), lambda df: _pairs(df, ("branch_3x3", "no_branch"))),
+    "peripheral_claim": (
+        "(c) Peripheral sharing reaches about dense accuracy with a fraction of the kernel parameters, and the "
+        "reversed grid (coarse centre) is worse (PeLK)", "accuracy", ("variant", "kernel"), _peripheral),
     "shortcut": (
         "(d) Shortcuts are essential for large kernels (RepLKNet: without the identity shortcut, "
         "MobileNet V2 loses 3.1 points at 3x3 and 18.6 at 13x13)", "accuracy", ("variant", "kernel"),
@@ -101,12 +129,13 @@ def report(name: str) -> str:
         order = {v: i for i, v in enumerate(dict.fromkeys(df["variant"]))}
         stats = stats.assign(_v=stats["variant"].map(order)).sort_values(["_v", "kernel"]).drop(columns="_v")
     sd = seed_sd(df, metric, by)
-    extra = [m for m in ("accuracy", "flops") if m != metric and m in df]
+    extra = [m for m in ("accuracy", "flops", "params") if m != metric and m in df]
+    counts = ("flops", "params")  # shown as one value in millions (the same for every seed)
     lines = [f"# Claim {title}", "",
              f"`results/studies/{name}`: {int((df['status'] == 'ok').sum())} ok trials of {len(df)}, seeds "
              f"{', '.join(map(str, sorted(df['seed'].unique())))}. Rerun: `python -m lknas scale --experiment "
              f"experiments/{name}.yaml --out results/studies/{name}`, then `python experiments/claims.py {name}`.", "",
-             f"| {' | '.join(by)} | {metric} mean +- std (seeds) |" + "".join(" flops |" if m == "flops" else f" {m} mean +- std |" for m in extra),
+             f"| {' | '.join(by)} | {metric} mean +- std (seeds) |" + "".join(f" {m} |" if m in counts else f" {m} mean +- std |" for m in extra),
              "|---|---|---|" + "---|" * len(extra)]
     others = {m: point_stats(df, m, by).set_index(list(by)) for m in extra}
     for r in stats.to_dict("records"):
@@ -114,7 +143,7 @@ def report(name: str) -> str:
         row = f"| {' | '.join(map(str, key))} | {r['mean']:.3g} +- {r['std']:.2g} ({r['n']}) |"
         for m, st in others.items():
             o = st.loc[key]
-            row += f" {o['mean']:.1f} +- {o['std']:.1f} |" if m != "flops" else f" {o['mean'] / 1e6:.2f}M |"
+            row += f" {o['mean']:.1f} +- {o['std']:.1f} |" if m not in counts else f" {o['mean'] / 1e6:.4g}M |"
         lines.append(row)
     lines += ["", f"Seed noise (pooled within-point sd of {metric}): {sd:.3g}.", "",
               "| contrast | estimate | standard error (paired by seed) | in seed sd | verdict |", "|---|---|---|---|---|"]
@@ -124,7 +153,12 @@ def report(name: str) -> str:
         except KeyError as err:  # a point without ok trials (a study still running, or failed trials)
             lines.append(f"| {text} | - | - | - | not measured: {err.args[0]} |")
             continue
-        v = verdict(c, sign) if sign else f"no claim ({abs(c.z):.1f} standard errors)"
+        if sign == "=":  # a claim of equality: only a gap beyond the noise decides it
+            crit = t_critical(c.dof)
+            v = ("not reproduced" if abs(c.z) >= crit else
+                 f"inconclusive: within the noise ({abs(c.z):.1f} of {crit:.2f} standard errors)")
+        else:
+            v = verdict(c, sign) if sign else f"no claim ({abs(c.z):.1f} standard errors)"
         pairing = f" ({c.paired_seeds} seeds)" if c.paired_seeds else " (unpaired)"
         lines.append(f"| {text} | {c.estimate:+.3g} | {c.se:.2g}{pairing} | {c.in_seed_sd:+.2f} | {v} |")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,10 @@ from typing import Any
 import yaml
 
 KERNEL_TYPES = ("dense", "stripe", "peripheral", "dilated")
+GRID_ORDERS = ("fine_centre", "coarse_centre")  # peripheral: PeLK's grid; the same grid reversed (its ablation)
+# peripheral: how a weight shared by s taps is scaled by 1/sqrt(s): not at all (PeLK), its init,
+# its learning rate (a parametrization w = v / sqrt(s): AdamW moves each tap by ~lr / sqrt(s)), or both
+SHARE_SCALES = ("none", "init", "lr", "both")
 BLOCK_TYPES = ("replk", "convnext", "unirep")
 STEM_TYPES = ("patch", "replk", "unirep")
 DOWNSAMPLE_TYPES = ("none", "patch", "conv3", "replk")
@@ -66,6 +70,8 @@ class KernelSpec:
     r_c: int | None = None
     m: int | None = None
     pos_embed: bool | None = None
+    grid: str | None = None  # peripheral: "coarse_centre" (PeLK's reversed grid); None = fine centre
+    share_scale: str | None = None  # peripheral: "init", "lr" or "both"; None = none (see lknas.ops.peripheral)
 
     @property
     def max_size(self) -> int:
@@ -190,6 +196,8 @@ class ArchConfig:
                 "r_c": k.r_c,
                 "m": k.m,
                 "pos_embed": k.pos_embed,
+                "grid": k.grid,  # None (left out) at their defaults: hashes of older configs stay
+                "share_scale": k.share_scale,
                 "block": s.block,
                 "mlp_ratio": s.mlp_ratio,
                 "downsample": s.downsample,
@@ -224,6 +232,8 @@ class ArchConfig:
                 r_c=s.get("r_c"),
                 m=s.get("m"),
                 pos_embed=s.get("pos_embed"),
+                grid=s.get("grid"),
+                share_scale=s.get("share_scale"),
             )
             stages.append(
                 StageSpec(

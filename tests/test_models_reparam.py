@@ -18,6 +18,8 @@ KERNELS = [
     ("stripe_no_small", KernelSpec(size=(9,), type="stripe", stripe_n=5, reparam=0)),
     ("peripheral", KernelSpec(size=(11,), type="peripheral", r_c=1, reparam=3, pos_embed=False)),
     ("peripheral_pos", KernelSpec(size=(11, 9), type="peripheral", r_c=1, reparam=5, pos_embed=True)),
+    ("peripheral_reversed_scaled", KernelSpec(size=(11,), type="peripheral", r_c=1, reparam=3, pos_embed=True,
+                                              grid="coarse_centre", share_scale="both")),
     ("dilated", KernelSpec(size=(9, 3), type="dilated", reparam=None)),
 ]
 PARTIALS = [1.0, 3 / 8]

@@ -117,3 +117,32 @@ def test_matched_flops_pairs_each_depth_and_width_point_with_its_kernel_point():
     for text, weights, sign in rows:
         assert sign == 1 and sum(weights.values()) == pytest.approx(0.0)
         assert contrast(df, weights, by=("dimension", "point")).estimate == pytest.approx(10.0), text
+
+
+def test_peripheral_claim_treats_level_with_dense_as_a_claim_of_equality(tmp_path, monkeypatch):
+    """Claim (c) on a made-up study: peripheral level with dense at 9 (within the noise), 10 points
+    behind at 17 (not reproduced); the reversed grid 5 points behind everywhere (reproduced)."""
+    from lknas.study.experiment import load_experiment
+    from lknas.study.points import expand
+
+    script = _script()
+    points = expand(load_experiment(ROOT / "experiments" / "peripheral_claim.yaml"), count=lambda arch, res: 1.0)
+    noise = {0: 0.5, 1: -0.5, 2: 0.0}  # per (seed, variant) jitter so a level gap has a standard error
+
+    def acc(variant, k, s):
+        lost = {"peripheral": {9: 0.0, 13: 5.0, 17: 10.0}[k], "reversed": {9: 5.0, 13: 10.0, 17: 15.0}[k]}
+        return 80.0 + s - lost.get(variant, 0.0) + (noise[s] if variant == "peripheral" else 0.0)
+
+    rows = [{"variant": p.variant, "point": p.point, "seed": s, "status": "ok", "arch_yaml": p.arch.to_yaml(),
+             "accuracy": acc(p.variant, p.arch.kernel_sizes[0], s), "params": 1e5} for p in points for s in range(3)]
+    (tmp_path / "peripheral_claim").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "peripheral_claim" / "trials.csv", index=False)
+    monkeypatch.setattr(script, "STUDIES", tmp_path)
+    assert script.main(["peripheral_claim"]) == 0
+    text = (tmp_path / "peripheral_claim" / "claim.md").read_text()
+    lines = {row.split(" | ")[0].lstrip("| "): row for row in text.splitlines() if row.startswith("| ")}
+    assert "inconclusive: within the noise" in lines["peripheral minus dense at kernel 9 (PeLK: level, with a fraction of the kernel's parameters)"]
+    assert lines["peripheral minus dense at kernel 17 (PeLK: level, with a fraction of the kernel's parameters)"].endswith("| not reproduced |")
+    assert lines["peripheral minus reversed, mean over the kernels (PeLK: the reversed grid is worse)"].endswith("| reproduced |")
+    assert "| scale_lr minus peripheral at kernel 17 (investigation) | +10 |" in text
+    assert "| peripheral | 9 | 81 +- 0.87 (3) | 0.1M |" in text  # the params column, in millions

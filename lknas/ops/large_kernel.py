@@ -15,7 +15,7 @@ from lknas.ops.deploy import DeployDWConv, DeployStripeConv, dilate_kernel, pad_
 from lknas.ops.dwconv import DepthwiseConv2d, dwconv2d
 from lknas.ops.kernel_rules import DILATED_BRANCHES, resolved_kernel
 from lknas.ops.layers import fold_bn
-from lknas.ops.peripheral import peripheral_grid
+from lknas.ops.peripheral import SHARE_SCALES, peripheral_grid
 
 __all__ = [
     "DILATED_BRANCHES",
@@ -192,17 +192,32 @@ class PeripheralLK(nn.Module):
         m: int = 2,
         reparam: int = 0,
         pos_embed: nn.Parameter | None = None,
+        grid_order: str = "fine_centre",
+        share_scale: str = "none",
     ):
         super().__init__()
-        grid = peripheral_grid(k, r_c, m)
+        grid = peripheral_grid(k, r_c, m, grid_order)
         if reparam:
             _check_odd("reparam", reparam)
             if reparam >= k:
                 raise ValueError(f"reparam kernel ({reparam}) must be smaller than k ({k})")
+        if share_scale not in SHARE_SCALES:
+            raise ValueError(f"share_scale must be one of {', '.join(SHARE_SCALES)}, got {share_scale!r}")
         self.channels, self.k, self.r_c, self.m, self.reparam = channels, k, r_c, m, reparam
+        self.grid_order, self.share_scale = grid_order, share_scale
         self.register_buffer("grid", torch.tensor(grid, dtype=torch.long), persistent=False)
         self.weight = nn.Parameter(torch.empty(channels, 1, len(grid), len(grid)))
+        # 1 / sqrt(taps sharing each compact weight): (k', k'), 1 in the fine centre
+        g = torch.tensor(grid, dtype=torch.float32)
+        cell = (g[:, None] * g[None, :]).rsqrt()
+        if share_scale in ("lr", "both"):  # weight = cell * v: AdamW moves each tap by about lr * cell
+            self.register_buffer("cell_scale", cell, persistent=False)
+        else:
+            self.cell_scale = None
         nn.init.trunc_normal_(self.weight, std=0.02)
+        if share_scale in ("init", "lr"):  # init: each tap's std 0.02 / sqrt(s); lr: the kernel as "none"
+            with torch.no_grad():
+                self.weight.mul_(cell if share_scale == "init" else 1.0 / cell)
         self.bn = nn.BatchNorm2d(channels)
         self.small = DWConvBN(channels, reparam) if reparam else None
         if pos_embed is not None:
@@ -217,9 +232,14 @@ class PeripheralLK(nn.Module):
     def k_prime(self) -> int:
         return self.weight.shape[-1]
 
+    def compact_weight(self) -> torch.Tensor:
+        """The (C, 1, k', k') shared weights: the parameter, times `cell_scale` when share_scale
+        scales the learning rate."""
+        return self.weight if self.cell_scale is None else self.weight * self.cell_scale
+
     def expanded_weight(self) -> torch.Tensor:
         """The (C, 1, k, k) kernel; gradients flow back to the compact parameter."""
-        w = self.weight.repeat_interleave(self.grid, dim=2, output_size=self.k)
+        w = self.compact_weight().repeat_interleave(self.grid, dim=2, output_size=self.k)
         return w.repeat_interleave(self.grid, dim=3, output_size=self.k)
 
     def applied_weight(self) -> torch.Tensor:
@@ -331,7 +351,8 @@ def make_large_kernel(
         mixer = StripeLK(n_mixed, k, n=kernel.stripe_n or 5, reparam=reparam)
     elif kind == "peripheral":
         r_c = 2 if kernel.r_c is None else kernel.r_c
-        mixer = PeripheralLK(n_mixed, k, r_c, m=kernel.m or 2, reparam=reparam, pos_embed=pos_embed)
+        mixer = PeripheralLK(n_mixed, k, r_c, m=kernel.m or 2, reparam=reparam, pos_embed=pos_embed,
+                             grid_order=kernel.grid or "fine_centre", share_scale=kernel.share_scale or "none")
     elif kind == "dilated":
         mixer = DilatedLK(n_mixed, k)
     else:

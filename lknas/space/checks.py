@@ -29,6 +29,8 @@ _APPLIES = {
     "m": "m only applies to peripheral kernels (kernel_type: peripheral)",
     "k_prime": "k_prime only applies to peripheral kernels (kernel_type: peripheral)",
     "pos_embed": "pos_embed only applies to peripheral kernels (kernel_type: peripheral)",
+    "grid": "grid only applies to peripheral kernels (kernel_type: peripheral)",
+    "share_scale": "share_scale only applies to peripheral kernels (kernel_type: peripheral)",
     "reparam": "reparam does not apply to dilated kernels (their parallel branches are fixed); "
                "use kernel_type dense, stripe or peripheral",
     "grn": "grn only applies to convnext and unirep blocks",

@@ -20,7 +20,7 @@ from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec
 from lknas.space.domains import Constant, Domain
 
 STAGE_KEYS = ("depth", "width", "kernel", "kernel_type", "reparam", "partial", "stripe_n", "r_c", "m",
-              "k_prime", "pos_embed", "block", "mlp_ratio", "downsample", "grn", "layer_scale", "se",
+              "k_prime", "pos_embed", "grid", "share_scale", "block", "mlp_ratio", "downsample", "grn", "layer_scale", "se",
               "dw_ratio", "shortcut")
 SWITCHES = ("block", "kernel_type")
 SPARSITY_KEYS = tuple(f.name for f in fields(SparsitySpec))  # the spec is the one list
@@ -36,6 +36,8 @@ KEY_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "m": ("kernel_type", ("peripheral",)),
     "k_prime": ("kernel_type", ("peripheral",)),
     "pos_embed": ("kernel_type", ("peripheral",)),
+    "grid": ("kernel_type", ("peripheral",)),
+    "share_scale": ("kernel_type", ("peripheral",)),
     "reparam": ("kernel_type", ("dense", "stripe", "peripheral")),
     "grn": ("block", ("convnext", "unirep")),
     "layer_scale": ("block", ("convnext", "unirep")),
@@ -229,7 +231,7 @@ def _stage(i: int, block: str, ktype: str, multiplier: float, val: Callable[...,
     if ktype != "dilated":
         reparam = val(i, "reparam", 0)
         reparam = 0 if reparam >= kmax else reparam
-    stripe_n = r_c = m = pos_embed = None
+    stripe_n = r_c = m = pos_embed = grid = share_scale = None
     if ktype == "stripe":
         stripe_n = val(i, "stripe_n", 5)
         stripe_n = stripe_n if stripe_n < kmax else max(1, kmax - 2)
@@ -237,8 +239,12 @@ def _stage(i: int, block: str, ktype: str, multiplier: float, val: Callable[...,
         r_c = min(val(i, "r_c", 2), (kmax - 1) // 2)
         m = val(i, "m", 2)
         pos_embed = val(i, "pos_embed", False)
+        grid = val(i, "grid", "fine_centre")
+        grid = None if grid == "fine_centre" else grid  # defaults are None: configs hash as before
+        share_scale = val(i, "share_scale", "none")
+        share_scale = None if share_scale == "none" else share_scale
     spec = KernelSpec(size=sizes, type=ktype, reparam=reparam, partial=val(i, "partial", 1.0),
-                      stripe_n=stripe_n, r_c=r_c, m=m, pos_embed=pos_embed)
+                      stripe_n=stripe_n, r_c=r_c, m=m, pos_embed=pos_embed, grid=grid, share_scale=share_scale)
     grn = layer_scale = se = dw_ratio = None
     if block in ("convnext", "unirep"):
         grn = val(i, "grn", block == "unirep")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lknas.arch import (
-    BLOCK_TYPES, DOWNSAMPLE_TYPES, HEAD_NORMS, KERNEL_TYPES, SPARSITY_GROWTH, SPARSITY_INIT, SPARSITY_SNIP_MASKS,
-    SPARSITY_TARGETS, STEM_TYPES,
+    BLOCK_TYPES, DOWNSAMPLE_TYPES, GRID_ORDERS, HEAD_NORMS, KERNEL_TYPES, SHARE_SCALES, SPARSITY_GROWTH,
+    SPARSITY_INIT, SPARSITY_SNIP_MASKS, SPARSITY_TARGETS, STEM_TYPES,
 )
 from lknas.errors import Problem, SpaceError
 from lknas.limits import (
@@ -43,6 +43,8 @@ STAGE_FIELDS: dict[str, Field] = {
     "m": int_field("m", 1, MAX_M),
     "k_prime": int_field("k_prime", 1, MAX_KERNEL, odd=True, searchable=False),
     "pos_embed": bool_field("pos_embed"),
+    "grid": enum_field("grid", GRID_ORDERS),
+    "share_scale": enum_field("share_scale", SHARE_SCALES),
     "block": enum_field("block", BLOCK_TYPES),
     "mlp_ratio": float_field("mlp_ratio", 0, MAX_MLP_RATIO, lo_open=True),
     "downsample": enum_field("downsample", DOWNSAMPLE_TYPES),

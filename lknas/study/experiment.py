@@ -37,12 +37,12 @@ __all__ = ["Experiment", "ExperimentError", "load_experiment", "parse_experiment
 DIMENSIONS = ("kernel", "depth", "width", "resolution", "compound")
 TOP_KEYS = ("name", "description", "base", "train", "datasets", "seeds", "variants", "scale", "run", "objectives")
 RUN_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent")
-VARIANT_KEYS = ("kernel_type", "reparam", "partial", "stripe_n", "r_c", "m", "k_prime", "pos_embed", "kernel",
-                "block", "mlp_ratio", "shortcut", "sparsity")
+VARIANT_KEYS = ("kernel_type", "reparam", "partial", "stripe_n", "r_c", "m", "k_prime", "pos_embed", "grid",
+                "share_scale", "kernel", "block", "mlp_ratio", "shortcut", "sparsity")
 COMPOUND_KEYS = ("phi", "depth", "width", "resolution", "kernel")
 # kernel options that only one kernel type has: dropped when a variant switches the type
 TYPE_ONLY = {"stripe_n": "stripe", "r_c": "peripheral", "m": "peripheral", "k_prime": "peripheral",
-             "pos_embed": "peripheral"}
+             "pos_embed": "peripheral", "grid": "peripheral", "share_scale": "peripheral"}
 NOT_FOR = {"reparam": ("dilated",)}  # options every kernel type but these has
 
 
