@@ -42,7 +42,10 @@ def pointer_net(kernels: tuple[int, ...]) -> ArchConfig:
     return ArchConfig(stem=StemSpec("replk", 24), stages=stages, head=HeadSpec("bn"))
 
 
-def test_pointer_is_harder_for_small_kernels_than_for_large_ones():
+def test_pointer_is_harder_for_small_kernels_than_for_large_ones(monkeypatch):
+    # the layout the trainer measures fastest changes the float rounding, and so the trajectory, with
+    # the machine's load (a CI run under load gave 61.7 / 66.9): the numbers above are NCHW's
+    monkeypatch.setenv("LKNAS_LAYOUT", "nchw")
     small_arch, large_arch = pointer_net((3, 3, 3, 3)), pointer_net((13, 7, 3, 3))
     f_small = complexity(small_arch, 64, in_chans=1)["flops"]
     f_large = complexity(large_arch, 64, in_chans=1)["flops"]
