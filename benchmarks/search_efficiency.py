@@ -236,12 +236,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _fmt(xs: list[float]) -> str:
     return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
 
@@ -255,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import ray
 
+    from lknas.io import write_text_atomic
     from lknas.search.hypervolume import REFERENCE
     from lknas.search.runner import parse_objectives_flag
     from lknas.space import load_space
@@ -275,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{method} seed {seed}: kept from {done}", flush=True)
                 else:
                     run = run_one(args, method, seed, root, objectives)
-                    _write_atomic(done, json.dumps(run) + "\n")
+                    write_text_atomic(done, json.dumps(run) + "\n")
                 runs.append(run)
                 print(f"{method} seed {seed}: {len(run['trials'])} trials in {run['wall_s']:.0f} s", flush=True)
     ray.shutdown()
@@ -302,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(result: dict, out: Path, n_objectives: int) -> None:
     """search_efficiency.{json,md,html} (+ .png) in `out`."""
+    from lknas.io import write_text_atomic
     from lknas.report.export import export_pngs
     from lknas.search.hypervolume import REFERENCE
 
@@ -312,8 +308,8 @@ def write(result: dict, out: Path, n_objectives: int) -> None:
     fig.write_html(out / "search_efficiency.html", include_plotlyjs="cdn")
     written, note = export_pngs({"search_efficiency": fig}, out)
     result["png"] = bool(written)
-    _write_atomic(out / "search_efficiency.json", json.dumps(result, indent=1) + "\n")
-    _write_atomic(out / "search_efficiency.md", markdown(result))
+    write_text_atomic(out / "search_efficiency.json", json.dumps(result, indent=1) + "\n")
+    write_text_atomic(out / "search_efficiency.md", markdown(result))
     print(markdown(result))
     print(note)
 
