@@ -17,7 +17,7 @@ import pandas as pd
 
 from lknas.arch import ArchConfig
 from lknas.io import write_text_atomic
-from lknas.study.claims import contrast, point_stats, seed_sd, t_critical, verdict
+from lknas.study.claims import contrast, point_stats, seed_sd, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "results" / "studies"
@@ -153,12 +153,7 @@ def report(name: str) -> str:
         except KeyError as err:  # a point without ok trials (a study still running, or failed trials)
             lines.append(f"| {text} | - | - | - | not measured: {err.args[0]} |")
             continue
-        if sign == "=":  # a claim of equality: only a gap beyond the noise decides it
-            crit = t_critical(c.dof)
-            v = ("not reproduced" if abs(c.z) >= crit else
-                 f"inconclusive: within the noise ({abs(c.z):.1f} of {crit:.2f} standard errors)")
-        else:
-            v = verdict(c, sign) if sign else f"no claim ({abs(c.z):.1f} standard errors)"
+        v = verdict(c, sign) if sign else f"no claim ({abs(c.z):.1f} standard errors)"
         pairing = f" ({c.paired_seeds} seeds)" if c.paired_seeds else " (unpaired)"
         lines.append(f"| {text} | {c.estimate:+.3g} | {c.se:.2g}{pairing} | {c.in_seed_sd:+.2f} | {v} |")
     return "\n".join(lines) + "\n"

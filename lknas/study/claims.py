@@ -108,8 +108,15 @@ def contrast(df: pd.DataFrame, weights: dict[tuple, float], metric: str = "accur
     return Contrast(est, se, sd, 0, float((stats["n"] - 1).clip(lower=0).sum()))
 
 
-def verdict(c: Contrast, direction: int = 1) -> str:
+def verdict(c: Contrast, direction: int | str = 1) -> str:
     """'reproduced' (the claimed sign by at least t_critical(c.dof) standard errors), 'not
-    reproduced' (the other sign by as much) or 'inconclusive' (also without a noise estimate)."""
-    signed, crit = direction * c.z, t_critical(c.dof)
+    reproduced' (the other sign by as much) or 'inconclusive' (also without a noise estimate).
+    direction "=" is a claim of equality: only a gap of t_critical standard errors either way
+    decides it ('not reproduced'); anything less is inconclusive, within the noise."""
+    crit = t_critical(c.dof)
+    if direction == "=":
+        if abs(c.z) >= crit:
+            return "not reproduced"
+        return f"inconclusive: within the noise ({abs(c.z):.1f} of {crit:.2f} standard errors)"
+    signed = direction * c.z
     return "reproduced" if signed >= crit else "not reproduced" if signed <= -crit else "inconclusive"
