@@ -103,17 +103,22 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     Only the ranking matters; without `grad` every estimate is scaled alike. `cuda` is accepted
     for the key but the CPU model is used (autotune where the ranking matters on a GPU).
     `layout` is the input's: stock channels_last (oneDNN) is `direct` on a channels_last input
-    and `direct_cl` (plus four layout copies) on an NCHW one. The channels_last terms come from a
-    few shapes timed on a loaded machine, as ratios to the gemm and fft estimates: provisional until
-    refitted on a quiet one (benchmarks/dwconv.py --all); autotune where it matters."""
+    and `direct_cl` (plus four layout copies) on an NCHW one. Its terms are fitted to every
+    algorithm timed on the peleK_space proxy shapes (benchmarks/dwconv_rule.py,
+    results/benchmarks/dwconv_rule-cpu2t.md), scaled to the reference CPU by GEMM throughput:
+    ~0.2 ns a MAC whatever the kernel, a small cost per (batch, channel) plane, ~1.5 ns an
+    element for the conversions. So on 2-4 px maps stock channels_last stays (fft measured
+    1.3-1.7x slower there), a long stripe on a 16 px map goes to `rows` (about 2x faster) and a
+    5x5 reparam branch on an NCHW input to stock channels_last (1.6-1.9x over NCHW). Autotune
+    where it matters."""
     n = float(b * c * h * w)
     scale = 1.0 if grad else 0.4
     if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
-        # oneDNN's channels_last depthwise kernel (dearer per tap for bigger kernels), + converting
-        # x, y (and the gradients) for an NCHW input
-        t = macs("direct", b, c, h, w, kh, kw) * 0.06e-6 * (kh * kw / 169) ** 0.35 + b * c * 1.5e-3
+        # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients) for an
+        # NCHW input
+        t = macs("direct", b, c, h, w, kh, kw) * 0.21e-6 + b * c * 0.25e-3
         if name == "direct_cl":
-            t += n * 4e-6
+            t += n * 1.5e-6
     elif name == "direct":
         # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
         t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
