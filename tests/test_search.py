@@ -66,6 +66,9 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     # where the time went: each trial's phases fit in its wall time; the driver's phases in order
     assert (df["data_time"] + df["static_time"] + df["train_time"] <= df["wall_time"]).all()
     assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "confirm", "results"]
+    # one trial is sampled ahead and waits pending, but no more trials run at once than the 2 CPUs fit
+    spans = list(zip(df["started_at"], df["finished_at"]))
+    assert all(sum(s <= t < f for s, f in spans) <= 2 for t, _ in spans)
     assert all(v >= 0 for v in outcome.timings.values()) and outcome.timings["trials"] > 0
     # every latency is scaled to the one reference time the run measured before its first trial
     reference = json.loads((out / "run.json").read_text())["latency_reference"]
@@ -92,9 +95,12 @@ def test_single_objective_search(local_ray, tmp_path):
 
     out = tmp_path / "run"
     run_search(write_space(tmp_path / "s.yaml"), out=out, quiet=True, trials=2, sampler="tpe",
-               objectives=(Objective("accuracy", "max"),))
+               objectives=(Objective("accuracy", "max"),), max_concurrent=1)
     study = study_of(out)
     assert len(study.directions) == 1 and len(study.trials) == 2
+    # --max-concurrent 1 below the 2 CPUs: nothing sampled ahead, so one trial at a time
+    first, second = load_results(out).sort_values("started_at").to_dict("records")
+    assert second["started_at"] >= first["finished_at"] - 0.5  # finished_at: when the driver had the result
     assert study.best_trial.value == max(load_results(out)["accuracy"])
 
 

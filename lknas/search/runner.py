@@ -345,14 +345,16 @@ def _fit(ctx, search: SearchConfig, storage, study_name, sampler, store: RunStor
     )
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1)
-    concurrency = search.max_concurrent or max(1, int(cpus // search.cpus_per_trial))
+    concurrency = search.max_concurrent or resource_slots(ray.cluster_resources(), search.cpus_per_trial,
+                                                          search.gpus_per_trial)
     scheduler = make_scheduler(search, max_t, store.rows())  # at a resume, moasha's rungs hold the log's trials
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=suggest_ahead(
+                                        concurrency, ray.cluster_resources(), search.cpus_per_trial,
+                                        search.gpus_per_trial)),
                                     scheduler=scheduler, num_samples=remaining,
                                     time_budget_s=search.time_budget, reuse_actors=True,
                                     trial_dirname_creator=_trial_dirname),
@@ -361,6 +363,25 @@ def _fit(ctx, search: SearchConfig, storage, study_name, sampler, store: RunStor
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()
+
+
+def resource_slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster's resources fit at once (at least 1)."""
+    slots = int(resources.get("CPU", 1) // cpus_per_trial) if cpus_per_trial > 0 else 10**6
+    if gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus_per_trial))
+    return max(1, slots)
+
+
+def suggest_ahead(concurrency: int, resources: dict[str, float], cpus_per_trial: float,
+                  gpus_per_trial: float) -> int:
+    """Trials the searcher may have out at once: one more than run at once when the resources are
+    what bounds them, so the next trial is sampled (its model built and counted, in the driver)
+    while the running ones train and takes a freed slot at once; Ray Tune holds it pending until
+    then. When `--max-concurrent` is below what the resources fit, that limit binds exactly."""
+    if concurrency >= resource_slots(resources, cpus_per_trial, gpus_per_trial):
+        return concurrency + 1
+    return concurrency
 
 
 def _trial_dirname(trial) -> str:
