@@ -49,7 +49,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "space.yaml"
         space.write_text(yaml.safe_dump(raw, sort_keys=False))
-        start = time.perf_counter()
+        start, start_clock = time.perf_counter(), time.time()
         outcome = run_search(space, out=Path(tmp) / "run", quiet=True, trials=args.trials,
                              max_concurrent=args.concurrency, cpus_per_trial=1, sampler="random", confirm=0)
         wall = time.perf_counter() - start
@@ -63,13 +63,21 @@ def main() -> int:
     in_trial["rest (process start, reports, checkpoints)"] = in_trial["wall_time"] - sum(
         in_trial.get(k, 0.0) for k in ("data_time", "static_time", "train_time", "measure_time"))
     train_ideal = float(df["train_time"].sum()) / args.concurrency
+    before_trials = sum(v for k, v in outcome.timings.items()
+                        if k in ("data", "latency_reference", "study", "ray_start"))
+    first_start = (float(df["started_at"].min()) - start_clock - before_trials) if "started_at" in df else None
+    tail = slot_tail(df["finished_at"].astype(float).tolist(), args.concurrency) if "finished_at" in df else None
+    handoffs = slot_handoffs(df["started_at"].astype(float).tolist(), df["finished_at"].astype(float).tolist(),
+                             args.concurrency) if {"started_at", "finished_at"} <= set(df.columns) else []
     result = {
         "space": args.space, "trials": len(df), "statuses": df["status"].value_counts().to_dict(),
         "concurrency": args.concurrency, "trial_seconds_target": args.trial_seconds,
         "trial_time_mean_s": sum(trial_times) / len(trial_times), "search_wall_s": wall,
         "ideal_wall_s": ideal, "overhead_ratio": wall / ideal, "target_ratio": 1.05,
         "ratio_over_training_alone": wall / train_ideal,
-        "driver_phases_s": phases, "tune_loop_gap_s": phases.get("trials", 0.0) - ideal, "per_trial_mean_s": in_trial,
+        "driver_phases_s": phases, "slot_handoffs_s": handoffs,
+        "first_trial_start_s": first_start, "tail_idle_s": tail,
+        "tune_loop_gap_s": phases.get("trials", 0.0) - ideal, "per_trial_mean_s": in_trial,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "command": "python benchmarks/search_overhead.py " + " ".join(sys.argv[1:]),
     }
@@ -83,6 +91,17 @@ def main() -> int:
     rows = [f"| {name} | {sec:.1f} s | {100 * sec / wall:.1f}% |" for name, sec in phases.items()]
     rows.append(f"| of `trials`: beyond the ideal (trial start, scheduling, results between trials) | "
                 f"{result['tune_loop_gap_s']:.1f} s | {100 * result['tune_loop_gap_s'] / wall:.1f}% |")
+    if handoffs:
+        rows.append(f"| of those: a freed slot waiting for its next trial to start ({len(handoffs)} hand-offs, "
+                    f"mean {sum(handoffs) / len(handoffs):.2f} s, max {max(handoffs):.2f} s), / concurrency | "
+                    f"{sum(handoffs) / args.concurrency:.1f} s | "
+                    f"{100 * sum(handoffs) / args.concurrency / wall:.1f}% |")
+    if first_start is not None:
+        rows.append(f"| of those: the trials phase's start to the first trial's (worker start, imports) | "
+                    f"{first_start:.1f} s | {100 * first_start / wall:.1f}% |")
+    if tail is not None:
+        rows.append(f"| of those: slots idle at the end (the last trials finishing one after another), "
+                    f"/ concurrency | {tail:.1f} s | {100 * tail / wall:.1f}% |")
     breakdown = "| driver phase | seconds | of the wall time |\n|---|---|---|\n" + "\n".join(rows) + "\n"
     per_trial = ("| inside a trial (mean) | seconds |\n|---|---|\n"
                  + "\n".join(f"| {k} | {v:.2f} s |" for k, v in in_trial.items()) + "\n")
@@ -93,6 +112,20 @@ def main() -> int:
     write_text_atomic(out / "search_overhead.md", text)
     print(text)
     return 0
+
+
+def slot_handoffs(started: list[float], finished: list[float], concurrency: int) -> list[float]:
+    """Seconds each trial slot stood empty: the (i + concurrency)-th trial to start took the slot
+    the i-th trial to finish freed; its start (in the worker) minus that result (in the driver)."""
+    starts, ends = sorted(started), sorted(finished)
+    return [max(0.0, s - e) for s, e in zip(starts[concurrency:], ends)]
+
+
+def slot_tail(finished: list[float], concurrency: int) -> float:
+    """Slot-seconds left idle at the end, per slot: each of the last `concurrency` results
+    frees a slot that waits for the search's last result."""
+    ends = sorted(finished)[-concurrency:]
+    return sum(ends[-1] - e for e in ends) / concurrency
 
 
 if __name__ == "__main__":
