@@ -31,7 +31,8 @@ from lknas.ops.dwconv_select import STOCK, eligible, rule, workspace_limit  # no
 
 # (channels, map, kh, kw): peleK_space's widest stages (32, 48, 96, 128 channels on 16, 8, 4, 2 px
 # maps at 64 px) with the kernels they apply there (31, 15, 7, 3 at most; stripes k x 5; reparam 5)
-SHAPES = [(32, 16, 31, 31), (32, 16, 31, 5), (32, 16, 5, 5), (48, 8, 15, 15), (48, 8, 15, 5), (48, 8, 5, 5),
+SHAPES = [(32, 16, 31, 31), (32, 16, 31, 5), (16, 16, 13, 13), (32, 16, 13, 13), (32, 16, 5, 5), (48, 8, 15, 15),
+          (48, 8, 15, 5), (48, 8, 5, 5),
           (96, 4, 7, 7), (96, 4, 7, 5), (96, 4, 5, 5), (128, 2, 3, 3)]
 
 

@@ -106,8 +106,8 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     and `direct_cl` (plus four layout copies) on an NCHW one. Its terms are fitted to every
     algorithm timed on the peleK_space proxy shapes (benchmarks/dwconv_rule.py,
     results/benchmarks/dwconv_rule-cpu2t.md), scaled to the reference CPU by GEMM throughput:
-    ~0.2 ns a MAC whatever the kernel, a small cost per (batch, channel) plane, ~1.5 ns an
-    element for the conversions. So on 2-4 px maps stock channels_last stays (fft measured
+    ~0.14 ns a MAC for a square kernel (a k x 5 stripe up to 1.5x that), a small cost per
+    (batch, channel) plane, ~1.5 ns an element for the conversions. So on 2-4 px maps stock channels_last stays (fft measured
     1.3-1.7x slower there), a long stripe on a 16 px map goes to `rows` (about 2x faster) and a
     5x5 reparam branch on an NCHW input to stock channels_last (1.6-1.9x over NCHW). Autotune
     where it matters."""
@@ -116,7 +116,8 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
         # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients) for an
         # NCHW input
-        t = macs("direct", b, c, h, w, kh, kw) * 0.21e-6 + b * c * 0.25e-3
+        stripe = max(kh, kw) / min(kh, kw)  # a k x n stripe costs more per tap than a square
+        t = macs("direct", b, c, h, w, kh, kw) * 0.14e-6 * (1 + 0.1 * (stripe - 1)) + b * c * 0.25e-3
         if name == "direct_cl":
             t += n * 1.5e-6
     elif name == "direct":
