@@ -1,7 +1,7 @@
 """How well can this machine rank architectures by latency at all, with nothing else running?
 
-Builds the deploy forms of `--archs` distinct architectures sampled from a space (as a search
-draws them), then times every one of them in `--rounds` rounds (one after another within a
+Builds the deploy forms of `--archs` distinct architectures sampled from a space within its
+constraints (`lknas.study.fidelity.sample_archs`: the ones a search trains), then times every one of them in `--rounds` rounds (one after another within a
 round, rounds one after another), each timing as the search does: `--repeats` batch-1 runs
 alternating with the fixed reference net (`lknas.measure.reference`), one thread. For each
 estimator it reports how well one round ranks the architectures like another (Spearman, mean and
@@ -32,9 +32,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
 
-from lknas.measure.reference import reference_net, time_once  # noqa: E402
+from lknas.measure.reference import paired_samples, reference_net  # noqa: E402
 from lknas.models import build_model, reparameterize  # noqa: E402
 from lknas.space import load_space  # noqa: E402
+from lknas.study.fidelity import sample_archs  # noqa: E402
 from lknas.study.rank_stats import spearman  # noqa: E402
 
 ESTIMATORS = ("median_ratio", "q25_ratio", "min_ratio", "raw_median", "raw_min")
@@ -58,32 +59,16 @@ def main() -> int:
     torch.set_num_threads(1)
     space = load_space(args.space)
     res = space.train.resolution
-    archs, seen, i = [], set(), 0
-    while len(archs) < args.archs:
-        arch = space.sample(i)
-        i += 1
-        if arch.hash() not in seen:
-            seen.add(arch.hash())
-            archs.append(arch)
+    archs = sample_archs(space, args.archs, num_classes=2, in_chans=1)
     nets = [reparameterize(build_model(a, num_classes=2, in_chans=1), resolution=res, in_chans=1).eval()
             for a in archs]
     ref, dev = reference_net(1).eval(), torch.device("cpu")
     x, rx = torch.randn(1, 1, res, res), torch.randn(1, 1, res, res)
     rounds: list[list[dict[str, float]]] = []
-    with torch.inference_mode():
-        for r in range(args.rounds):
-            row = []
-            for net in nets:
-                for _ in range(5):
-                    time_once(net, x, dev)
-                    time_once(ref, rx, dev)
-                m, rr = [], []
-                for _ in range(args.repeats):
-                    m.append(time_once(net, x, dev))
-                    rr.append(time_once(ref, rx, dev))
-                row.append(estimates(m, rr))
-            rounds.append(row)
-            print(f"round {r}: raw median ms " + " ".join(f"{e['raw_median']:.2f}" for e in row), flush=True)
+    for r in range(args.rounds):
+        row = [estimates(*paired_samples(net, ref, x, rx, dev, 5, args.repeats)) for net in nets]
+        rounds.append(row)
+        print(f"round {r}: raw median ms " + " ".join(f"{e['raw_median']:.2f}" for e in row), flush=True)
     summary = {}
     for name in ESTIMATORS:
         values = [[e[name] for e in row] for row in rounds]

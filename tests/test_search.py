@@ -66,9 +66,6 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     # where the time went: each trial's phases fit in its wall time; the driver's phases in order
     assert (df["data_time"] + df["static_time"] + df["train_time"] <= df["wall_time"]).all()
     assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "confirm", "results"]
-    # one trial is sampled ahead and waits pending, but no more trials run at once than the 2 CPUs fit
-    spans = list(zip(df["started_at"], df["finished_at"]))
-    assert all(sum(s <= t < f for s, f in spans) <= 2 for t, _ in spans)
     assert all(v >= 0 for v in outcome.timings.values()) and outcome.timings["trials"] > 0
     # every latency is scaled to the one reference time the run measured before its first trial
     reference = json.loads((out / "run.json").read_text())["latency_reference"]

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-__all__ = ["VERSION", "reference_net", "paired_ms", "reference_ms", "time_once"]
+__all__ = ["VERSION", "reference_net", "paired_ms", "paired_samples", "reference_ms", "time_once"]
 
 VERSION = 1
 
@@ -52,10 +52,10 @@ def time_once(fn, x: torch.Tensor, device: torch.device) -> float:
 
 
 @torch.inference_mode()
-def paired_ms(model: nn.Module, ref: nn.Module, x: torch.Tensor, ref_x: torch.Tensor, device: torch.device,
-              warmup: int, repeats: int) -> tuple[float, float, float]:
+def paired_samples(model: nn.Module, ref: nn.Module, x: torch.Tensor, ref_x: torch.Tensor, device: torch.device,
+                   warmup: int, repeats: int) -> tuple[list[float], list[float]]:
     """Time `model(x)` and `ref(ref_x)` alternately `repeats` times (after `warmup` pairs).
-    Returns (median model ms, median reference ms, median of the per-pair ratios)."""
+    Returns the (model, reference) seconds of each pair."""
     for _ in range(warmup):
         time_once(model, x, device)
         time_once(ref, ref_x, device)
@@ -63,6 +63,13 @@ def paired_ms(model: nn.Module, ref: nn.Module, x: torch.Tensor, ref_x: torch.Te
     for _ in range(repeats):
         m.append(time_once(model, x, device))
         r.append(time_once(ref, ref_x, device))
+    return m, r
+
+
+def paired_ms(model: nn.Module, ref: nn.Module, x: torch.Tensor, ref_x: torch.Tensor, device: torch.device,
+              warmup: int, repeats: int) -> tuple[float, float, float]:
+    """`paired_samples` summarized: (median model ms, median reference ms, median of the per-pair ratios)."""
+    m, r = paired_samples(model, ref, x, ref_x, device, warmup, repeats)
     return 1e3 * statistics.median(m), 1e3 * statistics.median(r), statistics.median(a / b for a, b in zip(m, r))
 
 

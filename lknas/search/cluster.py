@@ -26,7 +26,7 @@ from typing import Any
 from lknas.errors import LknasError
 from lknas.search.handshake import TOKEN_HINT, handshake
 
-__all__ = ["init_ray", "check_address", "check_trial_resources", "describe_cluster", "CONNECT_TIMEOUT_S"]
+__all__ = ["init_ray", "check_address", "check_trial_resources", "describe_cluster", "trial_slots", "CONNECT_TIMEOUT_S"]
 
 CONNECT_TIMEOUT_S = 5.0
 _START_HINT = ("start one with `ray start --head --port 6379` on the head machine (and `ray start --address "
@@ -187,6 +187,18 @@ def describe_cluster() -> str:
         big = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)))
         text += f" (largest: {_count(big.get('CPU', 0), 'CPU')}, {_count(big.get('GPU', 0), 'GPU')})"
     return text
+
+
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float = 0.0, resources: dict[str, float] | None = None) -> int:
+    """How many trials the cluster's resources (default: the connected Ray's) fit at once, at least 1."""
+    if resources is None:
+        import ray
+
+        resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cpus_per_trial) if cpus_per_trial > 0 else 10**6
+    if gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus_per_trial))
+    return max(1, slots)
 
 
 def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:

@@ -111,9 +111,9 @@ def run_confirm(store: RunStore, jobs: list[dict[str, Any]], ctx, objectives: tu
                 cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int | None, *,
                 quiet: bool, stream, summary) -> None:
     """Run the confirm trials on Ray Tune (the search's trainable), logging them as they finish."""
-    import ray
     from ray import tune
 
+    from lknas.search.cluster import trial_slots
     from lknas.search.monitor import SearchMonitor
 
     if not jobs:
@@ -122,8 +122,7 @@ def run_confirm(store: RunStore, jobs: list[dict[str, Any]], ctx, objectives: tu
           flush=True)
     monitor = SearchMonitor(store, objectives, len(jobs), 0, quiet=quiet, stream=stream, summary=summary,
                             phase=CONFIRM_PHASE)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    concurrency = max_concurrent or max(1, int(cpus // cpus_per_trial))
+    concurrency = max_concurrent or trial_slots(cpus_per_trial, gpus_per_trial)
     by_number = {int(j[NUMBER_KEY]): j for j in jobs}
     trainable = tune.with_resources(tune.with_parameters(_run_job, jobs=by_number, ctx=ctx),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})

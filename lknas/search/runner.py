@@ -343,18 +343,17 @@ def _fit(ctx, search: SearchConfig, storage, study_name, sampler, store: RunStor
         sampler=sampler, storage=storage, study_name=study_name, objectives=search.objectives,
         points_to_evaluate=points or None,
     )
-    import ray
+    from lknas.search.cluster import trial_slots
 
-    concurrency = search.max_concurrent or resource_slots(ray.cluster_resources(), search.cpus_per_trial,
-                                                          search.gpus_per_trial)
+    slots = trial_slots(search.cpus_per_trial, search.gpus_per_trial)
+    concurrency = search.max_concurrent or slots
     scheduler = make_scheduler(search, max_t, store.rows())  # at a resume, moasha's rungs hold the log's trials
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=suggest_ahead(
-                                        concurrency, ray.cluster_resources(), search.cpus_per_trial,
-                                        search.gpus_per_trial)),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher,
+                                                                  max_concurrent=suggest_ahead(concurrency, slots)),
                                     scheduler=scheduler, num_samples=remaining,
                                     time_budget_s=search.time_budget, reuse_actors=True,
                                     trial_dirname_creator=_trial_dirname),
@@ -365,23 +364,12 @@ def _fit(ctx, search: SearchConfig, storage, study_name, sampler, store: RunStor
     tuner.fit()
 
 
-def resource_slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials the cluster's resources fit at once (at least 1)."""
-    slots = int(resources.get("CPU", 1) // cpus_per_trial) if cpus_per_trial > 0 else 10**6
-    if gpus_per_trial > 0:
-        slots = min(slots, int(resources.get("GPU", 0) // gpus_per_trial))
-    return max(1, slots)
-
-
-def suggest_ahead(concurrency: int, resources: dict[str, float], cpus_per_trial: float,
-                  gpus_per_trial: float) -> int:
-    """Trials the searcher may have out at once: one more than run at once when the resources are
-    what bounds them, so the next trial is sampled (its model built and counted, in the driver)
-    while the running ones train and takes a freed slot at once; Ray Tune holds it pending until
-    then. When `--max-concurrent` is below what the resources fit, that limit binds exactly."""
-    if concurrency >= resource_slots(resources, cpus_per_trial, gpus_per_trial):
-        return concurrency + 1
-    return concurrency
+def suggest_ahead(concurrency: int, slots: int) -> int:
+    """Trials the searcher may have out at once: one more than run at once when the resources
+    (`slots` trials fit) are what bounds them, so the next trial is sampled (its model built and
+    counted, in the driver) while the running ones train and takes a freed slot at once; Ray Tune
+    holds it pending until then. When `--max-concurrent` is below `slots`, that limit binds exactly."""
+    return concurrency + 1 if concurrency >= slots else concurrency
 
 
 def _trial_dirname(trial) -> str:

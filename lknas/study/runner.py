@@ -319,13 +319,13 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
 
 def _fit(ctx: ScaleContext, todo: list[Job], store: RunStore, monitor, cpus: float, gpus: float,
          max_concurrent: int | None) -> None:
-    import ray
     from ray import tune
+
+    from lknas.search.cluster import trial_slots
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    total_cpus = ray.cluster_resources().get("CPU", 1)
-    concurrency = int(max_concurrent or max(1, int(total_cpus // cpus)))
+    concurrency = int(max_concurrent or trial_slots(cpus, gpus))
     trainable = tune.with_resources(tune.with_parameters(run_point, ctx=ctx), {"cpu": cpus, "gpu": gpus})
     tuner = tune.Tuner(
         trainable,
