@@ -3,6 +3,7 @@ shapes; selection (forced, rule, workspace limit, autotune), the choice cache, d
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -379,9 +380,18 @@ def test_rule_never_prefers_an_estimate_worse_than_stock(layout):
 
 def test_stock_channels_last_is_selectable_for_nchw_input(monkeypatch):
     """direct_cl converts an NCHW input, runs stock channels_last and converts back; autotune and
-    the rule may pick it (here: autotune where it is the only timed candidate left)."""
+    the rule may pick it. Autotune always times both stock candidates, and on this tiny shape their
+    race is the machine's (a CI run timed plain NCHW faster), so NCHW is made slow here."""
     monkeypatch.setattr(dwconv_select, "estimate_ms",
                         lambda a, *args, **k: 1.0 if a == "direct_cl" else 100.0)
+    run = dw._run
+
+    def slow_nchw(name, *args):
+        if name == "direct":
+            time.sleep(0.02)
+        return run(name, *args)
+
+    monkeypatch.setattr(dw, "_run", slow_nchw)
     dw.set_autotune(True)
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     w = torch.randn(3, 1, 7, 7, requires_grad=True)
