@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from lknas.data import DataError, build_data
 from lknas.data import pointer
@@ -68,3 +69,28 @@ def test_distractors_keep_clear_of_the_arrow_and_both_places():
     assert params["distractors"] == 3
     assert img.reshape(len(img), -1).astype(float).mean() > 0
     assert math.isfinite(float(img.mean()))
+
+
+def test_a_miss_band_draws_near_misses_only():
+    labels, _, geo, params = _geometry(miss="10-40")
+    assert (params["miss"], params["max_miss"]) == (10.0, 40.0)
+    u, v = geo["disk"] - geo["arrow"], geo["other"] - geo["arrow"]
+    cos = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
+    angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    assert angle.min() >= 10 - 1e-6 and angle.max() <= 40 + 1e-6
+    assert angle.max() > 35 and angle.min() < 15  # the whole band, on both sides of the disk
+    side = np.sign(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
+    assert 0.4 < (side > 0).mean() < 0.6
+
+
+def test_a_full_band_is_the_plain_option_and_keeps_its_data():
+    assert pointer.resolve_options({"miss": "20-180"}) == pointer.resolve_options({"miss": "20"})
+    a = build_data("pointer:miss=20-180,train=128,val=16", batch_size=16, cache=False)
+    b = build_data("pointer:miss=20,train=128,val=16", batch_size=16, cache=False)
+    assert torch.equal(a.train.x, b.train.x)
+
+
+@pytest.mark.parametrize("band", ["40-10", "2-30", "10-200", "ten-40"])
+def test_bad_miss_bands(band):
+    with pytest.raises(DataError, match="miss must be DEG in 5..90 or LO-HI"):
+        build_data(f"pointer:miss={band}", train_size=16, val_size=16, batch_size=8, cache=False)

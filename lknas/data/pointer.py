@@ -17,7 +17,7 @@ smoothly with what a network resolves instead of jumping from chance to solved.
 
 Geometry lives in unit coordinates and is rasterized at any resolution (32..256); lines are
 1 px wide at 64. Options: `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG`
-(smallest miss angle, 5..90, default 30), `distractors=N` (0..8 extra disks no arrow points at,
+(smallest miss angle, 5..90, default 30; or `LO-HI`, near misses only, HI up to 180), `distractors=N` (0..8 extra disks no arrow points at,
 default 0), `train=N`, `val=N`. Classes are balanced within each chunk of 128 samples.
 """
 from __future__ import annotations
@@ -45,9 +45,10 @@ def _inside(p: np.ndarray) -> np.ndarray:
     return ((p >= MARGIN) & (p <= 1 - MARGIN)).all(axis=-1)
 
 
-def _places(rng: np.random.Generator, n: int, lo: float, hi: float, miss: float) -> tuple[np.ndarray, ...]:
+def _places(rng: np.random.Generator, n: int, lo: float, hi: float, miss: float,
+            max_miss: float = math.pi) -> tuple[np.ndarray, ...]:
     """Arrow centres a (n,2), the disk p (n,2) and the other place q (n,2), |p-a| = |q-a| = d,
-    angle(p, q) >= miss, all inside the margins; redrawn per sample until they are."""
+    miss <= angle(p, q) <= max_miss, all inside the margins; redrawn per sample until they are."""
     a = np.zeros((n, 2))
     p = np.zeros((n, 2))
     q = np.zeros((n, 2))
@@ -59,7 +60,10 @@ def _places(rng: np.random.Generator, n: int, lo: float, hi: float, miss: float)
         centre = rng.uniform(MARGIN, 1 - MARGIN, (m, 2))
         d = rng.uniform(lo, hi, (m, 1))
         psi = rng.uniform(0, 2 * math.pi, m)
-        turn = rng.uniform(miss, 2 * math.pi - miss, m)
+        if max_miss >= math.pi:
+            turn = rng.uniform(miss, 2 * math.pi - miss, m)
+        else:  # near misses only: miss..max_miss degrees to either side
+            turn = rng.uniform(miss, max_miss, m) * rng.choice([-1.0, 1.0], m)
         pp = centre + d * np.stack([np.cos(psi), np.sin(psi)], axis=1)
         qq = centre + d * np.stack([np.cos(psi + turn), np.sin(psi + turn)], axis=1)
         ok = _inside(pp) & _inside(qq)
@@ -113,7 +117,7 @@ def render_chunk(rng: np.random.Generator, labels: np.ndarray, resolution: int, 
     each arrow points at, the disk and the other place, as unit (x, y) coordinates)."""
     n = len(labels)
     lo, hi = params["min_distance"], params["max_distance"]
-    a, p, q = _places(rng, n, lo, hi, math.radians(params["miss"]))
+    a, p, q = _places(rng, n, lo, hi, math.radians(params["miss"]), math.radians(params.get("max_miss", 180.0)))
     aim = np.where(labels[:, None] == 1, p, q)
     img = np.zeros((n, resolution, resolution), dtype=np.uint8)
     _stamp(img, _arrow(a, aim, resolution), _disk(0.35 * resolution / 32))
@@ -131,7 +135,8 @@ def resolve_options(options: dict[str, str]) -> dict:
     """Generator parameters from the name options (sizes are handled by the caller)."""
     from lknas.data.base import DataError
 
-    valid = "distance (LO-HI image widths within 0.05..1.2), miss (5..90 degrees), distractors (0..8), train, val"
+    valid = ("distance (LO-HI image widths within 0.05..1.2), miss (5..90 degrees, or LO-HI up to 180), "
+             "distractors (0..8), train, val")
     unknown = set(options) - {"distance", "miss", "distractors", "train", "val"}
     if unknown:
         raise DataError(f"pointer: unknown option(s) {sorted(unknown)}; valid: {valid}")
@@ -145,6 +150,18 @@ def resolve_options(options: dict[str, str]) -> dict:
             raise DataError(f"pointer: distance must be LO-HI with 0.05 <= LO <= HI <= 1.2 (image widths), "
                             f"got {options['distance']!r}")
         params["min_distance"], params["max_distance"] = lo, hi
+    if "-" in options.get("miss", ""):
+        try:
+            low, high = (float(v) for v in options["miss"].split("-"))
+        except ValueError:
+            low = high = float("nan")
+        if not (5 <= low <= 90 and low < high <= 180):
+            raise DataError(f"pointer: miss must be DEG in 5..90 or LO-HI degrees with 5 <= LO <= 90 and "
+                            f"LO < HI <= 180, got {options['miss']!r}")
+        params["miss"] = low
+        if high < 180:  # only a band changes the data (and the cache key)
+            params["max_miss"] = high
+        options = {k: v for k, v in options.items() if k != "miss"}
     for key, lo, hi, cast in (("miss", 5, 90, float), ("distractors", 0, 8, int)):
         if key in options:
             try:
