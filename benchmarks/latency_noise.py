@@ -1,11 +1,12 @@
 """How well can this machine rank architectures by latency at all, with nothing else running?
 
 Builds the deploy forms of `--archs` distinct architectures sampled from a space within its
-constraints (`lknas.study.fidelity.sample_archs`: the ones a search trains), then times every one of them in `--rounds` rounds (one after another within a
-round, rounds one after another), each timing as the search does: `--repeats` batch-1 runs
-alternating with the fixed reference net (`lknas.measure.reference`), one thread. For each
-estimator it reports how well one round ranks the architectures like another (Spearman, mean and
-worst over all pairs of rounds) and each architecture's CV across rounds:
+constraints (`lknas.study.fidelity.sample_archs`: the ones a search trains), then times every
+one of them in `--rounds` rounds (one after another within a round, rounds one after another),
+each timing as the search does: `--repeats` batch-1 runs alternating with the fixed reference net
+(`lknas.measure.reference`), one thread. For each estimator it reports how well one round ranks
+the architectures like another (Spearman, mean and worst over all pairs of rounds) and each
+architecture's CV across rounds:
 
 - `median_ratio`: the median of the per-pair model / reference ratios (what lknas reports);
 - `q25_ratio`: their lower quartile; `min_ratio`: fastest model run / fastest reference run;

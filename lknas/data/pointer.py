@@ -17,8 +17,9 @@ smoothly with what a network resolves instead of jumping from chance to solved.
 
 Geometry lives in unit coordinates and is rasterized at any resolution (32..256); lines are
 1 px wide at 64. Options: `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG`
-(smallest miss angle, 5..90, default 30; or `LO-HI`, near misses only, HI up to 180), `distractors=N` (0..8 extra disks no arrow points at,
-default 0), `train=N`, `val=N`. Classes are balanced within each chunk of 128 samples.
+(smallest miss angle, 5..90, default 30; or `LO-HI`, near misses only, HI up to 180),
+`distractors=N` (0..8 extra disks no arrow points at, default 0), `train=N`, `val=N`. Classes
+are balanced within each chunk of 128 samples.
 """
 from __future__ import annotations
 
@@ -131,6 +132,15 @@ def render_chunk(rng: np.random.Generator, labels: np.ndarray, resolution: int, 
     return img
 
 
+def _range(text: str) -> tuple[float, float]:
+    """'LO-HI' as two floats; (nan, nan), which fails every bounds check, if it is not one."""
+    try:
+        lo, hi = (float(v) for v in text.split("-"))
+    except ValueError:
+        return float("nan"), float("nan")
+    return lo, hi
+
+
 def resolve_options(options: dict[str, str]) -> dict:
     """Generator parameters from the name options (sizes are handled by the caller)."""
     from lknas.data.base import DataError
@@ -142,19 +152,13 @@ def resolve_options(options: dict[str, str]) -> dict:
         raise DataError(f"pointer: unknown option(s) {sorted(unknown)}; valid: {valid}")
     params = {"min_distance": 0.25, "max_distance": 0.75, "miss": 30.0, "distractors": 0}
     if "distance" in options:
-        try:
-            lo, hi = (float(v) for v in options["distance"].split("-"))
-        except ValueError:
-            lo = hi = float("nan")
+        lo, hi = _range(options["distance"])
         if not (0.05 <= lo <= hi <= 1.2):
             raise DataError(f"pointer: distance must be LO-HI with 0.05 <= LO <= HI <= 1.2 (image widths), "
                             f"got {options['distance']!r}")
         params["min_distance"], params["max_distance"] = lo, hi
     if "-" in options.get("miss", ""):
-        try:
-            low, high = (float(v) for v in options["miss"].split("-"))
-        except ValueError:
-            low = high = float("nan")
+        low, high = _range(options["miss"])
         if not (5 <= low <= 90 and low < high <= 180):
             raise DataError(f"pointer: miss must be DEG in 5..90 or LO-HI degrees with 5 <= LO <= 90 and "
                             f"LO < HI <= 180, got {options['miss']!r}")
