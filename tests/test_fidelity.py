@@ -106,3 +106,66 @@ def test_fidelity_run_end_to_end(local_ray, tmp_path, capsys):
     # the same --out continues (here: nothing left to run)
     assert main(["fidelity", "--out", str(out), "--quiet"]) == 0
     assert len(load_results(out)) == 12
+    # another proxy budget against the same target: only the proxy half trains
+    again = tmp_path / "fid-1step"
+    code = main(["fidelity", "--space", str(space), "--archs", "3", "--seeds", "2", "--steps", "1", "--target-steps",
+                 "4", "--target-from", str(out), "--out", str(again), "--quiet"])
+    assert code == 0
+    assert "reused 6 of 6 target trials" in capsys.readouterr().out
+    df2 = load_results(again)
+    assert len(df2) == 12 and set(df2[df2["budget"] == PROXY]["steps"]) == {1}
+    target, reused = (d[d["budget"] == TARGET].sort_values("trial") for d in (df, df2))
+    assert list(reused["accuracy"]) == list(target["accuracy"]) and list(reused["trial"]) == list(target["trial"])
+    assert reused["reused_from"].str.startswith(str(out)).all()
+    assert df2[df2["budget"] == PROXY]["reused_from"].isna().all()
+    assert json.loads((again / "run.json").read_text())["target_from"] == str(out)
+
+
+def test_target_from_refuses_a_different_target_before_training(tmp_path, capsys):
+    from test_search import write_space
+
+    from lknas.cli import main
+
+    space = write_space(tmp_path / "s.yaml")
+    source = tmp_path / "fid"
+    source.mkdir()
+    assert main(["fidelity", "--space", str(space), "--archs", "3", "--target-from", str(source),
+                 "--out", str(tmp_path / "new")]) == 2
+    assert "not a fidelity run directory" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
+    import dataclasses
+
+    from test_search import write_space
+
+    from lknas.errors import LknasError
+    from lknas.search.store import RunStore
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs, _reuse_targets, _settings
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    archs = sample_archs(space, 3, 0)
+
+    def plan(target_steps: int, proxy_steps: int = 2):
+        proxy = space.train.replace(steps=proxy_steps)
+        jobs = _make_jobs(archs, proxy, {"steps": target_steps}, 32, proxy.dataset, 2)
+        return jobs, _settings(space, proxy, {"steps": target_steps}, jobs, 3, 2, 0, 2.0, None, None, None, None)
+
+    jobs, settings = plan(4)
+    source = RunStore(tmp_path / "src")
+    source.root.mkdir()
+    source.write_settings(settings)
+    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
+    done = [j for j in jobs if j.budget == TARGET][:2]
+    for j in done:
+        source.append({**j.identity(), "status": "ok", "accuracy": 60.0 + j.trial})
+    mine, my_settings = plan(4, proxy_steps=1)  # another proxy budget, the same target
+    rows = _reuse_targets(source.root, mine, my_settings)
+    assert [r["trial"] for r in rows] == [j.trial for j in done] and [r["accuracy"] for r in rows] == [
+        60.0 + j.trial for j in done]
+    assert my_settings["target_from"] == str(source.root)
+    other, other_settings = plan(5)  # a different target budget: nothing matches, refused
+    with pytest.raises(LknasError, match="none of its finished target trials"):
+        _reuse_targets(source.root, other, other_settings)

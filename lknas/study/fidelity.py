@@ -12,11 +12,17 @@ between the proxy and target mean accuracies with bootstrap intervals; the ICC a
 (architecture variance against seed variance); and, per searched kernel dimension, the spread of
 the mean accuracy across its values against the seed noise. It writes `fidelity.json` and a
 summary; re-running with the same `--out` continues an interrupted run.
+
+Several proxy budgets are best compared against one target, the expensive half: a new run with
+`target_from=RUN` (`--target-from RUN`) copies RUN's finished target trials that are exactly its
+own target jobs (same architecture, seed, data set, resolution and training settings), marked
+`reused_from`, and trains only the rest.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import shutil
@@ -33,7 +39,7 @@ from lknas.search.store import RunStore
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
 from lknas.study.rank_stats import icc_oneway, rank_agreement
-from lknas.study.runner import Job, _read_jobs, _run_jobs
+from lknas.study.runner import Job, _read_jobs, _run_jobs, job_train_config
 
 __all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
 
@@ -93,6 +99,7 @@ def run_fidelity(
     target_steps: int | None = None,
     target_resolution: int | None = None,
     target_dataset: str | None = None,
+    target_from: str | os.PathLike | None = None,
     address: str | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
@@ -110,11 +117,16 @@ def run_fidelity(
             target_steps are given. epochs / steps / dataset override the proxy budget.
         target_resolution, target_dataset: the target's input size and data set (default: the
             proxy's), e.g. 'pathfinder:length=5,train=40000' for more data.
+        target_from: a finished fidelity run whose target trials this new run reuses where they
+            are exactly its own target jobs (another proxy budget against the same target).
     Raises:
         LknasError: bad arguments, a space without enough feasible architectures.
     """
     stream = stream or sys.stdout
     new = out is None or not (Path(out) / "jobs.json").is_file()
+    if target_from is not None and not new:
+        raise LknasError(f"--target-from {target_from}: applies to a new measurement; {out} is one to continue "
+                         "(drop --target-from, or give another --out)")
     if new:
         if space is None:
             raise LknasError("give a space (--space SPACE.yaml), or --out of a fidelity run to continue")
@@ -129,7 +141,11 @@ def run_fidelity(
         proxy = proxy.replace(**{k: v for k, v in (("epochs", epochs), ("steps", steps), ("dataset", dataset))
                                  if v is not None})
         target = _target_train(proxy, factor, target_epochs, target_steps)
-        sampled = sample_archs(space_obj, archs, sample_seed)
+        jobs = _make_jobs(sample_archs(space_obj, archs, sample_seed), proxy, target,
+                          target_resolution or proxy.resolution, target_dataset or proxy.dataset, seeds)
+        settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
+                             cpus_per_trial, gpus_per_trial, max_concurrent)
+        reused = _reuse_targets(Path(target_from), jobs, settings) if target_from is not None else []
     store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
     with store.hold("fidelity"):  # one writer per run directory
         if not new:
@@ -140,13 +156,14 @@ def run_fidelity(
         else:
             if store.trials_jsonl.exists():
                 raise LknasError(f"{store.root} already holds trials but no jobs.json; choose another --out")
-            jobs = _make_jobs(sampled, proxy, target, target_resolution or proxy.resolution,
-                              target_dataset or proxy.dataset, seeds)
-            settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
-                                 cpus_per_trial, gpus_per_trial, max_concurrent)
             shutil.copyfile(space_obj.file, store.root / "space.yaml")
             store.write_settings(settings)
             write_json_atomic(store.root / "jobs.json", [dataclasses.asdict(j) for j in jobs])
+            for row in reused:
+                store.append(row)
+            if target_from is not None:
+                print(f"reused {len(reused)} of {sum(j.budget == TARGET for j in jobs)} target trials from "
+                      f"{target_from}", file=stream)
             print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
                   f"({_budget_text(settings['train'])}) and the target budget ({_budget_text(target)})", file=stream)
         outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
@@ -180,6 +197,43 @@ def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jo
         "sample_seed": sample_seed, "factor": factor, "points": archs, "address": address,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def _fingerprint(train: dict[str, Any], job: Job) -> str:
+    """What makes two trials the same experiment: architecture, seed, data, resolution, training."""
+    cfg = job_train_config(train, job).to_dict()
+    return json.dumps([job.arch_yaml, cfg], sort_keys=True, default=str)
+
+
+def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The finished target trials of the fidelity run in `source` that are exactly target jobs of
+    this run, renumbered as those jobs and marked `reused_from`. Records the source in `settings`.
+
+    Raises:
+        LknasError: `source` is not a fidelity run, or none of its target trials matches.
+    """
+    store = RunStore(source)
+    if not (source / "jobs.json").is_file() or not store.settings_file.is_file():
+        raise LknasError(f"--target-from {source}: not a fidelity run directory (no jobs.json / "
+                         f"{store.settings_file.name}); give the --out of an earlier `lknas fidelity`")
+    theirs = store.read_settings()
+    if theirs.get("kind") != "fidelity":
+        raise LknasError(f"--target-from {source}: a {theirs.get('kind', 'search')} run, not a fidelity run")
+    their_jobs = {j.trial: j for j in _read_jobs(source / "jobs.json")}
+    done: dict[str, dict[str, Any]] = {}
+    for row in store.rows():
+        job = their_jobs.get(row.get("trial"))
+        if job is not None and job.budget == TARGET and row.get("status") in ("ok", "diverged"):
+            done[_fingerprint(theirs["train"], job)] = {**row, "reused_from": f"{source} trial {job.trial}"}
+    targets = [j for j in jobs if j.budget == TARGET]
+    reused = [{**done[fp], **j.identity()} for j in targets if (fp := _fingerprint(settings["train"], j)) in done]
+    if not reused:
+        raise LknasError(f"--target-from {source}: none of its finished target trials is one of this run's "
+                         f"{len(targets)} target jobs (each must match in architecture, seed, data set, resolution "
+                         "and training settings: give the same --space, --sample-seed, target budget and "
+                         "--target-data)")
+    settings["target_from"] = str(source)
+    return reused
 
 
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,

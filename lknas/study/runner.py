@@ -32,7 +32,7 @@ from lknas.search.store import RunStore
 from lknas.study.experiment import Experiment, load_experiment
 from lknas.study.points import Point, expand
 
-__all__ = ["run_scale", "ScaleOutcome", "Job", "make_jobs"]
+__all__ = ["run_scale", "ScaleOutcome", "Job", "make_jobs", "job_train_config"]
 
 NUMBER_KEY = "lknas.trial"  # the search's key: SearchMonitor and clean_row know it
 
@@ -111,14 +111,21 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
                 "traceback": traceback.format_exc(limit=8)})
 
 
+def job_train_config(train: dict[str, Any], job: Job):
+    """The TrainConfig a job trains with: the run's train settings, the job's overrides, its data
+    set, seed and resolution."""
+    from lknas.space.configs import TrainConfig
+
+    return TrainConfig(**{**train, **job.train, "dataset": job.dataset, "seed": job.seed,
+                          "resolution": job.resolution})
+
+
 def _run_job(job: Job, ctx: ScaleContext, base: dict[str, Any]) -> None:
     from lknas.arch import ArchConfig
     from lknas.search.trial import TrialContext, _static, _train_and_report, train_record
-    from lknas.space.configs import TrainConfig
 
     arch = ArchConfig.from_yaml(job.arch_yaml)
-    cfg = TrainConfig(**{**ctx.train, **job.train, "dataset": job.dataset, "seed": job.seed,
-                         "resolution": job.resolution})
+    cfg = job_train_config(ctx.train, job)
     num_classes, in_chans = ctx.classes.get(job.dataset, (cfg.num_classes or 2, 3))
     tctx = TrialContext(space_file="", num_classes=cfg.num_classes or num_classes, in_chans=in_chans,
                         threads=ctx.threads, device=ctx.device, latency_threads=ctx.threads, erf=ctx.erf)
