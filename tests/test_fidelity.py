@@ -40,8 +40,10 @@ def test_a_faithful_proxy():
     effect = stats["kernel_effects"][0]
     assert effect["dimension"] == "stages[0].kernel" and effect["values"]["13"] > effect["values"]["3"]
     assert effect["range_over_seed_std"] > 10
+    assert stats["seed_tau_proxy"] == pytest.approx(1.0) and stats["seed_tau_target"] == pytest.approx(1.0)
     text = format_fidelity(stats)
     assert "Kendall tau 1.000" in text and "effect of stages[0].kernel" in text
+    assert "seed vs seed: Kendall tau 1.000 at the proxy, 1.000 at the target" in text
 
 
 def test_a_proxy_that_reverses_the_ranking():
@@ -51,7 +53,7 @@ def test_a_proxy_that_reverses_the_ranking():
 
 def test_seed_noise_lowers_the_icc():
     stats = fidelity_stats(_frame(lambda i, p: p, noise=20.0, seeds=3))
-    assert stats["icc_proxy"]["icc"] < 0.5
+    assert stats["icc_proxy"]["icc"] < 0.5 and stats["seed_tau_target"] < 0.9  # the seeds no longer agree
 
 
 def test_no_budget_column_is_an_error():
@@ -111,7 +113,9 @@ def test_fidelity_run_end_to_end(local_ray, tmp_path, capsys):
     code = main(["fidelity", "--space", str(space), "--archs", "3", "--seeds", "2", "--steps", "1", "--target-steps",
                  "4", "--target-from", str(out), "--out", str(again), "--quiet"])
     assert code == 0
-    assert "reused 6 of 6 target trials" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "reused 6 of 6 target trials" in printed
+    assert "6 of 12 trials to run (3 architectures x 2 seeds x 2 budgets)" in printed
     df2 = load_results(again)
     assert len(df2) == 12 and set(df2[df2["budget"] == PROXY]["steps"]) == {1}
     target, reused = (d[d["budget"] == TARGET].sort_values("trial") for d in (df, df2))

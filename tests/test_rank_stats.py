@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from lknas.study.rank_stats import bootstrap_ci, icc_oneway, kendall_tau, rank_agreement, rankdata, spearman
+from lknas.study.rank_stats import (bootstrap_ci, icc_oneway, kendall_tau, rank_agreement, rankdata, seed_tau,
+                                    spearman)
 
 
 def test_rankdata_averages_ties():
@@ -25,6 +26,18 @@ def test_kendall_known_values():
     assert kendall_tau([12, 2, 1, 12, 2], [1, 4, 7, 1, 0]) == pytest.approx(-0.47140452079103173)  # scipy's
     assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # one swapped pair of six
+
+
+def test_seed_tau_averages_the_pairs_of_seeds():
+    same = np.array([[1, 1, 1], [2, 2, 2], [3, 3, 3], [4, 4, 4]], dtype=float)
+    assert seed_tau(same) == pytest.approx(1.0)
+    flipped = same.copy()
+    flipped[:, 1] = flipped[::-1, 1]  # seed 1 ranks backwards: pairs (0,1), (1,2) give -1, (0,2) +1
+    assert seed_tau(flipped) == pytest.approx(-1 / 3)
+    gaps = same[:, :2].copy()
+    gaps[0, 1] = np.nan  # a pair uses the architectures it has both of
+    assert seed_tau(gaps) == pytest.approx(1.0)
+    assert np.isnan(seed_tau(same[:2]))  # fewer than 3 architectures: no ranking to compare
 
 
 def test_icc_shrout_fleiss_example():

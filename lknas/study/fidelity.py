@@ -38,7 +38,7 @@ from lknas.io import write_json_atomic, write_text_atomic
 from lknas.search.store import RunStore
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
-from lknas.study.rank_stats import icc_oneway, rank_agreement
+from lknas.study.rank_stats import icc_oneway, rank_agreement, seed_tau
 from lknas.study.runner import Job, _read_jobs, _run_jobs, job_train_config
 
 __all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
@@ -296,6 +296,9 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     out["target_mean"] = [float(np.mean(g)) for g in groups[TARGET]]
     out["proxy_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[PROXY]]
     out["target_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[TARGET]]
+    for b in (PROXY, TARGET):  # how well each budget reproduces its own ranking from seed to seed
+        table = by_budget[b].pivot_table(index="point", columns="seed", values="accuracy", aggfunc="mean")
+        out[f"seed_tau_{b}"] = seed_tau(table.reindex(points).to_numpy(dtype=float))
     seed_std = math.sqrt(agreement.icc_proxy["var_seed"])
     out["seed_std_proxy"] = seed_std
     out["kernel_effects"] = kernel_effects(by_budget[PROXY], seed_std)
@@ -325,6 +328,11 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
             lines.append(f"  {name}: ICC {icc['icc']:.3f} (seed noise {icc['seed_share']:.0%} of the variance; "
                          f"architecture sd {math.sqrt(icc['var_arch']):.2f}, seed sd {math.sqrt(icc['var_seed']):.2f} "
                          f"points; mean of {icc['k']:.0f} seeds: ICC {icc['icc_mean']:.3f})")
+    own = {b: stats.get(f"seed_tau_{b}") for b in (PROXY, TARGET)}
+    if all(v is not None and math.isfinite(v) for v in own.values()):
+        lines.append(f"  seed vs seed: Kendall tau {own[PROXY]:.3f} at the proxy, {own[TARGET]:.3f} at the target "
+                     "(how well each budget reproduces its own ranking: no proxy can agree with the target much "
+                     "more than the target's seeds agree with each other)")
     for e in stats.get("kernel_effects", [])[:3]:
         values = ", ".join(f"{k}: {v:.1f}" for k, v in e["values"].items())
         lines.append(f"  effect of {e['dimension']}: {values} (range {e['range']:.1f} points = "

@@ -7,6 +7,8 @@ Plain numpy, no scipy: Spearman's rho (Pearson correlation of average ranks), Ke
 replacement, so the interval carries both sources of uncertainty), and the one-way random-effects
 ICC(1) of Shrout & Fleiss: the fraction of the accuracy variance between architectures that is
 not seed-to-seed variance. ICC >= 0.75 means the architectures' spread is at least 3x the seeds'.
+`seed_tau` says how well one budget reproduces its own ranking from seed to seed: a proxy's tau
+against a target can hardly exceed the target's own.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "bootstrap_ci", "RankAgreement", "rank_agreement"]
+__all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "seed_tau", "bootstrap_ci", "RankAgreement",
+           "rank_agreement"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
@@ -55,6 +58,21 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     s = float((sx * sy).sum())
     nx, ny = float((sx != 0).sum()), float((sy != 0).sum())
     return s / np.sqrt(nx * ny) if nx > 0 and ny > 0 else float("nan")
+
+
+def seed_tau(table: np.ndarray) -> float:
+    """Mean Kendall tau between the rankings of every pair of seeds: `table[i, s]` is architecture
+    i's accuracy with seed s (NaN where missing; a pair uses the architectures it has both of, and
+    counts when they are 3 or more). NaN when no pair counts."""
+    table = np.asarray(table, dtype=float)
+    taus = []
+    for s in range(table.shape[1]):
+        for t in range(s + 1, table.shape[1]):
+            both = np.isfinite(table[:, s]) & np.isfinite(table[:, t])
+            if both.sum() >= 3:
+                taus.append(kendall_tau(table[both, s], table[both, t]))
+    taus = [v for v in taus if np.isfinite(v)]
+    return float(np.mean(taus)) if taus else float("nan")
 
 
 def icc_oneway(groups: Sequence[Sequence[float]]) -> dict[str, float]:

@@ -303,9 +303,11 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
 
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
     command = settings.get("kind", "scale")
-    print(f"lknas {command}: {settings['name']}, {len(todo)} of {len(jobs)} trials to run "
-          f"({settings['points']} points x {len(settings['datasets'])} data sets x {len(settings['seeds'])} seeds"
-          + (" x 2 budgets" if command == "fidelity" else "") + f"); results in {store.root}", file=stream, flush=True)
+    seeds = len(settings["seeds"])
+    grid = (f"{settings['points']} architectures x {seeds} seeds x 2 budgets" if command == "fidelity"
+            else f"{settings['points']} points x {len(settings['datasets'])} data sets x {seeds} seeds")
+    print(f"lknas {command}: {settings['name']}, {len(todo)} of {len(jobs)} trials to run ({grid}); "
+          f"results in {store.root}", file=stream, flush=True)
     interrupted = False
     try:
         _fit(ctx, todo, store, monitor, cpus, gpus, run.get("max_concurrent"))
