@@ -198,6 +198,25 @@ def test_rule_picks_fast_path_for_large_kernels_and_direct_for_small():
     assert rule(64, 32, 16, 16, 3, 3, 4, True, False, lim) == "direct"
 
 
+def test_rule_splits_passes_on_mid_maps_in_channels_last_only_when_training():
+    rule, lim, cl = dwconv_select.rule, 512 * 2**20, "channels_last"
+    assert rule(64, 32, 32, 32, 13, 13, 4, True, False, lim, cl) == "split"  # 32 px map, 13x13 (issue 15)
+    assert rule(16, 24, 64, 64, 13, 13, 4, True, False, lim, cl) == "split"
+    assert rule(64, 32, 32, 32, 13, 13, 4, False, False, lim, cl) != "split"  # inference: no gradient to split
+    assert rule(64, 32, 32, 32, 13, 13, 4, True, False, lim) != "split"  # NCHW input: not eligible
+    assert "split" not in dwconv_select.eligible(64, 32, 32, 32, 13, 13, 4, lim, "nchw")
+
+
+def test_fft_kernel_grad_equals_the_convolution_backward():
+    g = torch.Generator().manual_seed(0)
+    for b, c, h, w, kh, kw in ((3, 4, 9, 7, 5, 3), (2, 3, 4, 4, 7, 7), (1, 2, 1, 6, 1, 11)):
+        x, gy = torch.randn(b, c, h, w, generator=g), torch.randn(b, c, h, w, generator=g)
+        wt = torch.randn(c, 1, kh, kw, generator=g)
+        want = torch.ops.aten.convolution_backward(gy, x, wt, None, [1, 1], [kh // 2, kw // 2], [1, 1], False, [0, 0],
+                                                   c, [False, True, False])[1]
+        _close(dwconv_algos.fft_kernel_grad(x, gy, kh, kw), want, 1e-4)
+
+
 def test_workspace_limit_excludes_algorithms(monkeypatch):
     x = torch.randn(64, 64, 8, 8, requires_grad=True)
     w = torch.randn(64, 1, 15, 15, requires_grad=True)

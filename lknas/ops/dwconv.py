@@ -10,8 +10,8 @@ Layouts: an NCHW or a channels_last input is used as it is (no copy on the way i
 is neither is made NCHW-contiguous), and the output has the input's layout. Under `auto` a
 channels_last input only goes to algorithms that read it without a copy.
 
-Switches: `LKNAS_DWCONV=auto|direct|direct_cl|gemm|rows|fft|off` (environment; `off` = plain `F.conv2d`
-with the full kernel, the code before this fast path) or `set_algorithm(...)` /
+Switches: `LKNAS_DWCONV=auto|direct|direct_cl|gemm|rows|fft|split|off` (environment; `off` = plain
+`F.conv2d` with the full kernel, the code before this fast path) or `set_algorithm(...)` /
 `use_algorithm(...)` (Python, wins over the environment); `set_autotune(...)` /
 `LKNAS_DWCONV_AUTOTUNE=1`; `LKNAS_DWCONV_MAX_WORKSPACE_MB`; `LKNAS_DWCONV_CACHE`.
 """

@@ -21,6 +21,10 @@ another layout; the selector routes a channels_last input only to those.
   (kh*W x W) matrix of kernel-row Toeplitz blocks: one batched GEMM per chunk. The problem is
   transposed first when that gives fewer multiply-adds (k x n stripes use the n short rows).
 - `fft`: zero-padded rfft2 product (in fp32 for half dtypes), built from differentiable ops.
+- `split`: per pass the faster method on a channels_last x: stock (oneDNN) forward and input
+  gradient, the kernel gradient by FFT (x correlated with dL/dy, summed over the batch: one
+  inverse transform per channel). oneDNN's kernel gradient is 2/3 or more of its forward+backward
+  (`benchmarks/dwconv_passes.py`); on 32-64 px maps with 13x13 kernels this mix is the fastest.
 
 Workspace: the large per-chunk temporaries of `gemm` and `rows` (Toeplitz blocks, unfolded rows
 and their gradients) live in buffers kept per thread, device and dtype and reused from call to
@@ -41,7 +45,7 @@ __all__ = [
     "release_workspace", "workspace_info",
 ]
 
-ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft")
+ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft", "split")
 LAYOUTS = ("nchw", "channels_last")
 # layouts each algorithm reads without copying x first (`rows` copies x into its padded row
 # buffer in any case, `fft` transforms any strides; on a channels_last x, `direct` is direct_cl)
@@ -51,6 +55,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "gemm": ("nchw",),
     "rows": LAYOUTS,
     "fft": LAYOUTS,
+    "split": ("channels_last",),  # stock channels_last passes: on an NCHW x stock is slow (forced: still exact)
 }
 assert set(ACCEPTS) == set(ALGORITHMS)
 
@@ -87,20 +92,22 @@ def _remember(key: tuple, idx: torch.Tensor) -> torch.Tensor:
 _WORKSPACE = threading.local()  # .buffers: {(slot, device, dtype): flat tensor}
 
 
-def _buffer(slot: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+def _buffer(slot: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A reusable uninitialized tensor of `shape` (contents are garbage; callers write it fully with
     `out=` or `copy_`). One per (thread, slot, device, dtype, inference mode), grown as needed:
     a buffer made under `torch.inference_mode()` is an inference tensor, which may not be written
-    outside it (a latency timed before training would otherwise break the training after it)."""
+    outside it (a latency timed before training would otherwise break the training after it).
+    `dtype` overrides like's (complex spectra of a real tensor)."""
+    dtype = dtype or like.dtype
     buffers = getattr(_WORKSPACE, "buffers", None)
     if buffers is None:
         buffers = _WORKSPACE.buffers = {}
-    key = (slot, like.device, like.dtype, torch.is_inference_mode_enabled())
+    key = (slot, like.device, dtype, torch.is_inference_mode_enabled())
     n = math.prod(shape)
     buf = buffers.get(key)
     if buf is None or buf.numel() < n:
         buffers.pop(key, None)  # free the old one before allocating the larger
-        buf = buffers[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+        buf = buffers[key] = torch.empty(n, dtype=dtype, device=like.device)
     return buf[:n].view(shape)
 
 
@@ -316,6 +323,40 @@ def _fft(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return _in_layout_of(y[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + wd].to(x.dtype), x)
 
 
+def fft_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """dL/dw (C, 1, kh, kw) of the 'same' depthwise convolution from x and dL/dy alone: their
+    cross-correlation summed over the batch, by FFT (fp32 for half dtypes; sizes free of
+    wrap-around for shifts up to k//2)."""
+    s = fft_size(x.shape[-2], x.shape[-1], kh, kw)
+    ct = _acc_dtype(x.dtype)
+    spec = (*x.shape[:2], s[0], s[1] // 2 + 1)
+    cdt = torch.complex128 if ct == torch.float64 else torch.complex64
+    fx, fg = _buffer("fx", spec, x, cdt), _buffer("fg", spec, x, cdt)  # reused: no fresh pages per call
+    torch.fft.rfft2(x.to(ct), s=s, out=fx)
+    torch.fft.rfft2(gy.to(ct), s=s, out=fg)
+    r = torch.fft.irfft2(fx.mul_(fg.conj()).sum(0), s=s)  # r[i, j] = sum x[n + (i, j)] gy[n], modulo s
+    return torch.roll(r, shifts=(kh // 2, kw // 2), dims=(-2, -1))[..., :kh, :kw].unsqueeze(1)
+
+
+class _SplitFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return _direct(x, w)
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        x, w = ctx.saved_tensors
+        kh, kw = w.shape[-2:]
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [kh // 2, kw // 2], [1, 1], False,
+                                                     [0, 0], x.shape[1], [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            gw = fft_kernel_grad(x, gy, kh, kw).to(w.dtype).reshape(w.shape)
+        return gx, gw
+
+
 def _direct(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     kh, kw = w.shape[-2:]
     return F.conv2d(x, w, None, padding=(kh // 2, kw // 2), groups=x.shape[1])
@@ -344,6 +385,8 @@ def run_algorithm(name: str, x: torch.Tensor, w: torch.Tensor, limit: int) -> to
         return _rows(x, w, limit)
     if name == "fft":
         return _fft(x, w)
+    if name == "split":
+        return _SplitFn.apply(x, w)
     raise ValueError(f"unknown dwconv algorithm {name!r}; expected one of {ALGORITHMS}")
 
 
@@ -368,12 +411,15 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
         nh, nw = fft_size(h, w, kh, kw)
         spec = b * c * nh * (nw // 2 + 1) * 8
         return 3 * spec + 2 * b * c * nh * nw * 4
+    if name == "split":  # the two spectra of the kernel gradient and their product
+        nh, nw = fft_size(h, w, kh, kw)
+        return 3 * b * c * nh * (nw // 2 + 1) * 8
     raise ValueError(f"unknown dwconv algorithm {name!r}")
 
 
 def macs(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int) -> float:
     """Multiply-adds (or an FFT operation count) of one forward pass."""
-    if name in ("direct", "direct_cl"):
+    if name in ("direct", "direct_cl", "split"):  # split's forward is the stock convolution
         return float(b * c * h * w * kh * kw)
     if name == "gemm":
         return float(b * c * (h * w) ** 2)

@@ -7,7 +7,7 @@ an algorithm has to beat is the best stock convolution for that input (`STOCK`):
 for an NCHW input, `direct_cl` (stock channels_last with the conversions).
 
 Settings (environment, read on each call so tests and scripts can change them):
-- `LKNAS_DWCONV`: auto (default) | direct | direct_cl | gemm | rows | fft | off. Forces one algorithm everywhere
+- `LKNAS_DWCONV`: auto (default) | direct | direct_cl | gemm | rows | fft | split | off. Forces one algorithm everywhere
   (an algorithm over the workspace limit still runs when forced); `off` is plain `F.conv2d` with
   the full kernel (no crop), the code path before the fast algorithms, kept for comparison.
 - `LKNAS_DWCONV_MAX_WORKSPACE_MB`: workspace limit, default 512.
@@ -107,10 +107,10 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     algorithm timed on the peleK_space proxy shapes (benchmarks/dwconv_rule.py,
     results/benchmarks/dwconv_rule-cpu2t.md), scaled to the reference CPU by GEMM throughput:
     ~0.14 ns a MAC for a square kernel (a k x 5 stripe up to 1.5x that), a small cost per
-    (batch, channel) plane, ~1.5 ns an element for the conversions. So on 2-4 px maps stock channels_last stays (fft measured
-    1.3-1.7x slower there), a long stripe on a 16 px map goes to `rows` (about 2x faster) and a
-    5x5 reparam branch on an NCHW input to stock channels_last (1.6-1.9x over NCHW). Autotune
-    where it matters."""
+    (batch, channel) plane, ~1.5 ns an element for the conversions. So on 2-4 px maps stock
+    channels_last stays (fft measured 1.3-1.7x slower there), a long stripe on a 16 px map goes to
+    `rows` (about 2x faster) and a 5x5 reparam branch on an NCHW input to stock channels_last
+    (1.6-1.9x over NCHW). Autotune where it matters."""
     n = float(b * c * h * w)
     scale = 1.0 if grad else 0.4
     if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
@@ -134,6 +134,16 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     elif name == "fft":
         nh, nw = fft_size(h, w, kh, kw)
         t = b * c * (nh * nw * 10e-6 + 0.3e-3)
+    elif name == "split":
+        # stock channels_last forward + input gradient (about a third of its forward+backward),
+        # the FFT kernel gradient (about a third of fft's: two of its transform pairs), and a cost
+        # per (batch, channel) plane: on 16 px maps the transforms' overhead loses to stock and
+        # to `rows` (measured: benchmarks/dwconv_passes.py, dwconv_rule.py). Inference runs the
+        # stock forward alone, so never beats stock there
+        stock = estimate_ms("direct", b, c, h, w, kh, kw, grad, cuda, "channels_last") / scale
+        if not grad:
+            return stock * scale
+        t = stock / 3 + estimate_ms("fft", b, c, h, w, kh, kw, grad, cuda, layout) / scale / 3 + b * c * 1e-3
     else:
         raise ValueError(name)
     return t * scale
