@@ -140,10 +140,10 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
         # per (batch, channel) plane: on 16 px maps the transforms' overhead loses to stock and
         # to `rows` (measured: benchmarks/dwconv_passes.py, dwconv_rule.py). Inference runs the
         # stock forward alone, so never beats stock there
-        stock = estimate_ms("direct", b, c, h, w, kh, kw, grad, cuda, "channels_last") / scale
         if not grad:
-            return stock * scale
-        t = stock / 3 + estimate_ms("fft", b, c, h, w, kh, kw, grad, cuda, layout) / scale / 3 + b * c * 1e-3
+            return estimate_ms("direct", b, c, h, w, kh, kw, False, cuda, "channels_last")
+        t = (estimate_ms("direct", b, c, h, w, kh, kw, True, cuda, "channels_last") / 3
+             + estimate_ms("fft", b, c, h, w, kh, kw, True, cuda, layout) / 3 + b * c * 1e-3)
     else:
         raise ValueError(name)
     return t * scale

@@ -145,7 +145,10 @@ def run_fidelity(
                           target_resolution or proxy.resolution, target_dataset or proxy.dataset, seeds)
         settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
                              cpus_per_trial, gpus_per_trial, max_concurrent)
-        reused = _reuse_targets(Path(target_from), jobs, settings) if target_from is not None else []
+        reused = []
+        if target_from is not None:
+            reused = _reuse_targets(Path(target_from), jobs, settings)
+            settings["target_from"] = str(target_from)
     store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
     with store.hold("fidelity"):  # one writer per run directory
         if not new:
@@ -207,7 +210,8 @@ def _fingerprint(train: dict[str, Any], job: Job) -> str:
 
 def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The finished target trials of the fidelity run in `source` that are exactly target jobs of
-    this run, renumbered as those jobs and marked `reused_from`. Records the source in `settings`.
+    this run (whose train settings are `settings['train']`), renumbered as those jobs and marked
+    `reused_from`.
 
     Raises:
         LknasError: `source` is not a fidelity run, or none of its target trials matches.
@@ -232,7 +236,6 @@ def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any]) -> l
                          f"{len(targets)} target jobs (each must match in architecture, seed, data set, resolution "
                          "and training settings: give the same --space, --sample-seed, target budget and "
                          "--target-data)")
-    settings["target_from"] = str(source)
     return reused
 
 
