@@ -1,7 +1,10 @@
 """Full proxy training steps (forward, backward, AdamW step) of the largest architectures of
 `peleK_space.yaml` and `replknet_space.yaml`: stock PyTorch (`dwconv2d` off: plain `F.conv2d`)
 in NCHW, in channels_last and under `torch.compile` (inductor), against the fast depthwise path
-(auto) in NCHW and in channels_last, interleaved in one process. Writes
+(auto) in NCHW and in channels_last, interleaved in one process, beside a channels_last step whose
+depthwise convolutions cost one multiply (`free_dw_cl`): stock / that step is the ceiling of any
+depthwise speed-up on the step (Amdahl: the 1x1 convolutions, norms, activations and the
+optimizer stay). Writes
 results/benchmarks/proxy_step-<device>[-quick].json and .md.
 
 "Largest": every searched dimension at its maximum (depth, width, kernel, mlp_ratio, reparam, r_c,
@@ -19,6 +22,7 @@ recorded as "did not compile". The speed-up is the median over rounds of (fastes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 from pathlib import Path
@@ -65,6 +69,31 @@ def describe(arch: lknas.ArchConfig) -> str:
 
 STOCK = ("off_nchw", "off_cl", "off_compiled")
 FAST = ("fast_nchw", "fast_cl")
+FREE = "free_dw_cl"  # every dwconv2d call one multiply, channels_last: the bound of any depthwise speed-up
+
+
+def _free_dwconv(x, weight, bias=None):
+    """Stands in for `dwconv2d` at the cost of one elementwise pass (the graph stays connected,
+    so the kernels still get a gradient and the optimizer the same parameters)."""
+    y = x * weight.sum()
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+@contextlib.contextmanager
+def free_depthwise():
+    """Every module that calls `dwconv2d` (DepthwiseConv2d, the peripheral and stripe forms) gets
+    `_free_dwconv` while the block runs."""
+    from lknas.ops import large_kernel, stripe_form
+
+    mods = (dw, large_kernel, stripe_form)
+    saved = [m.dwconv2d for m in mods]
+    for m in mods:
+        m.dwconv2d = _free_dwconv
+    try:
+        yield
+    finally:
+        for m, f in zip(mods, saved):
+            m.dwconv2d = f
 
 
 def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False):
@@ -79,7 +108,8 @@ def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False):
     net = torch.compile(model) if compiled else model
 
     def fn():
-        with dw.use_algorithm(algo):
+        with dw.use_algorithm(None if algo == "free" else algo), \
+                free_depthwise() if algo == "free" else contextlib.nullcontext():
             opt.zero_grad(set_to_none=True)
             loss_fn(net(x), y).backward()
             opt.step()
@@ -136,11 +166,13 @@ def main(argv=None) -> int:
                 fns["off_compiled"] = fn
         fns.update(fast_nchw=_candidate(model, x, y, loss_fn, "auto", "nchw")[0],
                    fast_cl=_candidate(model, x, y, loss_fn, "auto", "channels_last")[0])
+        fns[FREE] = _candidate(model, x, y, loss_fn, "free", "channels_last")[0]
         first: dict[str, float] = {}
         faults: dict[str, float] = {}
         samples = _timing.interleaved_samples(fns, device, repeats, first, faults)
         times = {k: statistics.median(v) for k, v in samples.items()}
         stock = {k: v for k, v in samples.items() if k in STOCK}
+        free = {FREE: samples.pop(FREE)}
         algos = {}
         for layout in ("nchw", "channels_last"):
             with dw.use_algorithm("auto"):
@@ -159,11 +191,13 @@ def main(argv=None) -> int:
             "best_stock": min(stock, key=lambda k: times[k]), "best_fast": min(FAST, key=lambda k: times[k]),
             "speedup": _timing.paired_best_speedup(stock, {k: samples[k] for k in FAST}),
             "speedup_of_min": min(min(v) for v in stock.values()) / min(min(samples[k]) for k in FAST),
+            "free_dw_ms": statistics.median(free[FREE]), "ceiling": _timing.paired_best_speedup(stock, free),
             "algorithms": algos,
         }
         rows.append(r)
         ms = "  ".join(f"{k} {times[k]:.0f}" if k in times else f"{k} n/c" for k in STOCK + FAST)
-        print(f"{space:15s} {r['arch']}: ms {ms}; {r['speedup']:.2f}x over {r['best_stock']}; p90/p50 "
+        print(f"{space:15s} {r['arch']}: ms {ms}  {FREE} {r['free_dw_ms']:.0f}; {r['speedup']:.2f}x over "
+              f"{r['best_stock']} (ceiling {r['ceiling']:.2f}x); p90/p50 "
               + " ".join(f"{k} {v['p90_p50']:.2f}" for k, v in r["spread"].items())
               + f"; compile {r['compile_s'] if r['compile_s'] is not None else r['compiled']}; algorithms {algos}",
               flush=True)
@@ -172,18 +206,22 @@ def main(argv=None) -> int:
         f"median ms of {repeats} interleaved rounds. off = stock PyTorch (`dwconv2d` off: plain `F.conv2d`) in NCHW, "
         "channels_last (cl) and torch.compile (compiled; n/c: did not compile); fast = `dwconv2d` auto in NCHW / "
         "channels_last. Speed-up: median over rounds of the fastest stock / the fastest fast step. p90/p50: the "
-        "worst candidate's spread (target <= 1.3 on a quiet machine).",
+        "worst candidate's spread (target <= 1.3 on a quiet machine). free_dw_cl: the channels_last step with "
+        "every `dwconv2d` call replaced by one multiply; ceiling = fastest stock / free_dw_cl, the most any "
+        "depthwise algorithm could give the step.",
         "",
         "| space | largest architecture | params | " + " | ".join(f"ms {k}" for k in STOCK + FAST)
-        + " | best stock | speed-up | speed-up of min | worst p90/p50 | compile s | algorithms (nchw; cl) |",
-        "|---|---|---|" + "---|" * len(STOCK + FAST) + "---|---|---|---|---|---|",
+        + f" | ms {FREE} | best stock | speed-up | ceiling | speed-up of min | worst p90/p50 | compile s "
+        "| algorithms (nchw; cl) |",
+        "|---|---|---|" + "---|" * len(STOCK + FAST) + "---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         worst = max(r["spread"].items(), key=lambda kv: kv[1]["p90_p50"])
         comp = f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "n/c"
         lines.append(f"| {r['space']} | {r['arch']} | {r['params']:,} | "
                      + " | ".join(f"{r['ms'][k]:.0f}" if k in r["ms"] else "n/c" for k in STOCK + FAST)
-                     + f" | {r['best_stock']} | {r['speedup']:.2f}x | {r['speedup_of_min']:.2f}x | "
+                     + f" | {r['free_dw_ms']:.0f} | {r['best_stock']} | {r['speedup']:.2f}x | {r['ceiling']:.2f}x | "
+                     f"{r['speedup_of_min']:.2f}x | "
                      f"{worst[1]['p90_p50']:.2f} ({worst[0]}) | {comp} | {', '.join(r['algorithms']['nchw'])}; "
                      f"{', '.join(r['algorithms']['channels_last'])} |")
     name = _timing.device_name(device)

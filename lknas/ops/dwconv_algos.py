@@ -6,7 +6,8 @@ kw odd and already cropped to at most (2H-1, 2W-1) (taps farther out only ever m
 
 Layouts: x is NCHW-contiguous or channels_last (`layout_of`). Every algorithm returns its output
 in x's layout. `ACCEPTS` says which layouts an algorithm reads without first copying x into
-another layout; the selector routes a channels_last input only to those.
+another layout; the selector routes a channels_last input to those, and to `VIA_COPY`'s (`gemm`)
+where its estimate with the copies still wins.
 
 - `direct`: `F.conv2d` on x as it is (on a channels_last x that is stock PyTorch's channels_last
   depthwise convolution, oneDNN on CPU).
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "ALGORITHMS", "LAYOUTS", "ACCEPTS", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
+    "ALGORITHMS", "LAYOUTS", "ACCEPTS", "VIA_COPY", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
     "release_workspace", "workspace_info",
 ]
 
@@ -58,6 +59,11 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "split": ("channels_last",),  # stock channels_last passes: on an NCHW x stock is slow (forced: still exact)
 }
 assert set(ACCEPTS) == set(ALGORITHMS)
+# layouts an algorithm may also be chosen for through copies of x to NCHW and back (x, y and their
+# gradients, each ~1 ns an element): on maps up to 16 px with large kernels `gemm` with its copies
+# beats every algorithm that reads channels_last (benchmarks/dwconv_rule.py), so a channels_last
+# model gets it there; the selector's estimate carries the copies
+VIA_COPY: dict[str, tuple[str, ...]] = {"gemm": ("channels_last",)}
 
 
 def layout_of(x: torch.Tensor) -> str:

@@ -2,9 +2,10 @@
 cost-model rule, optional measured autotuning, and the in-process / on-disk choice cache.
 
 The input's memory layout (NCHW or channels_last) is part of every key: a channels_last input is
-only routed to algorithms that read it without a copy (`dwconv_algos.ACCEPTS`), and the baseline
-an algorithm has to beat is the best stock convolution for that input (`STOCK`): `direct` and,
-for an NCHW input, `direct_cl` (stock channels_last with the conversions).
+routed to algorithms that read it without a copy (`dwconv_algos.ACCEPTS`), or to `gemm` through
+copies where its estimate with them still wins (`VIA_COPY`), and the baseline an algorithm has
+to beat is the best stock convolution for that input (`STOCK`): `direct` and, for an NCHW input,
+`direct_cl` (stock channels_last with the conversions).
 
 Settings (environment, read on each call so tests and scripts can change them):
 - `LKNAS_DWCONV`: auto (default) | direct | direct_cl | gemm | rows | fft | split | off. Forces one algorithm everywhere
@@ -28,7 +29,9 @@ from typing import Callable
 
 import torch
 
-from lknas.ops.dwconv_algos import ACCEPTS, ALGORITHMS, fft_size, layout_of, macs, rows_transposed, workspace_bytes
+from lknas.ops.dwconv_algos import (
+    ACCEPTS, ALGORITHMS, VIA_COPY, fft_size, layout_of, macs, rows_transposed, workspace_bytes,
+)
 
 __all__ = [
     "Key",
@@ -89,37 +92,75 @@ def autotune_enabled(override: bool | None) -> bool:
 
 def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit: int,
              layout: str = "nchw") -> list[str]:
-    """Algorithms that read `layout` without a copy and whose workspace fits `limit` bytes
-    (direct always does)."""
-    return [a for a in ALGORITHMS if layout in ACCEPTS[a]
+    """Algorithms that read `layout` (without a copy, or through copies: `VIA_COPY`) and whose
+    workspace fits `limit` bytes (direct always does)."""
+    return [a for a in ALGORITHMS if (layout in ACCEPTS[a] or layout in VIA_COPY.get(a, ()))
             and (a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit)]
+
+
+def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int) -> float:
+    """Forward+backward ms of the algorithms eligible for a channels_last input (`gemm` through
+    its copies), fitted (least squares on relative error) to every one of them timed: the peleK_space proxy shapes
+    (benchmarks/dwconv_rule.py) and issue 15's six shapes (benchmarks/dwconv_passes.py), 2-core
+    CPU at 103-119 GFLOP/s GEMM, two runs. Within +-30% on most shapes; stock's kernel gradient
+    with large kernels on 32 px maps runs up to 3.5x over its term (the rule then keeps stock
+    where an algorithm would have won: slower, never wrong).
+
+    oneDNN's depthwise kernel gradient costs ~30 ns per (batch, channel, tap) whatever the map
+    size (on a 2-8 px map that is 5-20x its multiply-adds' worth), so on small maps `gemm` with
+    its copies (8 px, 15x15: 8.7 against stock's 36.6 ms) and on larger ones `split` (32 px,
+    13x13: 61 against 75) beat it."""
+    planes = float(b * c)
+    if name == "direct":
+        stripe = max(kh, kw) / min(kh, kw)  # a k x n stripe costs more per tap than a square
+        return (macs("direct", b, c, h, w, kh, kw) * 0.215e-6 + planes * kh * kw * 30e-6 * (1 + 0.1 * (stripe - 1))
+                + planes * 0.37e-3)
+    if name == "fft":
+        nh, nw = fft_size(h, w, kh, kw)
+        return planes * (nh * nw * 22e-6 + 0.8e-3)
+    if name == "split":  # stock forward + input gradient, the FFT kernel gradient (one transform pair fewer)
+        if min(h, w) < 24:
+            # measured on 16 px maps: 0.86-1.04x of stock with 13x13 kernels in two runs, and
+            # beaten by gemm (with its copies) or rows wherever it beats stock clearly: left to autotune
+            return math.inf
+        nh, nw = fft_size(h, w, kh, kw)
+        return macs("direct", b, c, h, w, kh, kw) * 0.025e-6 + planes * (nh * nw * 15.6e-6 + 0.51e-3)
+    if name == "rows":
+        tw, tkh = (h, kw) if rows_transposed(h, w, kh, kw) else (w, kh)  # Toeplitz side, unfolded rows
+        small = max(1.0, 32.0 / tw) ** 1.5  # GEMMs with a short inner side run slowly
+        return macs("rows", b, c, h, w, kh, kw) * 0.075e-6 * small + planes * h * w * tkh * 1.7e-6 + c * 0.07
+    if name == "gemm":  # fitted on an NCHW input (T built per channel dominates), + the four copies (VIA_COPY)
+        return c * float((h * w) ** 2) * 8.7e-6 + 5.0 + planes * h * w * 4e-6
+    raise ValueError(f"{name} does not read a channels_last input")
 
 
 def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, grad: bool, cuda: bool = False,
                 layout: str = "nchw") -> float:
-    """Rough forward+backward time in ms on the 2-core reference CPU (fp32), fitted by hand to
-    measurements of every algorithm on the benchmark shapes (benchmarks/dwconv.py --all).
+    """Rough forward+backward time in ms on the 2-core reference CPU (fp32); only the ranking
+    among the algorithms eligible for one input layout matters, and without `grad` every
+    estimate is scaled alike (split then runs the stock forward alone). `cuda` is accepted for
+    the key but the CPU model is used (autotune where the ranking matters on a GPU).
 
-    Only the ranking matters; without `grad` every estimate is scaled alike. `cuda` is accepted
-    for the key but the CPU model is used (autotune where the ranking matters on a GPU).
-    `layout` is the input's: stock channels_last (oneDNN) is `direct` on a channels_last input
-    and `direct_cl` (plus four layout copies) on an NCHW one. Its terms are fitted to every
-    algorithm timed on the peleK_space proxy shapes (benchmarks/dwconv_rule.py,
+    A channels_last input: `_channels_last_ms`, fitted in ms to measurements on that input. An
+    NCHW input: fitted by hand to measurements of every algorithm on the benchmark shapes
+    (benchmarks/dwconv.py --all) and the peleK_space proxy shapes (benchmarks/dwconv_rule.py,
     results/benchmarks/dwconv_rule-cpu2t.md), scaled to the reference CPU by GEMM throughput:
-    ~0.14 ns a MAC for a square kernel (a k x 5 stripe up to 1.5x that), a small cost per
-    (batch, channel) plane, ~1.5 ns an element for the conversions. So on 2-4 px maps stock
-    channels_last stays (fft measured 1.3-1.7x slower there), a long stripe on a 16 px map goes to
-    `rows` (about 2x faster) and a 5x5 reparam branch on an NCHW input to stock channels_last
-    (1.6-1.9x over NCHW). Autotune where it matters."""
-    n = float(b * c * h * w)
+    stock channels_last (`direct_cl`, with its four layout copies) ~0.14 ns a MAC for a square
+    kernel (a k x 5 stripe up to 1.5x that), a small cost per (batch, channel) plane, ~1.5 ns an
+    element for the conversions. So on 2-4 px maps stock stays (fft measured 1.3-1.7x slower
+    there), a long stripe on a 16 px map goes to `rows` (about 2x faster) and a 5x5 reparam
+    branch to stock channels_last (1.6-1.9x over NCHW). Autotune where it matters."""
     scale = 1.0 if grad else 0.4
-    if name == "direct_cl" or (name == "direct" and layout == "channels_last"):
-        # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients) for an
-        # NCHW input
-        stripe = max(kh, kw) / min(kh, kw)  # a k x n stripe costs more per tap than a square
-        t = macs("direct", b, c, h, w, kh, kw) * 0.14e-6 * (1 + 0.1 * (stripe - 1)) + b * c * 0.25e-3
-        if name == "direct_cl":
-            t += n * 1.5e-6
+    if name == "split" and not grad:  # inference runs the stock forward alone: never beats stock
+        name = "direct"
+    if layout == "channels_last" or name == "split":  # split reads channels_last only
+        return _channels_last_ms(name, b, c, h, w, kh, kw) * scale
+    n = float(b * c * h * w)
+    if name == "direct_cl":
+        # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients)
+        stripe = max(kh, kw) / min(kh, kw)
+        t = (macs("direct", b, c, h, w, kh, kw) * 0.14e-6 * (1 + 0.1 * (stripe - 1)) + b * c * 0.25e-3
+             + n * 1.5e-6)
     elif name == "direct":
         # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
         t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
@@ -134,16 +175,6 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     elif name == "fft":
         nh, nw = fft_size(h, w, kh, kw)
         t = b * c * (nh * nw * 10e-6 + 0.3e-3)
-    elif name == "split":
-        # stock channels_last forward + input gradient (about a third of its forward+backward),
-        # the FFT kernel gradient (about a third of fft's: two of its transform pairs), and a cost
-        # per (batch, channel) plane: on 16 px maps the transforms' overhead loses to stock and
-        # to `rows` (measured: benchmarks/dwconv_passes.py, dwconv_rule.py). Inference runs the
-        # stock forward alone, so never beats stock there
-        if not grad:
-            return estimate_ms("direct", b, c, h, w, kh, kw, False, cuda, "channels_last")
-        t = (estimate_ms("direct", b, c, h, w, kh, kw, True, cuda, "channels_last") / 3
-             + estimate_ms("fft", b, c, h, w, kh, kw, True, cuda, layout) / 3 + b * c * 1e-3)
     else:
         raise ValueError(name)
     return t * scale
