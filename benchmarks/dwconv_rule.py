@@ -11,8 +11,9 @@ leaves on the table against the measured best. Also prints the GEMM throughput, 
 
     python benchmarks/dwconv_rule.py              # ~3 minutes on 2 cores
     python benchmarks/dwconv_rule.py --repeats 2 --limit 2 --no-write   # smoke run
+    python benchmarks/dwconv_rule.py --threads 1 --batch 32   # a default search trial's conditions
 
-Writes results/benchmarks/dwconv_rule-<device>.json and .md. Run it on an otherwise idle machine.
+Writes results/benchmarks/dwconv_rule-<device>[-b<batch>].json and .md (device: cpu<threads>t). Run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -65,9 +66,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     ap.add_argument("--limit", type=int, help="only the first N shapes (smoke runs)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (a search trial trains with --cpus-per-trial threads, 1 by default)")
     ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     gemm = _timing.gemm_gflops(device)
     rows = []
@@ -110,7 +113,8 @@ def main() -> int:
                 "environment": _timing.environment(), "geomean_rule_over_stock": speedup,
                 "worst_rule_over_stock": 1 / worst, "geomean_best_over_rule": left, "rows": rows,
                 "command": "python benchmarks/dwconv_rule.py " + " ".join(sys.argv[1:])}
-        for path in _timing.write(f"dwconv_rule-{_timing.device_name(device)}", data, text):
+        stem = f"dwconv_rule-{_timing.device_name(device)}" + (f"-b{args.batch}" if args.batch != 64 else "")
+        for path in _timing.write(stem, data, text):
             print("wrote", path)
     return 0
 
