@@ -13,7 +13,8 @@ leaves on the table against the measured best. Also prints the GEMM throughput, 
     python benchmarks/dwconv_rule.py --repeats 2 --limit 2 --no-write   # smoke run
     python benchmarks/dwconv_rule.py --threads 1 --batch 32   # a default search trial's conditions
 
-Writes results/benchmarks/dwconv_rule-<device>[-b<batch>].json and .md (device: cpu<threads>t). Run it on an otherwise idle machine.
+Writes results/benchmarks/dwconv_rule-<device>[-b<batch>].json and .md (device: cpu<threads>t). Run it
+on an otherwise idle machine.
 """
 from __future__ import annotations
 
