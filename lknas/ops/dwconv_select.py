@@ -100,11 +100,11 @@ def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit
 
 def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int) -> float:
     """Forward+backward ms of the algorithms eligible for a channels_last input (`gemm` through
-    its copies), fitted (least squares on relative error) to every one of them timed: the peleK_space proxy shapes
-    (benchmarks/dwconv_rule.py) and issue 15's six shapes (benchmarks/dwconv_passes.py), 2-core
-    CPU at 103-119 GFLOP/s GEMM, two runs. Within +-30% on most shapes; stock's kernel gradient
-    with large kernels on 32 px maps runs up to 3.5x over its term (the rule then keeps stock
-    where an algorithm would have won: slower, never wrong).
+    its copies), fitted (least squares on relative error) to every one of them timed: the
+    peleK_space proxy shapes (benchmarks/dwconv_rule.py) and issue 15's six shapes
+    (benchmarks/dwconv_passes.py), 2-core CPU at 103-119 GFLOP/s GEMM, two runs. Within +-30% on
+    most shapes; stock's kernel gradient with large kernels on 32 px maps runs up to 3.5x over its
+    term (the rule then keeps stock where an algorithm would have won: slower, never wrong).
 
     oneDNN's depthwise kernel gradient costs ~30 ns per (batch, channel, tap) whatever the map
     size (on a 2-8 px map that is 5-20x its multiply-adds' worth), so on small maps `gemm` with
@@ -120,7 +120,7 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
         return planes * (nh * nw * 22e-6 + 0.8e-3)
     if name == "split":  # stock forward + input gradient, the FFT kernel gradient (one transform pair fewer)
         if min(h, w) < 24:
-            # measured on 16 px maps: 0.86-1.04x of stock with 13x13 kernels in two runs, and
+            # measured on 16 px maps: 0.86-1.06x of stock with 13x13 kernels in three runs, and
             # beaten by gemm (with its copies) or rows wherever it beats stock clearly: left to autotune
             return math.inf
         nh, nw = fft_size(h, w, kh, kw)
