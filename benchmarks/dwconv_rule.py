@@ -55,7 +55,7 @@ def time_shape(batch: int, c: int, h: int, kh: int, kw: int, layout: str, repeat
 
     samples = _timing.interleaved_samples({a: step(a) for a in algos}, torch.device("cpu"), repeats)
     ms = {a: statistics.median(v) for a, v in samples.items()}
-    chosen = rule(batch, c, h, h, kh, kw, 4, True, False, workspace_limit(), layout)
+    chosen = rule(batch, c, h, h, kh, kw, 4, True, False, workspace_limit(), layout, torch.get_num_threads())
     best = min(ms, key=ms.get)
     stock = min((a for a in ms if a in STOCK), key=ms.get)
     return {"shape": [batch, c, h, h, kh, kw], "layout": layout, "ms": ms, "rule": chosen, "best": best,

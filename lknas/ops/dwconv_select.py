@@ -48,9 +48,9 @@ __all__ = [
     "cache_info",
 ]
 
-Key = tuple  # (device, dtype, layout, B, C, H, W, kh, kw, grad)
+Key = tuple  # (device (with a CPU's threads), dtype, layout, B, C, H, W, kh, kw, grad)
 STOCK = ("direct", "direct_cl")  # plain PyTorch convolutions: what `auto` must never lose to
-CACHE_VERSION = 2  # 2: keys carry the layout
+CACHE_VERSION = 3  # 2: keys carry the layout; 3: and a CPU's thread count
 
 _LOCK = threading.Lock()
 _CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
@@ -62,6 +62,8 @@ _STATS = {"rule": 0, "autotune": 0, "disk": 0, "hits": 0}
 def make_key(x: torch.Tensor, kh: int, kw: int, grad: bool) -> str:
     b, c, h, w = x.shape
     dev = x.device.type if x.device.index is None else f"{x.device.type}:{x.device.index}"
+    if dev == "cpu":  # the fastest algorithm depends on the thread count (`ONE_THREAD`)
+        dev = f"cpu:{torch.get_num_threads()}t"
     return (f"{dev}|{str(x.dtype).replace('torch.', '')}|{layout_of(x)}|{b}x{c}x{h}x{w}|{kh}x{kw}|"
             f"{'grad' if grad else 'nograd'}")
 
@@ -98,7 +100,7 @@ def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit
             and (a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit)]
 
 
-def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int) -> float:
+def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, threads: int = 2) -> float:
     """Forward+backward ms of the algorithms eligible for a channels_last input (`gemm` through
     its copies), fitted (least squares on relative error) to every one of them timed: the
     peleK_space proxy shapes (benchmarks/dwconv_rule.py) and issue 15's six shapes
@@ -109,7 +111,11 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
     oneDNN's depthwise kernel gradient costs ~30 ns per (batch, channel, tap) whatever the map
     size (on a 2-8 px map that is 5-20x its multiply-adds' worth), so on small maps `gemm` with
     its copies (8 px, 15x15: 8.7 against stock's 36.6 ms) and on larger ones `split` (32 px,
-    13x13: 61 against 75) beat it."""
+    13x13: 61 against 75) beat it.
+
+    `gemm`'s terms are fitted per thread count (1: the 1-thread runs at batch 64 and 32; 2: the
+    2-thread run): its batched GEMMs of a few hundred elements gain nothing from a second thread,
+    so its cost per plane is lower on one (`ONE_THREAD` scales the others)."""
     planes = float(b * c)
     if name == "direct":
         stripe = max(kh, kw) / min(kh, kw)  # a k x n stripe costs more per tap than a square
@@ -129,15 +135,27 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
         tw, tkh = (h, kw) if rows_transposed(h, w, kh, kw) else (w, kh)  # Toeplitz side, unfolded rows
         small = max(1.0, 32.0 / tw) ** 1.5  # GEMMs with a short inner side run slowly
         return macs("rows", b, c, h, w, kh, kw) * 0.075e-6 * small + planes * h * w * tkh * 1.7e-6 + c * 0.07
-    if name == "gemm":  # fitted on an NCHW input (T built per channel dominates), + the four copies (VIA_COPY)
-        return c * float((h * w) ** 2) * 8.7e-6 + 5.0 + planes * h * w * 4e-6
+    if name == "gemm":  # T built per channel, a cost per (batch, channel) plane, + the four copies (VIA_COPY)
+        hw = h * w
+        a, p0, p1 = (1.57e-5, 0.48e-3, 0.9e-5) if threads == 1 else (1.41e-5, 0.59e-3, 1.25e-5)
+        return c * float(hw * hw) * a + planes * (p0 + p1 * min(hw, 64)) + planes * hw * 4e-6
     raise ValueError(f"{name} does not read a channels_last input")
 
 
+# Forward+backward time on one CPU thread over two (benchmarks/dwconv_rule.py at batch 64 with
+# --threads 1 and 2: geometric means over the 24 proxy cases, per algorithm; spread 0.6-1.4x of it,
+# up to 2.1x for stock's kernel gradient with 31-wide kernels). `gemm` (NCHW) measured 0.8, but
+# varies 0.5-1.1 by shape: at 0.8 an 8 px 5x5 near-tie went to gemm, 0.93x of stock in a re-run.
+# `gemm` on a channels_last input has its own 1-thread fit (`_channels_last_ms`); more than two
+# threads use the 2-thread estimates.
+ONE_THREAD = {"direct": 1.6, "direct_cl": 1.5, "gemm": 0.9, "rows": 1.15, "fft": 1.45, "split": 1.4}
+
+
 def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, grad: bool, cuda: bool = False,
-                layout: str = "nchw") -> float:
-    """Rough forward+backward time in ms on the 2-core reference CPU (fp32); only the ranking
-    among the algorithms eligible for one input layout matters, and without `grad` every
+                layout: str = "nchw", threads: int = 2) -> float:
+    """Rough forward+backward time in ms on the 2-core reference CPU (fp32) with `threads` torch
+    threads (1: `ONE_THREAD`, as a search trial runs; 2 or more: the 2-thread fits); only the
+    ranking among the algorithms eligible for one input layout matters, and without `grad` every
     estimate is scaled alike (split then runs the stock forward alone). `cuda` is accepted for
     the key but the CPU model is used (autotune where the ranking matters on a GPU).
 
@@ -153,8 +171,13 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     scale = 1.0 if grad else 0.4
     if name == "split" and not grad:  # inference runs the stock forward alone: never beats stock
         name = "direct"
+    one = threads == 1 and not cuda
     if layout == "channels_last" or name == "split":  # split reads channels_last only
-        return _channels_last_ms(name, b, c, h, w, kh, kw) * scale
+        if one and name != "gemm":
+            scale *= ONE_THREAD[name]
+        return _channels_last_ms(name, b, c, h, w, kh, kw, 1 if one else 2) * scale
+    if one:
+        scale *= ONE_THREAD[name]
     n = float(b * c * h * w)
     if name == "direct_cl":
         # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients)
@@ -186,10 +209,10 @@ MARGIN = 0.7
 
 
 def rule(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, grad: bool, cuda: bool, limit: int,
-         layout: str = "nchw") -> str:
+         layout: str = "nchw", threads: int = 2) -> str:
     """The cheapest eligible algorithm by `estimate_ms`, the best stock one unless clearly beaten."""
     cands = eligible(b, c, h, w, kh, kw, esize, limit, layout)
-    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout) for a in cands}
+    est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout, threads) for a in cands}
     best = min(est, key=est.get)
     stock = min((a for a in est if a in STOCK), key=est.get)
     return best if best in STOCK or est[best] < MARGIN * est[stock] else stock
@@ -321,7 +344,8 @@ def choose(
             if cache_path:
                 _save_disk(cache_path, key, algo)
         return algo
-    algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit, layout_of(x))
+    algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit, layout_of(x),
+                torch.get_num_threads())
     with _LOCK:
         _CHOICES[key] = algo
         _STATS["rule"] += 1
