@@ -1,7 +1,7 @@
 """Does `dwconv2d`'s rule (no autotune: the default) pick well on the shapes a search trains?
 
 Times every eligible algorithm (forward + backward, interleaved rounds in one process) on the
-depthwise shapes of peleK_space's largest proxy nets at 64 px (batch 64; maps 16, 8, 4, 2 px; the
+depthwise shapes of peleK_space's proxy nets at 64 px (batch 64; maps 16, 8, 4, 2 px; the
 large kernels, SLaK's k x 5 stripes, the 5x5 / 3x3 reparam branches), once per input layout, and
 reports for each the rule's choice against the fastest algorithm and the fastest stock one
 (`direct`, and `direct_cl` for an NCHW input). The target: the rule never slower than stock
@@ -32,10 +32,12 @@ from lknas.ops import dwconv as dw  # noqa: E402
 from lknas.ops.dwconv_select import STOCK, eligible, rule, workspace_limit  # noqa: E402
 
 # (channels, map, kh, kw): peleK_space's widest stages (32, 48, 96, 128 channels on 16, 8, 4, 2 px
-# maps at 64 px) with the kernels they apply there (31, 15, 7, 3 at most; stripes k x 5; reparam 5)
+# maps at 64 px) with the kernels they apply there (31, 15, 7, 3 at most; stripes k x 5; reparam 5),
+# and the space's other kernel choices (21 and 7 at 16 px, 11 and 7 at 8 px, 3 at 4 px)
 SHAPES = [(32, 16, 31, 31), (32, 16, 31, 5), (16, 16, 13, 13), (32, 16, 13, 13), (32, 16, 5, 5), (48, 8, 15, 15),
           (48, 8, 15, 5), (48, 8, 5, 5),
-          (96, 4, 7, 7), (96, 4, 7, 5), (96, 4, 5, 5), (128, 2, 3, 3)]
+          (96, 4, 7, 7), (96, 4, 7, 5), (96, 4, 5, 5), (128, 2, 3, 3),
+          (24, 16, 21, 21), (32, 16, 7, 7), (48, 8, 11, 11), (32, 8, 7, 7), (96, 4, 3, 3)]
 
 
 def time_shape(batch: int, c: int, h: int, kh: int, kw: int, layout: str, repeats: int) -> dict:

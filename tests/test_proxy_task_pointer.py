@@ -5,15 +5,22 @@ the same FLOPs.
 Both nets are peleK_space's template (RepLKNet stem, RepLK block + ConvFFN, LN + 2x2 downsampling,
 BN head, widths 24-48-96-192, depths 1-1-2-1, a 3x3 reparam branch beside every larger kernel) and
 differ ONLY in
-their kernels: 3-3-3-3 against 13-7-3-3. Trained as a search trial trains them (600 steps of 32,
-lr 3e-3, one CPU thread, data seed = init seed). Measured (top-1 %, val 1000 images):
+their kernels: 3-3-3-3 against 13-7-3-3. Trained as a search trial of the default space trains
+them (800 steps of 32, the first 240 on the space's curriculum of short distances, lr 3e-3, one
+CPU thread, data seed = init seed). Measured (top-1 %, val 1000 images, 2026-12-02):
 
     seed | 3-3-3-3 | 13-7-3-3
-      0  |  55.9   |  72.4
-      1  |  56.7   |  69.6
+      0  |  78.5   |  89.1
+      1  |  81.2   |  89.7
 
-With 4x the steps both learn the task (88.0 and 93.3 at seed 0): the proxy budget is where the
-receptive field decides. The test (seed 0) takes about 100 s of one core.
+(75.7 / 92.5 and 83.0 / 88.4 with the same day's code before 3x3 kernels were pinned to `direct`:
+the margin moves by a few points with the float rounding, not the ordering.)
+
+Without the curriculum (600 steps of `pointer:miss=10`) whether a net starts to learn at all
+within the budget turns on the float rounding: after the dwconv rule's choices changed (the thread
+count, 2026-12-02) the 13-7-3-3 net stayed at 56.0% at seed 0 where it had reached 72.4%, so the
+test follows the search's own proxy, on which both nets learn at both seeds. The test (seed 0)
+takes about 4 minutes of one core.
 """
 from __future__ import annotations
 
@@ -25,9 +32,10 @@ from lknas.measure import complexity
 from lknas.space import TrainConfig
 from lknas.train import train_proxy
 
-DATA = "pointer:miss=10,distance=0.1-0.8"
-STEPS, BATCH, SEED = 600, 32, 0
-MARGIN = 8.0  # points; measured 13.6 and 12.9
+DATA = "pointer:miss=20,distance=0.1-0.8,train=25600,val=1000"  # search_spaces/peleK_space.yaml's train section
+CURRICULUM, CURRICULUM_FRACTION = "pointer:miss=20,distance=0.1-0.25", 0.3
+STEPS, BATCH, SEED = 800, 32, 0
+MARGIN = 5.0  # points; measured 10.6 (seed 0) and 8.5 (seed 1); 16.8 and 5.4 before the 3x3 pin
 CHANCE = 50.0
 
 pytestmark = pytest.mark.usefixtures("one_thread_fresh_cache")
@@ -51,11 +59,12 @@ def test_pointer_is_harder_for_small_kernels_than_for_large_ones(monkeypatch):
     f_large = complexity(large_arch, 64, in_chans=1)["flops"]
     assert f_large <= 1.25 * f_small  # about the same compute: the kernels decide, not the FLOPs
 
-    bundle = build_data(DATA, resolution=64, batch_size=BATCH, seed=SEED, train_size=STEPS * BATCH, val_size=1000)
+    bundle = build_data(DATA, resolution=64, batch_size=BATCH, seed=SEED)
     cfg = TrainConfig(steps=STEPS, batch_size=BATCH, resolution=64, lr=3e-3, weight_decay=0.05, warmup_epochs=0,
+                      curriculum=CURRICULUM, curriculum_fraction=CURRICULUM_FRACTION,
                       label_smoothing=0.0, seed=SEED)
     small = train_proxy(small_arch, cfg, bundle)
     large = train_proxy(large_arch, cfg, bundle)
     assert small.status == large.status == "ok", (small.error, large.error)
-    assert large.accuracy >= CHANCE + 12, large.history
+    assert large.accuracy >= CHANCE + 30, large.history
     assert large.accuracy >= small.accuracy + MARGIN, (small.accuracy, large.accuracy)

@@ -203,6 +203,12 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     return t * scale
 
 
+# A kernel of at most this many taps (3x3) runs `direct`, F.conv2d on the input as given: the
+# estimates are least reliable there (dwconv_rule.py, 4 px, 3x3, 96 channels: gemm, trusted, ran
+# at 0.31-0.53x of stock's speed, and the two stock forms' estimates picked the slower of them by
+# up to 18%); measured within 0.87-1.0x of the faster stock form and 1.2-1.4x of the best algorithm.
+SMALL_KERNEL_TAPS = 9
+
 # An algorithm replaces the best stock convolution only when its estimate is below this fraction
 # of the stock one's: the rule is rough, and near a tie plain PyTorch is the safer choice.
 MARGIN = 0.7
@@ -211,6 +217,8 @@ MARGIN = 0.7
 def rule(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, grad: bool, cuda: bool, limit: int,
          layout: str = "nchw", threads: int = 2) -> str:
     """The cheapest eligible algorithm by `estimate_ms`, the best stock one unless clearly beaten."""
+    if kh * kw <= SMALL_KERNEL_TAPS:
+        return "direct"
     cands = eligible(b, c, h, w, kh, kw, esize, limit, layout)
     est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout, threads) for a in cands}
     best = min(est, key=est.get)
