@@ -177,7 +177,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
-        ray_storage=args.ray_storage, confirm=args.confirm,
+        ray_storage=args.ray_storage, confirm=args.confirm, retime=args.retime,
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
@@ -427,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
                    help="re-train the Pareto set with N extra seeds after the search (0..10; default auto: 2 or 1 "
                         "when that costs at most 30%% of the search)")
+    _num(p, "--retime", A.RETIME, "after the search, time the architectures near the latency front again on the "
+         "idle node, in this many interleaved rounds; the front uses their mean (default 3; 0: off)", metavar="N")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.add_argument("--verbose", action="store_true", help="keep Ray's own hints (token authentication, Tuner.restore)")
     p.set_defaults(func=_cmd_search)

@@ -65,7 +65,8 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
         assert col in df.columns, col
     # where the time went: each trial's phases fit in its wall time; the driver's phases in order
     assert (df["data_time"] + df["static_time"] + df["train_time"] <= df["wall_time"]).all()
-    assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "confirm", "results"]
+    assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "retime", "confirm",
+                                     "results"]
     assert all(v >= 0 for v in outcome.timings.values()) and outcome.timings["trials"] > 0
     # every latency is scaled to the one reference time the run measured before its first trial
     reference = json.loads((out / "run.json").read_text())["latency_reference"]
@@ -81,6 +82,11 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     assert len(study.directions) == 2
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert "trials: 3 of 3 finished: ok 3" in (out / "summary.txt").read_text()
+    # the front's latency is the mean of 3 quiet re-timings (retime.json); the trial's own stays beside it
+    retimed = df[df["latency_timings"] > 0]
+    assert set(outcome.pareto["hash"]) <= set(retimed["hash"]) and (retimed["latency_timings"] == 3).all()
+    assert (out / "retime.json").is_file() and "latency_search_ms" in df.columns
+    assert "quiet re-timings" in archs[0].read_text() and "retime: " in (out / "summary.txt").read_text()
     # each trial's trained ERF heatmap, for the report's ERF figure
     heats = [RunStore(out).erf_map(t) for t in df["trial"]]
     assert all(h is not None and max(h.shape) <= 64 and h.max() == pytest.approx(1.0) for h in heats)

@@ -57,8 +57,8 @@ __all__ = ["resume_settings", "open_study", "rebuild_study", "study_storage", "C
 
 # flag -> the part of run.json that keeps it, for the flags a resume may change
 CHANGEABLE_AT_RESUME = {"trials": "search", "max_concurrent": "search", "cpus_per_trial": "search",
-                        "gpus_per_trial": "search", "time_budget": "search", "confirm": "search", "address": None,
-                        "ray_storage": None}
+                        "gpus_per_trial": "search", "time_budget": "search", "confirm": "search", "retime": "search",
+                        "address": None, "ray_storage": None}
 _FLAG_NAMES = {"dataset": "--data", "from_": "--from"}
 _MISSING = object()
 

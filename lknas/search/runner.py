@@ -39,7 +39,7 @@ from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
 _SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "grace_period", "reduction_factor", "seed", "cpus_per_trial",
-                     "gpus_per_trial", "max_concurrent", "time_budget", "confirm")
+                     "gpus_per_trial", "max_concurrent", "time_budget", "confirm", "retime")
 _TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
 
 
@@ -258,6 +258,9 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         print(f"{store.root}: all {search.trials} trials are done", file=stream)
     searched = _searched(store) >= search.trials
     if searched and not interrupted:
+        interrupted = _retime_phase(store, settings, search, ctx, train_cfg.resolution, stream)
+        phase("retime")
+    if searched and not interrupted:
         interrupted = _confirm_phase(store, settings, search, ctx, train_cfg.seed, quiet, stream, summary)
         phase("confirm")
     front = store.refresh(search.objectives, summary())
@@ -266,7 +269,8 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     if interrupted or not searched:
         interrupted = True
         print(f"interrupted: {_searched(store)} of {search.trials} trials done"
-              + (" (the Pareto set's confirm re-trainings are still to run)" if searched else "")
+              + (" (the latency front's re-timing or the Pareto set's confirm re-trainings are still to run)"
+                 if searched else "")
               + f"; continue with\n  python -m lknas search --resume {store.root}", file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/, study.db, summary.txt)", file=stream)
     return SearchOutcome(store.root, store.frame(), front, interrupted, phase.seconds)
@@ -289,6 +293,31 @@ class _Phases:
 def _searched(store: RunStore) -> int:
     """Finished search trials (confirm re-trainings not counted)."""
     return sum(1 for r in store.rows() if not is_confirm(r))
+
+
+def _retime_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
+                  resolution: int, stream) -> bool:
+    """Time the architectures near the latency front again on the idle node (`lknas.search.retime`).
+    True if interrupted."""
+    from lknas.search.retime import run_retime
+
+    if search.retime <= 0 or not any(o.name == "latency" for o in search.objectives):
+        return False
+    if settings.get("address"):
+        print("retime: skipped: the trials ran on a Ray cluster, each timed on its own node, and this machine "
+              "is not theirs", file=stream)
+        return False
+    if ctx.device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"retime: skipped: the trials timed on {ctx.device}, which this process does not see", file=stream)
+            return False
+    try:
+        run_retime(store, ctx, search.objectives, search.retime, resolution, stream=stream)
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
 def _confirm_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
@@ -389,6 +418,11 @@ def _summary(store: RunStore, space: SearchSpace, search: SearchConfig, settings
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         f"Pareto set: {len(front)} architectures (archs/*.yaml)",
     ]
+    if "latency_timings" in df.columns:
+        timed = df[df["latency_timings"] > 0].drop_duplicates("hash")
+        if not timed.empty:
+            lines.append(f"retime: {len(timed)} architecture(s) near the latency front timed again on the idle node "
+                         f"({int(timed['latency_timings'].max())} round(s), retime.json); latency_ms is their mean")
     plan = settings.get("confirm_plan")
     if plan:
         lines.append(f"confirm: {plan.get('reason', '')}")
@@ -413,6 +447,11 @@ def _pareto_table(front: pd.DataFrame, objectives: tuple[Objective, ...]) -> str
         table["noise"] = [note or "clear of the noise" if flag is not None else "" for flag, note in
                           zip(table["within_noise"], table["noise_note"])]
         cols += ["accuracy (mean +- std)", "noise"]
+    if "latency_timings" in table.columns and (table["latency_timings"] > 1).any():
+        table["latency (mean +- std)"] = [f"{m:.2f} +- {s:.2f} ms ({int(n)} timings)" if n > 1 else ""
+                                          for m, s, n in zip(table["latency_ms"], table["latency_std_ms"],
+                                                             table["latency_timings"])]
+        cols += ["latency (mean +- std)"]
     cols += ["summary"]
     cols = [c for c in cols if c in table.columns]
     return "Pareto front:\n" + table[cols].to_string(index=False)

@@ -13,7 +13,9 @@ a killed search loses at most the trial being written. The run directory has one
   any other tail is cut off at the last newline. Cutting, not terminating, because a fragment can
   never become a record: kept as a line it would be skipped, and warned about, on every later read.
 
-Everything else is derived from it and rewritten atomically after each trial: `trials.csv`,
+`retime.json` holds the latency front's quiet re-timings (`lknas.search.retime`); the frame
+carries their mean as `latency_ms`. Everything else is derived from these and rewritten
+atomically after each trial: `trials.csv`,
 `trials.parquet`, `pareto.csv`, `archs/*.yaml` (the Pareto set) and `summary.txt`. A trial's ERF
 heatmap (the trained network's, when the trial measured it) goes to `erf/trial-NNNN.npy`.
 """
@@ -37,6 +39,7 @@ from lknas.io import atomic_path, write_json_atomic, write_text_atomic
 from lknas.search.hypervolume import minimized
 from lknas.search.noise import noise_columns, search_rows
 from lknas.search.objectives import metric_of, objective_values
+from lknas.search.retime import apply_retimed, read_retimed
 from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
@@ -239,7 +242,8 @@ class RunStore:
         lead = [c for c in LEAD_COLUMNS if c in df.columns]
         rest = [c for c in df.columns if c not in lead and c not in params and c != "arch_yaml"]
         tail = ["arch_yaml"] if "arch_yaml" in df.columns else []
-        return df[lead + params + rest + tail].sort_values("trial", kind="stable").reset_index(drop=True)
+        df = df[lead + params + rest + tail].sort_values("trial", kind="stable").reset_index(drop=True)
+        return apply_retimed(df, read_retimed(self.root))  # the latency front's quiet re-timings, if any
 
     # ----------------------------------------------------------------- derived files
     def pareto(self, objectives: tuple[Objective, ...], df: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -345,6 +349,10 @@ def _arch_file_text(row: pd.Series, objectives: tuple[Objective, ...]) -> str:
     if row.get("seeds", 1) > 1:
         noise = (f"# accuracy over {int(row['seeds'])} seeds: {row['accuracy_mean']:.2f} +- {row['accuracy_std']:.2f}"
                  + (f" ({row['noise_note']})" if row.get("within_noise") else "") + "\n")
+    timings = row.get("latency_timings", 0)
+    if isinstance(timings, (int, float)) and timings > 1:
+        noise += (f"# latency over {int(timings)} quiet re-timings: {row['latency_ms']:.3f} +- "
+                  f"{row['latency_std_ms']:.3f} ms (in its trial: {row['latency_search_ms']:.3f} ms)\n")
     return (f"# lknas search result: trial {int(row['trial'])} ({row['hash']}): {arch.summary()}\n"
             f"# {metrics}\n" + noise + row["arch_yaml"] + _train_section(row))
 
