@@ -9,9 +9,13 @@ sampler draws each of its few architectures several times. Then:
   of the latencies its different trials measured; target <= 10%;
 - ranking: Spearman's rho between each trial's in-search latency and a quiet re-measurement of
   its architecture afterwards (nothing else running, same protocol, scaled to the run's reference
-  time, median of 3); target >= 0.9. Architectures whose latencies differ by less than the timing
+  time, median of 3, in a fresh process); target >= 0.9. Architectures whose latencies differ by less than the timing
   noise (a few %) cannot be ordered by any timing, so the per-architecture table is the fuller
   picture.
+
+- the retime phase (`lknas.search.retime`): the architectures it re-timed after the trials, their
+  mean over its rounds ranked against the same quiet yardstick (and their first in-search timing,
+  for comparison), the CV across its rounds and the largest gap of a mean to the yardstick.
 
 It also reports the CV of the unscaled medians (`latency_raw_ms`), which shows what the reference
 net (`lknas.measure.reference`) takes out, and how many timings were repeated because other
@@ -97,18 +101,28 @@ def _write_space(raw: dict, tmp: Path, epochs: int | None, steps: int | None) ->
     return path
 
 
-def _quiet_latency(arch_yaml: str, resolution: int, num_classes: int, in_chans: int,
-                   reference_ms: float | None) -> float:
-    """The same protocol as in the search, scaled to the same reference time; the median of
-    QUIET_REPEATS such timings, so the yardstick is steadier than the values it ranks."""
-    from lknas.arch import ArchConfig
-    from lknas.measure import measure_latency
+def _quiet_latencies(yamls: list[tuple[str, str]], resolution: int, num_classes: int, in_chans: int,
+                     reference_ms: float | None, passes: int = 2) -> list[dict[str, float]]:
+    """The same protocol as in the search, scaled to the same reference time, in a fresh process
+    (`lknas.measure.isolated`: not the driver that ran the search); per architecture the median of
+    QUIET_REPEATS timings, so the yardstick is steadier than the values it ranks. `passes`
+    independent such yardsticks (the second ranks against the first: the ceiling), all
+    interleaved round by round."""
+    from lknas.measure.isolated import ChildTimer
     from lknas.search.trial import LATENCY_REPEATS
 
-    return statistics.median(
-        measure_latency(ArchConfig.from_yaml(arch_yaml), resolution, threads=1, num_classes=num_classes,
-                        reference_ms=reference_ms, repeats=LATENCY_REPEATS, in_chans=in_chans)["latency_ms"]
-        for _ in range(QUIET_REPEATS))
+    timer = ChildTimer({"resolution": resolution, "threads": 1, "repeats": LATENCY_REPEATS,
+                        "reference_ms": reference_ms, "num_classes": num_classes, "in_chans": in_chans,
+                        "device": "cpu"})
+    runs = {h: [[] for _ in range(passes)] for h, _ in yamls}
+    try:
+        for _ in range(QUIET_REPEATS):
+            for p in range(passes):
+                for h, y in yamls:
+                    runs[h][p].append(timer(y)["latency_ms"])
+    finally:
+        timer.close()
+    return [{h: statistics.median(runs[h][p]) for h in runs} for p in range(passes)]
 
 
 def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
@@ -130,10 +144,8 @@ def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
     os.environ["LKNAS_QUIET"] = "1"
     reference = (json.loads((out / "run.json").read_text()).get("latency_reference") or {}).get("ms")
     yamls = list(ok.groupby("hash")["arch_yaml"].first().items())
-    quiet = {h: _quiet_latency(y, train.resolution, data.num_classes, data.in_chans, reference) for h, y in yamls}
     # the ceiling: a second quiet re-measurement ranked against the first (no timing ranks better)
-    quiet_again = {h: _quiet_latency(y, train.resolution, data.num_classes, data.in_chans, reference)
-                   for h, y in yamls}
+    quiet, quiet_again = _quiet_latencies(yamls, train.resolution, data.num_classes, data.in_chans, reference)
     from lknas.search.retime import read_retimed
 
     retimed = read_retimed(out)  # the retime phase's quiet rounds, per architecture near the front

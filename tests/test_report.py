@@ -159,6 +159,23 @@ def test_pareto_figure_error_bars_from_the_confirm_seeds(search_run):
     assert "over 3 seeds" in hover
 
 
+def test_pareto_figure_latency_bars_from_the_retime_phase(search_run):
+    from lknas.search.retime import apply_retimed
+
+    df = _frame(search_run)
+    member = RunStore(search_run).pareto(OBJECTIVES, df).iloc[0]
+    df = apply_retimed(df, {member["hash"]: [2.0, 2.2, 2.4]})
+    fig = pareto_figure(df, x="latency_ms")
+    markers = [t for t in fig.data if t.mode == "markers"]
+    bars = {int(c[0]): (xv, e) for t in markers if t.error_x and t.error_x.array is not None
+            for c, xv, e in zip(t.customdata, t.x, t.error_x.array)}
+    # the marker at the mean of the re-timings, the bar +- their sd; architectures not re-timed: no bar
+    assert bars[int(member["trial"])] == (pytest.approx(2.2), pytest.approx(0.2))
+    assert all(e == 0 for t, (_, e) in bars.items() if t != int(member["trial"]))
+    hover = [c[3] for t in markers for c in t.customdata if int(c[0]) == int(member["trial"])][0]
+    assert "over 3 quiet re-timings" in hover
+
+
 def test_scaling_figure_one_line_per_dimension_with_seed_error_bars(scale_run):
     df = _frame(scale_run)
     fig = scaling_figure(df, x="flops_effective")

@@ -78,17 +78,15 @@ def _ctx():
                         latency_reference_ms=1.5)
 
 
-def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path, monkeypatch):
-    import lknas.measure
+def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path):
+    from lknas.arch import ArchConfig
 
     timed = []
 
-    def fake_latency(arch, resolution, **kw):
-        timed.append(arch.hash())
-        assert resolution == 32 and kw["threads"] == 1 and kw["reference_ms"] in (1.5, 2.0) and kw["repeats"] == 100
+    def fake_latency(arch_yaml):
+        timed.append(ArchConfig.from_yaml(arch_yaml).hash())
         return {"latency_ms": 2.0 + len(timed), "raw_ms": 2.0, "layout": "nchw", "foreign_load": 0.0, "attempts": 1}
 
-    monkeypatch.setattr(lknas.measure, "measure_latency", fake_latency)
     store = RunStore(tmp_path / "run")
     rows = [_row(0, 90.0, 5.0), _row(1, 80.0, 3.0), _row(2, 70.0, 9.0)]
     for row in rows:
@@ -103,7 +101,7 @@ def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path, mon
         def flush(self):
             pass
 
-    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream()) == 4
+    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream(), timer=fake_latency) == 4
     assert timed == [hashes["h0"], hashes["h1"]] * 2  # one round after the other; h2 is far off the front
     assert read_retimed(store.root) == {"h0": [3.0, 5.0], "h1": [4.0, 6.0]}
     assert any("2 architecture(s) within 20%" in line for line in lines)
@@ -112,14 +110,14 @@ def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path, mon
     data["timings"]["h1"].pop()
     (store.root / RETIME_FILE).write_text(json.dumps(data))
     timed.clear()
-    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream()) == 1 and timed == [hashes["h1"]]
-    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream()) == 0  # all done
+    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream(), timer=fake_latency) == 1 and timed == [hashes["h1"]]
+    assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream(), timer=fake_latency) == 0  # all done
     # more rounds asked at a resume: added; another reference time: not comparable, timed again
-    assert run_retime(store, _ctx(), OBJ, 3, 32, stream=Stream()) == 2
+    assert run_retime(store, _ctx(), OBJ, 3, 32, stream=Stream(), timer=fake_latency) == 2
     other = TrialContext(space_file="unused.yaml", latency_threads=1, latency_reference_ms=2.0)
-    assert run_retime(store, other, OBJ, 1, 32, stream=Stream()) == 2
+    assert run_retime(store, other, OBJ, 1, 32, stream=Stream(), timer=fake_latency) == 2
     assert [len(v) for v in read_retimed(store.root).values()] == [1, 1]
-    assert run_retime(store, _ctx(), OBJ, 0, 32, stream=Stream()) == 0  # --retime 0: off
+    assert run_retime(store, _ctx(), OBJ, 0, 32, stream=Stream(), timer=fake_latency) == 0  # --retime 0: off
 
 
 def test_retime_rounds_are_checked_in_the_space_file():
@@ -128,3 +126,25 @@ def test_retime_rounds_are_checked_in_the_space_file():
     parse_search({"retime": -1}, issues)
     assert issues and issues[0][0] == "search.retime"
     assert parse_search({}, []).retime == 3
+
+
+def test_the_child_timer_times_in_a_fresh_process_with_the_given_settings():
+    import os
+
+    from lknas.errors import LknasError
+    from lknas.measure.isolated import ChildTimer
+
+    timer = ChildTimer({"resolution": 32, "threads": 1, "repeats": 5, "reference_ms": None, "num_classes": 2,
+                        "in_chans": 3, "device": "cpu"})
+    try:
+        small, large = (timer(small_arch(kernel=3, widths=w).to_yaml()) for w in ((8, 16), (64, 128)))
+        assert small["latency_ms"] > 0 and small["layout"] in ("nchw", "channels_last") and small["attempts"] >= 1
+        assert large["raw_ms"] > small["raw_ms"]  # it times what it is given
+        pid = timer._proc.pid
+        assert pid != os.getpid()
+    finally:
+        timer.close()
+    assert timer._proc.returncode == 0  # its input closed: it ended
+    broken = ChildTimer({"resolution": 32})  # settings it cannot use: a clear error, not a hang
+    with pytest.raises(LknasError, match="timing process failed"):
+        broken(small_arch().to_yaml())

@@ -69,7 +69,8 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
     (y, x) highlighted and joined; hover: trial, architecture summary (and a study's point), both
     values. A study on several data sets gets one panel (and one front) per data set. Where the
     front was confirmed with extra seeds (`lknas.search.confirm`), its accuracy error bars span
-    +- one standard deviation over the seeds, and the hover tells a lead within noise."""
+    +- one standard deviation over the seeds, and the hover tells a lead within noise; where the
+    latency front was re-timed (`lknas.search.retime`), latency bars span +- one sd of those timings."""
     confirm_rows = df[df["phase"] == CONFIRM_PHASE] if "phase" in df.columns else df.iloc[0:0]
     ok = with_kernel_type(_feasible(search_rows(df), x, y))
     if ok.empty:
@@ -112,8 +113,17 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
                         label = label + [f" · {m:.1f} +- {s:.1f} over {n} seeds" if n > 1 else ""
                                          for m, s, n in zip(noise["accuracy_mean"], noise["accuracy_std"],
                                                             noise["seeds"])]
+                error_x = None
+                if x == "latency_ms" and "latency_timings" in sub.columns and (sub["latency_timings"] > 1).any():
+                    # the retime phase's quiet re-timings: the marker at their mean, the bar +- their sd
+                    error_x = dict(type="data", array=sub["latency_std_ms"].fillna(0).astype(float).values,
+                                   thickness=1.5, width=4)
+                    label = label + [f" · latency {m:.2f} +- {s:.2f} ms over {int(n)} quiet re-timings "
+                                     f"(in its trial {t:.2f} ms)" if n > 1 else ""
+                                     for m, s, n, t in zip(sub["latency_ms"], sub["latency_std_ms"],
+                                                           sub["latency_timings"], sub["latency_search_ms"])]
                 fig.add_trace(go.Scatter(
-                    x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt, error_y=error_y,
+                    x=sub[x], y=sub[y], mode="markers", name=kt, legendgroup=kt, error_y=error_y, error_x=error_x,
                     showlegend=bool(col == 1 and (not on_front or not (sel & ~mask).any())),
                     marker=dict(color=color_of(kt, types), size=13 if on_front else 8,
                                 opacity=1.0 if on_front else 0.55, line=dict(color="black", width=2 if on_front else 0)),

@@ -10,7 +10,9 @@ So when the trials are done, the driver times again every architecture that coul
 within `MARGIN` of timing error (the front itself first, then the nearest others, at most
 `MAX_ARCHS`), with nothing else running: `rounds` times each, in interleaved rounds (every
 architecture once per round, so a slow minute slows all of them alike), with the trials' own
-settings (threads, repeats, both layouts, the run's reference scale). Their mean becomes the
+settings (threads, repeats, both layouts, the run's reference scale), in a fresh process
+(`lknas.measure.isolated`: the driver, with Ray's threads and a large heap, timed the same nets
+4-21% slower). Their mean becomes the
 architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report and
 the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own timing
 stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
@@ -126,14 +128,13 @@ def retime_candidates(df: pd.DataFrame, objectives: tuple[Objective, ...], margi
 
 
 def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resolution: int, *, stream,
-               margin: float = MARGIN, limit: int = MAX_ARCHS) -> int:
-    """Time the candidates (`retime_candidates`) `rounds` times each in interleaved rounds, on the
-    driver with the node's lknas work paused, appending to RUN/retime.json. Returns how many
-    timings it took (0 when there was nothing to do)."""
+               margin: float = MARGIN, limit: int = MAX_ARCHS, timer=None) -> int:
+    """Time the candidates (`retime_candidates`) `rounds` times each in interleaved rounds, with the
+    node's lknas work paused, appending to RUN/retime.json. Returns how many timings it took (0
+    when there was nothing to do). `timer` (arch YAML -> `measure_latency`'s dict) defaults to a
+    fresh child process (`lknas.measure.isolated.ChildTimer`)."""
     import pandas as pd
 
-    from lknas.arch import ArchConfig
-    from lknas.measure import measure_latency
     from lknas.search.trial import LATENCY_REPEATS
 
     if rounds <= 0:
@@ -156,21 +157,28 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
         return 0
     print(f"retime: {len(hashes)} architecture(s) within {margin:.0%} of the latency front, {rounds} interleaved "
           f"round(s) on the idle node ({todo} timing(s))", file=stream, flush=True)
+    own = timer is None
+    if own:
+        from lknas.measure.isolated import ChildTimer
+
+        timer = ChildTimer({**setting, "num_classes": ctx.num_classes, "in_chans": ctx.in_chans,
+                            "device": "cpu" if ctx.device == "cpu" else ctx.device})
     done = 0
-    for k in range(rounds):
-        for h in hashes:
-            runs = timings.setdefault(h, [])
-            if len(runs) > k:
-                continue
-            lat = measure_latency(ArchConfig.from_yaml(yaml_of[h]), resolution, threads=ctx.latency_threads,
-                                  num_classes=ctx.num_classes, in_chans=ctx.in_chans,
-                                  device="cpu" if ctx.device == "cpu" else ctx.device, repeats=LATENCY_REPEATS,
-                                  throughput_batch=None, reference_ms=ctx.latency_reference_ms)
-            runs.append({"round": k, "latency_ms": lat["latency_ms"], "raw_ms": lat["raw_ms"],
-                         "layout": lat["layout"], "foreign": lat["foreign_load"], "attempts": lat["attempts"]})
-            write_json_atomic(path, record)
-            done += 1
-        print(f"retime: round {k + 1} of {rounds} done", file=stream, flush=True)
+    try:
+        for k in range(rounds):
+            for h in hashes:
+                runs = timings.setdefault(h, [])
+                if len(runs) > k:
+                    continue
+                lat = timer(yaml_of[h])
+                runs.append({"round": k, "latency_ms": lat["latency_ms"], "raw_ms": lat["raw_ms"],
+                             "layout": lat["layout"], "foreign": lat["foreign_load"], "attempts": lat["attempts"]})
+                write_json_atomic(path, record)
+                done += 1
+            print(f"retime: round {k + 1} of {rounds} done", file=stream, flush=True)
+    finally:
+        if own:
+            timer.close()
     return done
 
 
