@@ -5,7 +5,9 @@ A long-lived process that has run a search is a poor place to time a network: me
 timed 4-21% slower in the search's driver (Ray's threads, among them one that runs `gc.collect()`
 on request, and a large heap). The child runs `lknas.measure.measure_latency` with the given
 settings, one architecture per request, and answers with JSON lines; it ends when its input does
-(so a killed parent leaves no timer behind).
+(so a killed parent leaves no timer behind). Its `OMP_NUM_THREADS` is the timing's thread count,
+as in a Ray trial of that many CPUs: with OpenMP's default pool (2 threads here) a fresh process
+timed the same 1-thread deploy nets 4-11% slower (4 nets, 4 alternating rounds).
 
     python -m lknas.measure.isolated   # the child's side: settings, then one {"arch_yaml": ...} a line
 """
@@ -27,8 +29,13 @@ class ChildTimer:
         import subprocess
         import sys
 
+        import os
+
+        env = dict(os.environ)
+        if setting.get("threads"):  # as Ray sets it for a trial of that many CPUs: OpenMP's pool is that size
+            env["OMP_NUM_THREADS"] = str(setting["threads"])
         self._proc = subprocess.Popen([sys.executable, "-m", "lknas.measure.isolated"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self._send(setting)
 
     def _send(self, message: Any) -> None:
