@@ -26,7 +26,7 @@ DATA = "pathfinder:easy,train=96,val=32"
 
 def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float = 2e-3, trials: int = 3,
                 sampler: str = "random", objectives: str = "[accuracy, latency]", weight_decay: float = 0.05,
-                steps: int = 2, confirm: str = "0") -> Path:
+                steps: int = 2, confirm: str = "0", retime: int = 0) -> Path:
     path.write_text(textwrap.dedent(f"""\
         name: tiny_space
         stem: {{type: patch}}
@@ -40,7 +40,8 @@ def write_space(path: Path, *, constraints: str = "{resolution: 32}", lr: float 
         constraints: {constraints}
         train: {{dataset: "{DATA}", resolution: 32, steps: {steps}, batch_size: 32, lr: {lr},
                 weight_decay: {weight_decay}, warmup_epochs: 0}}
-        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0, confirm: {confirm}}}
+        search: {{sampler: {sampler}, objectives: {objectives}, trials: {trials}, seed: 0, confirm: {confirm},
+                 retime: {retime}}}
         """))
     return path
 
@@ -53,7 +54,7 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
     from lknas.search import run_search
 
     out = tmp_path / "run"
-    outcome = run_search(write_space(tmp_path / "s.yaml"), out=out, quiet=True)
+    outcome = run_search(write_space(tmp_path / "s.yaml", retime=3), out=out, quiet=True)
     df = load_results(out)
     assert len(df) == 3 and set(df["status"]) == {"ok"}
     assert sorted(df["trial"]) == [0, 1, 2]

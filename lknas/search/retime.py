@@ -6,16 +6,15 @@ and the reference-net scaling follows it only in part (a default search on the 2
 timed one architecture 4.88 ms in its trial and 5.95 ms in a confirm re-training). A front decided
 by single timings is partly decided by that noise.
 
-So when the trials are done, the driver times again every architecture that could be on the front
-within `MARGIN` of timing error (the front itself first, then the nearest others, at most
-`MAX_ARCHS`), with nothing else running: `rounds` times each, in interleaved rounds (every
-architecture once per round, so a slow minute slows all of them alike), with the trials' own
-settings (threads, repeats, both layouts, the run's reference scale), in a fresh process
-(`lknas.measure.isolated`: the driver, with Ray's threads and a large heap, timed the same nets
-4-21% slower). Their mean becomes the
-architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report and
-the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own timing
-stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
+So when the trials are done, every architecture that could be on the front within `MARGIN` of
+timing error (the front itself first, then the nearest others, at most `MAX_ARCHS`) is timed again
+with nothing else running: `rounds` times each, in interleaved rounds (every architecture once per
+round, so a slow minute slows all of them alike), with the trials' own settings (threads, repeats,
+both layouts, the run's reference scale), in a fresh process (`lknas.measure.isolated`: the
+driver, with Ray's threads and a large heap, timed the same nets 4-21% slower). Their mean becomes
+the architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report
+and the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own
+timing stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
 
 The timings land in `RUN/retime.json`, rewritten atomically after each one: a kill loses at most
 the timing under way, and a resumed search times only what is missing. The file is read
@@ -133,8 +132,6 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     node's lknas work paused, appending to RUN/retime.json. Returns how many timings it took (0
     when there was nothing to do). `timer` (arch YAML -> `measure_latency`'s dict) defaults to a
     fresh child process (`lknas.measure.isolated.ChildTimer`)."""
-    import pandas as pd
-
     from lknas.search.trial import LATENCY_REPEATS
 
     if rounds <= 0:
