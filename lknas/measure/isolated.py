@@ -1,13 +1,14 @@
 """Latency timed in a fresh Python process: `ChildTimer`.
 
-A long-lived process that has run a search is a poor place to time a network: measured on the
-2-core machine right after a search, in alternation with a fresh process, the same deploy nets
-timed 4-21% slower in the search's driver (Ray's threads, among them one that runs `gc.collect()`
-on request, and a large heap). The child runs `lknas.measure.measure_latency` with the given
-settings, one architecture per request, and answers with JSON lines; it ends when its input does
-(so a killed parent leaves no timer behind). Its `OMP_NUM_THREADS` is the timing's thread count,
-as in a Ray trial of that many CPUs: with OpenMP's default pool (2 threads here) a fresh process
-timed the same 1-thread deploy nets 4-11% slower (4 nets, 4 alternating rounds).
+The process that ran a search is not a clean place to time a network (Ray's threads, among them
+one that runs `gc.collect()` on request, a large heap). In one alternation right after a search on
+the 2-core machine, the same deploy nets timed 4-21% slower in the driver than in a fresh process,
+and a fresh process with OpenMP's default pool 4-11% slower than one with a 1-thread pool;
+`benchmarks/latency_process.py` repeated both the same day and found neither (median ratios 0.97
+and 0.98 to the child): on this machine these effects come and go. The child is the reproducible
+place either way: a process like the one `lknas latency` runs in, with a 1-CPU trial's OpenMP pool.
+It runs `lknas.measure.measure_latency` with the given settings, one architecture per request, and
+answers with JSON lines; it ends when its input does (so a killed parent leaves no timer behind).
 
     python -m lknas.measure.isolated   # the child's side: settings, then one {"arch_yaml": ...} a line
 """
@@ -21,9 +22,8 @@ __all__ = ["ChildTimer"]
 class ChildTimer:
     """Times architectures in a fresh Python process, one at a time, with `measure_latency` and the
     trials' settings (`setting`: resolution, threads, repeats, reference_ms, num_classes, in_chans,
-    device). Not in the search's driver: measured on the 2-core machine right after a search, the
-    same deploy nets timed in the driver (Ray's threads in it, a large heap) ran 4-21% slower than
-    in a fresh process, in alternation (`benchmarks/latency_repeatability.py` uses it for its yardstick too)."""
+    device); see the module docstring. `benchmarks/latency_repeatability.py` uses it for its
+    quiet yardstick too."""
 
     def __init__(self, setting: dict[str, Any]):
         import subprocess
@@ -32,7 +32,7 @@ class ChildTimer:
         import os
 
         env = dict(os.environ)
-        if setting.get("threads"):  # as Ray sets it for a trial of that many CPUs: OpenMP's pool is that size
+        if setting.get("threads"):  # as Ray sets it for a trial of that many CPUs: OpenMP's pool that size
             env["OMP_NUM_THREADS"] = str(setting["threads"])
         self._proc = subprocess.Popen([sys.executable, "-m", "lknas.measure.isolated"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

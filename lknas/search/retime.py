@@ -10,8 +10,8 @@ So when the trials are done, every architecture that could be on the front withi
 timing error (the front itself first, then the nearest others, at most `MAX_ARCHS`) is timed again
 with nothing else running: `rounds` times each, in interleaved rounds (every architecture once per
 round, so a slow minute slows all of them alike), with the trials' own settings (threads, repeats,
-both layouts, the run's reference scale), in a fresh process (`lknas.measure.isolated`: the
-driver, with Ray's threads and a large heap, timed the same nets 4-21% slower). Their mean becomes
+both layouts, the run's reference scale), in a fresh process with a trial's OpenMP pool
+(`lknas.measure.isolated`), not in the driver that ran the search. Their mean becomes
 the architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report
 and the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own
 timing stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
