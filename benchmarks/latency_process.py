@@ -23,26 +23,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PLACES = ("driver", "child", "child_omp_default")
-
-
-def _child_timer(setting: dict, omp_default: bool):
-    from lknas.measure.isolated import ChildTimer
-
-    if not omp_default:
-        return ChildTimer(setting)
-    timer = object.__new__(ChildTimer)  # the same child, without the OMP_NUM_THREADS it sets
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    timer._proc = subprocess.Popen([sys.executable, "-m", "lknas.measure.isolated"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    timer._send(setting)
-    return timer
 
 
 def main() -> int:
@@ -70,7 +56,9 @@ def main() -> int:
     yamls = list(df[df["status"] == "ok"].groupby("hash")["arch_yaml"].first().items())
     setting = {"resolution": resolution, "threads": 1, "repeats": LATENCY_REPEATS, "reference_ms": reference,
                "num_classes": 2, "in_chans": 3, "device": "cpu"}
-    timers = {"child": _child_timer(setting, False), "child_omp_default": _child_timer(setting, True)}
+    from lknas.measure.isolated import ChildTimer
+
+    timers = {"child": ChildTimer(setting), "child_omp_default": ChildTimer(setting, pin_openmp=False)}
 
     def driver(arch_yaml: str) -> dict:
         return measure_latency(ArchConfig.from_yaml(arch_yaml), resolution, threads=1, num_classes=2,

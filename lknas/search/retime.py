@@ -36,38 +36,24 @@ from lknas.search.noise import search_rows
 from lknas.search.objectives import metric_of, objective_values
 from lknas.space.configs import Objective
 
-__all__ = ["RETIME_FILE", "MARGIN", "MAX_ARCHS", "read_retimed", "apply_retimed", "retime_candidates",
-           "run_retime", "RETIME_COLUMNS"]
+__all__ = ["RETIME_FILE", "MARGIN", "MAX_ARCHS", "read_retimed", "apply_retimed", "retime_candidates", "run_retime"]
 
 RETIME_FILE = "retime.json"
 VERSION = 1
 MARGIN = 0.20  # an architecture is re-timed unless another is better on every objective even 20% slower
 MAX_ARCHS = 12  # re-timed per search at most: the front, then the nearest others
-RETIME_COLUMNS = ("latency_search_ms", "latency_std_ms", "latency_timings")
 LATENCY = metric_of("latency")
 
 
 def read_retimed(root: str | Path) -> dict[str, list[float]]:
     """hash -> the re-timed latencies (ms) in RUN/retime.json; {} when there is none or it is not
-    what `run_retime` writes (entries that are not lists of positive numbers are left out)."""
-    import json
-
-    try:
-        data = json.loads((Path(root) / RETIME_FILE).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    timings = data.get("timings") if isinstance(data, dict) else None
-    if not isinstance(timings, dict):
-        return {}
+    what `run_retime` writes (timings that are not positive finite numbers are left out)."""
     out = {}
-    for key, values in timings.items():
-        if not isinstance(values, list):
-            continue
-        ms = [v.get("latency_ms") if isinstance(v, dict) else None for v in values]
-        ms = [float(v) for v in ms if isinstance(v, (int, float)) and not isinstance(v, bool)
-              and math.isfinite(v) and v > 0]
+    for key, runs in _read_record(Path(root) / RETIME_FILE).get("timings", {}).items():
+        ms = [float(v) for v in (r.get("latency_ms") for r in runs) if isinstance(v, (int, float))
+              and not isinstance(v, bool) and math.isfinite(v) and v > 0]
         if ms:
-            out[str(key)] = ms
+            out[key] = ms
     return out
 
 
@@ -112,11 +98,11 @@ def retime_candidates(df: pd.DataFrame, objectives: tuple[Objective, ...], margi
         return []
     values = minimized(points, [o.mode for o in objectives])
     col = names.index("latency")
+    others = [k for k in range(values.shape[1]) if k != col]
     need = []  # per point: the factor its latency must shrink by to join the front (1: on it)
     for i, a in enumerate(values):
         factor = 1.0
         for j, b in enumerate(values):
-            others = [k for k in range(len(a)) if k != col]
             if j == i or not all(b[k] <= a[k] for k in others):
                 continue
             if b[col] < a[col] or (b[col] == a[col] and any(b[k] < a[k] for k in others)):
@@ -180,6 +166,8 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
 
 
 def _read_record(path: Path) -> dict[str, Any]:
+    """RUN/retime.json as `run_retime` writes it, its timings a dict of lists of dicts; {} when
+    absent, unreadable or of another version."""
     import json
 
     try:
