@@ -46,3 +46,37 @@ def test_whole_epoch_warmup_unchanged():
 ])
 def test_the_warmup_fits_the_run(warmup, steps, per_epoch, expected):
     assert fitted_warmup(warmup, steps / per_epoch) == pytest.approx(expected)
+
+
+def _updates(optimizer_for, steps=5):
+    torch.manual_seed(0)
+    # no bias before the norm: its gradient is rounding noise, which Adam's normalisation blows up
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(2))
+    model(torch.randn(2, 3, 8, 8))
+    optimizer = optimizer_for(model)
+    for step in range(steps):
+        torch.manual_seed(step)
+        loss = model(torch.randn(4, 3, 8, 8)).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return optimizer, [p.detach().clone() for p in model.parameters()]
+
+
+def test_adamw_runs_fused_with_the_same_updates_as_the_loop_form():
+    from timm.optim import create_optimizer_v2
+
+    from lknas.train.recipe import make_optimizer
+    fused, got = _updates(lambda m: make_optimizer(m, "adamw", 1e-2, 0.05))
+    loop, want = _updates(lambda m: create_optimizer_v2(m, opt="adamw", lr=1e-2, weight_decay=0.05, foreach=False))
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    assert [g["weight_decay"] for g in fused.param_groups] == [0.0, 0.05]  # timm's split (norms, biases) kept
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizers_without_a_fused_kernel_are_built_as_before():
+    from lknas.train.recipe import make_optimizer
+    sgd, _ = _updates(lambda m: make_optimizer(m, "sgd", 1e-2, 0.05), steps=1)
+    assert isinstance(sgd, torch.optim.SGD) and not sgd.defaults.get("fused")
