@@ -377,6 +377,7 @@ def test_report_html_renders_in_headless_chromium_with_pngs(search_run, tmp_path
     shutil.copytree(search_run, run)
     result = write_report(run)
     assert result.pngs, result.png_message
+    assert {p.stem for p in result.pngs} == {f.name for f in result.figures}, result.png_message
     for f in result.figures:
         _not_blank(run / "figures" / f"{f.name}.png")
     html = run / "report.html"
@@ -419,3 +420,32 @@ def test_png_export_never_crashes(monkeypatch, tmp_path):
     monkeypatch.setattr(pio, "write_images", broken)
     paths, message = export_pngs(figs, tmp_path)
     assert paths == [] and "PNG export failed" in message and "browser did not start" in message
+
+
+def test_png_export_retries_a_figure_the_browser_dropped(monkeypatch, tmp_path):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    figs = {n: go.Figure(go.Scatter(x=[1, 2], y=[2, 1])) for n in ("a", "b", "c")}
+    monkeypatch.setattr(export_mod, "find_chromium", lambda: "/usr/bin/chromium")
+    calls = []
+
+    def flaky(figures, paths, **kwargs):  # drops "b" on the first call; "c" never renders
+        calls.append([p.stem for p in paths])
+        for p in paths:
+            if p.stem == "a" or (p.stem == "b" and len(calls) > 1):
+                p.write_bytes(b"png")
+        if len(calls) > 1:
+            raise RuntimeError("render timed out")
+
+    monkeypatch.setattr(pio, "write_images", flaky)
+    (tmp_path / "c.png").write_bytes(b"an old report's")
+    paths, message = export_pngs(figs, tmp_path)
+    assert calls == [["a", "b", "c"], ["b", "c"]]
+    assert [p.stem for p in paths] == ["a", "b"] and not (tmp_path / "c.png").exists()
+    assert "failed for c" in message and "render timed out" in message
+
+    calls.clear()
+    monkeypatch.setattr(pio, "write_images", lambda figures, paths, **kw: [p.write_bytes(b"png") for p in paths])
+    paths, message = export_pngs(figs, tmp_path)
+    assert len(paths) == 3 and message.startswith("wrote 3 PNGs")

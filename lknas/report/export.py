@@ -51,10 +51,20 @@ def export_pngs(figures: dict, directory: str | os.PathLike, width: int = 1100, 
     names = list(figures)
     paths = [out / f"{n}.png" for n in names]
     heights = [height or int(figures[n].layout.height or 550) for n in names]
-    try:
-        pio.write_images([figures[n] for n in names], paths, format="png", width=width, height=heights, scale=scale)
-    except Exception as err:  # a browser that does not start, a sandbox, a timeout: say so and go on
-        written = [p for p in paths if p.is_file()]
-        return written, (f"PNG export failed with {browser} ({type(err).__name__}: {str(err)[:300]}); "
-                         f"report.html is complete without them")
-    return paths, f"wrote {len(paths)} PNGs to {out}"
+    error = None
+    todo = list(range(len(names)))
+    for _attempt in range(2):  # a figure the browser drops (a render timeout on a loaded machine) gets a retry
+        for i in todo:
+            paths[i].unlink(missing_ok=True)  # a stale PNG of an earlier report must not pass for this one
+        try:
+            pio.write_images([figures[names[i]] for i in todo], [paths[i] for i in todo], format="png",
+                             width=width, height=[heights[i] for i in todo], scale=scale)
+        except Exception as err:  # a browser that does not start, a sandbox, a timeout: say so and go on
+            error = err
+        todo = [i for i in todo if not paths[i].is_file()]
+        if not todo:
+            return paths, f"wrote {len(paths)} PNGs to {out}"
+    written = [p for p in paths if p.is_file()]
+    why = f"{type(error).__name__}: {str(error)[:300]}" if error else "no error reported"
+    return written, (f"PNG export failed for {', '.join(names[i] for i in todo)} with {browser} ({why}); "
+                     f"report.html is complete without them")
