@@ -202,8 +202,9 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
                          factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
                          target_epochs=args.target_epochs, target_steps=args.target_steps,
                          target_resolution=args.target_resolution, target_dataset=args.target_data,
-                         target_from=args.target_from, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
+                         target_from=args.target_from, reuse_from=args.reuse_from, address=args.address,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent, quiet=args.quiet)
     print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "
           f"figures: python -m lknas report {stats['run_dir']}")
     return 130 if stats.get("interrupted") else 0
@@ -504,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-from", metavar="RUN",
                    help="an earlier fidelity run whose target trials are reused where they are exactly this "
                         "run's (another proxy budget against the same target)")
+    p.add_argument("--reuse-from", metavar="RUN",
+                   help="an earlier fidelity run whose trials (both budgets) are reused where they are exactly this "
+                        "run's: more --archs or --seeds than it measured train only the new jobs")
     p.add_argument("--out", type=A.out_dir,
                    help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
     _add_ray_flags(p)

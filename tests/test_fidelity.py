@@ -172,3 +172,58 @@ def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
     other, other_settings = plan(5)  # a different target budget: nothing matches, refused
     with pytest.raises(LknasError, match="none of its finished target trials"):
         _reuse_targets(source.root, other, other_settings)
+
+
+def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp_path):
+    import dataclasses
+
+    from test_search import write_space
+
+    from lknas.errors import LknasError
+    from lknas.search.store import RunStore
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs, _reuse_targets, _settings
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    proxy = space.train.replace(steps=2)
+
+    def plan(n: int, seeds: int = 2):
+        jobs = _make_jobs(sample_archs(space, n, 0), proxy, {"steps": 4}, 32, proxy.dataset, seeds)
+        return jobs, _settings(space, proxy, {"steps": 4}, jobs, n, seeds, 0, 2.0, None, None, None, None)
+
+    jobs, settings = plan(3)
+    source = RunStore(tmp_path / "src")
+    source.root.mkdir()
+    source.write_settings(settings)
+    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
+    for j in jobs:
+        source.append({**j.identity(), "status": "ok", "accuracy": 50.0 + j.trial})
+    mine, my_settings = plan(4)  # one architecture more: its first 3 are the source's
+    rows = _reuse_targets(source.root, mine, my_settings, (PROXY, TARGET), "--reuse-from")
+    by_trial = {j.trial: j for j in mine}
+    assert len(rows) == 12 and {by_trial[r["trial"]].point for r in rows} == {"a00", "a01", "a02"}
+    assert {by_trial[r["trial"]].budget for r in rows} == {PROXY, TARGET}
+    theirs = {(j.point, j.seed, j.budget): 50.0 + j.trial for j in jobs}
+    assert all(r["accuracy"] == theirs[(by_trial[r["trial"]].point, by_trial[r["trial"]].seed,
+                                        by_trial[r["trial"]].budget)] for r in rows)
+    assert all(r["reused_from"].startswith(str(source.root)) for r in rows)
+    more_seeds, seed_settings = plan(3, seeds=3)  # a third seed: the first two are reused
+    assert len(_reuse_targets(source.root, more_seeds, seed_settings, (PROXY, TARGET), "--reuse-from")) == 12
+    other = space.train.replace(steps=1)  # another proxy budget: only the target half matches
+    jobs1 = _make_jobs(sample_archs(space, 3, 0), other, {"steps": 4}, 32, other.dataset, 2)
+    settings1 = _settings(space, other, {"steps": 4}, jobs1, 3, 2, 0, 4.0, None, None, None, None)
+    assert {r["budget"] for r in _reuse_targets(source.root, jobs1, settings1, (PROXY, TARGET), "x")} == {TARGET}
+    with pytest.raises(LknasError, match="--reuse-from .*not a fidelity run"):
+        _reuse_targets(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
+
+
+def test_reuse_from_and_target_from_are_one_or_the_other(tmp_path, capsys):
+    from test_search import write_space
+
+    from lknas.cli import main
+
+    space = write_space(tmp_path / "s.yaml")
+    code = main(["fidelity", "--space", str(space), "--archs", "3", "--target-from", str(tmp_path),
+                 "--reuse-from", str(tmp_path), "--out", str(tmp_path / "new")])
+    assert code == 2 and "give one" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -16,7 +16,9 @@ summary; re-running with the same `--out` continues an interrupted run.
 Several proxy budgets are best compared against one target, the expensive half: a new run with
 `target_from=RUN` (`--target-from RUN`) copies RUN's finished target trials that are exactly its
 own target jobs (same architecture, seed, data set, resolution and training settings), marked
-`reused_from`, and trains only the rest.
+`reused_from`, and trains only the rest. `reuse_from=RUN` (`--reuse-from RUN`) does the same for
+trials of both budgets: more architectures (`--archs 12` after 6: the sample's first 6 are the
+same) or seeds than RUN measured, training only the new jobs.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ def run_fidelity(
     target_resolution: int | None = None,
     target_dataset: str | None = None,
     target_from: str | os.PathLike | None = None,
+    reuse_from: str | os.PathLike | None = None,
     address: str | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
@@ -119,14 +122,20 @@ def run_fidelity(
             proxy's), e.g. 'pathfinder:length=5,train=40000' for more data.
         target_from: a finished fidelity run whose target trials this new run reuses where they
             are exactly its own target jobs (another proxy budget against the same target).
+        reuse_from: a fidelity run whose finished trials of either budget are reused where they are
+            exactly this run's jobs (more architectures or seeds than it measured: only the new
+            jobs train).
     Raises:
         LknasError: bad arguments, a space without enough feasible architectures.
     """
     stream = stream or sys.stdout
     new = out is None or not (Path(out) / "jobs.json").is_file()
-    if target_from is not None and not new:
-        raise LknasError(f"--target-from {target_from}: applies to a new measurement; {out} is one to continue "
-                         "(drop --target-from, or give another --out)")
+    for flag, source in (("--target-from", target_from), ("--reuse-from", reuse_from)):
+        if source is not None and not new:
+            raise LknasError(f"{flag} {source}: applies to a new measurement; {out} is one to continue "
+                             f"(drop {flag}, or give another --out)")
+    if target_from is not None and reuse_from is not None:
+        raise LknasError("--target-from and --reuse-from: give one (--reuse-from also reuses the target trials)")
     if new:
         if space is None:
             raise LknasError("give a space (--space SPACE.yaml), or --out of a fidelity run to continue")
@@ -149,6 +158,9 @@ def run_fidelity(
         if target_from is not None:
             reused = _reuse_targets(Path(target_from), jobs, settings)
             settings["target_from"] = str(target_from)
+        if reuse_from is not None:
+            reused = _reuse_targets(Path(reuse_from), jobs, settings, (PROXY, TARGET), "--reuse-from")
+            settings["reuse_from"] = str(reuse_from)
     store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
     with store.hold("fidelity"):  # one writer per run directory
         if not new:
@@ -167,6 +179,8 @@ def run_fidelity(
             if target_from is not None:
                 print(f"reused {len(reused)} of {sum(j.budget == TARGET for j in jobs)} target trials from "
                       f"{target_from}", file=stream)
+            if reuse_from is not None:
+                print(f"reused {len(reused)} of {len(jobs)} trials from {reuse_from}", file=stream)
             print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
                   f"({_budget_text(settings['train'])}) and the target budget ({_budget_text(target)})", file=stream)
         outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
@@ -208,33 +222,35 @@ def _fingerprint(train: dict[str, Any], job: Job) -> str:
     return json.dumps([job.arch_yaml, cfg], sort_keys=True, default=str)
 
 
-def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """The finished target trials of the fidelity run in `source` that are exactly target jobs of
+def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any], budgets: tuple[str, ...] = (TARGET,),
+                   flag: str = "--target-from") -> list[dict[str, Any]]:
+    """The finished trials (of `budgets`) of the fidelity run in `source` that are exactly jobs of
     this run (whose train settings are `settings['train']`), renumbered as those jobs and marked
     `reused_from`.
 
     Raises:
-        LknasError: `source` is not a fidelity run, or none of its target trials matches.
+        LknasError: `source` is not a fidelity run, or none of its trials matches.
     """
     store = RunStore(source)
     if not (source / "jobs.json").is_file() or not store.settings_file.is_file():
-        raise LknasError(f"--target-from {source}: not a fidelity run directory (no jobs.json / "
+        raise LknasError(f"{flag} {source}: not a fidelity run directory (no jobs.json / "
                          f"{store.settings_file.name}); give the --out of an earlier `lknas fidelity`")
     theirs = store.read_settings()
     if theirs.get("kind") != "fidelity":
-        raise LknasError(f"--target-from {source}: a {theirs.get('kind', 'search')} run, not a fidelity run")
+        raise LknasError(f"{flag} {source}: a {theirs.get('kind', 'search')} run, not a fidelity run")
     their_jobs = {j.trial: j for j in _read_jobs(source / "jobs.json")}
     done: dict[str, dict[str, Any]] = {}
     for row in store.rows():
         job = their_jobs.get(row.get("trial"))
-        if job is not None and job.budget == TARGET and row.get("status") in ("ok", "diverged"):
+        if job is not None and job.budget in budgets and row.get("status") in ("ok", "diverged"):
             done[_fingerprint(theirs["train"], job)] = {**row, "reused_from": f"{source} trial {job.trial}"}
-    targets = [j for j in jobs if j.budget == TARGET]
-    reused = [{**done[fp], **j.identity()} for j in targets if (fp := _fingerprint(settings["train"], j)) in done]
+    wanted = [j for j in jobs if j.budget in budgets]
+    reused = [{**done[fp], **j.identity()} for j in wanted if (fp := _fingerprint(settings["train"], j)) in done]
     if not reused:
-        raise LknasError(f"--target-from {source}: none of its finished target trials is one of this run's "
-                         f"{len(targets)} target jobs (each must match in architecture, seed, data set, resolution "
-                         "and training settings: give the same --space, --sample-seed, target budget and "
+        what = "target trials" if budgets == (TARGET,) else "trials"
+        raise LknasError(f"{flag} {source}: none of its finished {what} is one of this run's "
+                         f"{len(wanted)} jobs (each must match in architecture, seed, data set, resolution "
+                         "and training settings: give the same --space, --sample-seed, budgets, --data and "
                          "--target-data)")
     return reused
 
