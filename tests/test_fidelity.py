@@ -147,7 +147,7 @@ def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
     from lknas.errors import LknasError
     from lknas.search.store import RunStore
     from lknas.space import load_space
-    from lknas.study.fidelity import _make_jobs, _reuse_targets, _settings
+    from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings
 
     space = load_space(write_space(tmp_path / "s.yaml"))
     archs = sample_archs(space, 3, 0)
@@ -166,12 +166,12 @@ def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
     for j in done:
         source.append({**j.identity(), "status": "ok", "accuracy": 60.0 + j.trial})
     mine, my_settings = plan(4, proxy_steps=1)  # another proxy budget, the same target
-    rows = _reuse_targets(source.root, mine, my_settings)
+    rows = _reuse_trials(source.root, mine, my_settings)
     assert [r["trial"] for r in rows] == [j.trial for j in done] and [r["accuracy"] for r in rows] == [
         60.0 + j.trial for j in done]
     other, other_settings = plan(5)  # a different target budget: nothing matches, refused
     with pytest.raises(LknasError, match="none of its finished target trials"):
-        _reuse_targets(source.root, other, other_settings)
+        _reuse_trials(source.root, other, other_settings)
 
 
 def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp_path):
@@ -182,12 +182,12 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
     from lknas.errors import LknasError
     from lknas.search.store import RunStore
     from lknas.space import load_space
-    from lknas.study.fidelity import _make_jobs, _reuse_targets, _settings
+    from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings
 
     space = load_space(write_space(tmp_path / "s.yaml"))
-    proxy = space.train.replace(steps=2)
 
-    def plan(n: int, seeds: int = 2):
+    def plan(n: int, seeds: int = 2, proxy_steps: int = 2):
+        proxy = space.train.replace(steps=proxy_steps)
         jobs = _make_jobs(sample_archs(space, n, 0), proxy, {"steps": 4}, 32, proxy.dataset, seeds)
         return jobs, _settings(space, proxy, {"steps": 4}, jobs, n, seeds, 0, 2.0, None, None, None, None)
 
@@ -199,7 +199,7 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
     for j in jobs:
         source.append({**j.identity(), "status": "ok", "accuracy": 50.0 + j.trial})
     mine, my_settings = plan(4)  # one architecture more: its first 3 are the source's
-    rows = _reuse_targets(source.root, mine, my_settings, (PROXY, TARGET), "--reuse-from")
+    rows = _reuse_trials(source.root, mine, my_settings, (PROXY, TARGET), "--reuse-from")
     by_trial = {j.trial: j for j in mine}
     assert len(rows) == 12 and {by_trial[r["trial"]].point for r in rows} == {"a00", "a01", "a02"}
     assert {by_trial[r["trial"]].budget for r in rows} == {PROXY, TARGET}
@@ -208,13 +208,11 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
                                         by_trial[r["trial"]].budget)] for r in rows)
     assert all(r["reused_from"].startswith(str(source.root)) for r in rows)
     more_seeds, seed_settings = plan(3, seeds=3)  # a third seed: the first two are reused
-    assert len(_reuse_targets(source.root, more_seeds, seed_settings, (PROXY, TARGET), "--reuse-from")) == 12
-    other = space.train.replace(steps=1)  # another proxy budget: only the target half matches
-    jobs1 = _make_jobs(sample_archs(space, 3, 0), other, {"steps": 4}, 32, other.dataset, 2)
-    settings1 = _settings(space, other, {"steps": 4}, jobs1, 3, 2, 0, 4.0, None, None, None, None)
-    assert {r["budget"] for r in _reuse_targets(source.root, jobs1, settings1, (PROXY, TARGET), "x")} == {TARGET}
+    assert len(_reuse_trials(source.root, more_seeds, seed_settings, (PROXY, TARGET), "--reuse-from")) == 12
+    jobs1, settings1 = plan(3, proxy_steps=1)  # another proxy budget: only the target half matches
+    assert {r["budget"] for r in _reuse_trials(source.root, jobs1, settings1, (PROXY, TARGET), "x")} == {TARGET}
     with pytest.raises(LknasError, match="--reuse-from .*not a fidelity run"):
-        _reuse_targets(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
+        _reuse_trials(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
 
 
 def test_reuse_from_and_target_from_are_one_or_the_other(tmp_path, capsys):

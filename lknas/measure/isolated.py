@@ -22,8 +22,8 @@ __all__ = ["ChildTimer"]
 class ChildTimer:
     """Times architectures in a fresh Python process, one at a time, with `measure_latency` and the
     trials' settings (`setting`: resolution, threads, repeats, reference_ms, num_classes, in_chans,
-    device); see the module docstring. `pin_openmp=False` leaves OpenMP's pool at its default. `benchmarks/latency_repeatability.py` uses it for its
-    quiet yardstick too."""
+    device); see the module docstring. `pin_openmp=False` leaves OpenMP's pool at its default.
+    `benchmarks/latency_repeatability.py` uses it for its quiet yardstick too."""
 
     def __init__(self, setting: dict[str, Any], pin_openmp: bool = True):
         import os
@@ -31,7 +31,7 @@ class ChildTimer:
         import sys
 
         env = {k: v for k, v in os.environ.items() if pin_openmp or k != "OMP_NUM_THREADS"}
-        if pin_openmp and setting.get("threads"):  # as Ray sets it for a trial of that many CPUs: OpenMP's pool that size
+        if pin_openmp and setting.get("threads"):  # as Ray sets it for a trial of that many CPUs
             env["OMP_NUM_THREADS"] = str(setting["threads"])
         self._proc = subprocess.Popen([sys.executable, "-m", "lknas.measure.isolated"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

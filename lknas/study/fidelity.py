@@ -156,10 +156,10 @@ def run_fidelity(
                              cpus_per_trial, gpus_per_trial, max_concurrent)
         reused = []
         if target_from is not None:
-            reused = _reuse_targets(Path(target_from), jobs, settings)
+            reused = _reuse_trials(Path(target_from), jobs, settings)
             settings["target_from"] = str(target_from)
         if reuse_from is not None:
-            reused = _reuse_targets(Path(reuse_from), jobs, settings, (PROXY, TARGET), "--reuse-from")
+            reused = _reuse_trials(Path(reuse_from), jobs, settings, (PROXY, TARGET), "--reuse-from")
             settings["reuse_from"] = str(reuse_from)
     store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
     with store.hold("fidelity"):  # one writer per run directory
@@ -222,7 +222,7 @@ def _fingerprint(train: dict[str, Any], job: Job) -> str:
     return json.dumps([job.arch_yaml, cfg], sort_keys=True, default=str)
 
 
-def _reuse_targets(source: Path, jobs: list[Job], settings: dict[str, Any], budgets: tuple[str, ...] = (TARGET,),
+def _reuse_trials(source: Path, jobs: list[Job], settings: dict[str, Any], budgets: tuple[str, ...] = (TARGET,),
                    flag: str = "--target-from") -> list[dict[str, Any]]:
     """The finished trials (of `budgets`) of the fidelity run in `source` that are exactly jobs of
     this run (whose train settings are `settings['train']`), renumbered as those jobs and marked
