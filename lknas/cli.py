@@ -505,9 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-from", metavar="RUN",
                    help="an earlier fidelity run whose target trials are reused where they are exactly this "
                         "run's (another proxy budget against the same target)")
-    p.add_argument("--reuse-from", metavar="RUN",
-                   help="an earlier fidelity run whose trials (both budgets) are reused where they are exactly this "
-                        "run's: more --archs or --seeds than it measured train only the new jobs")
+    p.add_argument("--reuse-from", metavar="RUN", action="append",
+                   help="an earlier fidelity run (or a trials .jsonl file of one) whose trials (both budgets) are "
+                        "reused where they are exactly this run's: more --archs or --seeds than it measured train "
+                        "only the new jobs; repeat it to reuse several")
     p.add_argument("--out", type=A.out_dir,
                    help="run directory (default results/fidelity-SPACE-DATE-TIME); an existing one continues")
     _add_ray_flags(p)

@@ -215,6 +215,58 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
         _reuse_trials(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
 
 
+def test_reuse_from_reads_trials_jsonl_files_by_what_each_row_records(tmp_path):
+    from test_search import write_space
+
+    from lknas.errors import LknasError
+    from lknas.search.trial import train_record
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings
+    from lknas.study.runner import job_train_config
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+
+    def plan(n: int, proxy_steps: int = 2):
+        proxy = space.train.replace(steps=proxy_steps)
+        jobs = _make_jobs(sample_archs(space, n, 0), proxy, {"steps": 4}, 32, proxy.dataset, 2)
+        return jobs, _settings(space, proxy, {"steps": 4}, jobs, n, 2, 0, 2.0, None, None, None, None)
+
+    def row(job, settings, accuracy, **extra):  # as a trial writes it: the layout `auto` resolved to
+        train = {**train_record(job_train_config(settings["train"], job)), "layout": "channels_last"}
+        return {**job.identity(), "status": "ok", "accuracy": accuracy, "arch_yaml": job.arch_yaml, "train": train,
+                **extra}
+
+    jobs, settings = plan(3)
+    committed = tmp_path / "proxy_trials.jsonl"  # e.g. results/benchmarks/*_trials.jsonl
+    lines = [row(j, settings, 50.0 + j.trial) for j in jobs if j.budget == PROXY]
+    lines.append({**lines[0], "train": None, "trial": 99})  # no train recorded: not reusable
+    committed.write_text("".join(json.dumps(r) + "\n" for r in lines) + "not json\n")
+    more = tmp_path / "target_trials.jsonl"
+    more.write_text("".join(json.dumps(row(j, settings, 80.0)) + "\n" for j in jobs))
+    mine, my_settings = plan(4)
+    by_trial = {j.trial: j for j in mine}
+    with pytest.warns(Warning, match="not trial records"):
+        rows = _reuse_trials([committed], mine, my_settings, (PROXY, TARGET), "--reuse-from")
+    assert len(rows) == 6 and {by_trial[r["trial"]].budget for r in rows} == {PROXY}
+    assert all(r["reused_from"].startswith(str(committed)) for r in rows)
+    with pytest.warns(Warning):
+        both = _reuse_trials([committed, more], mine, my_settings, (PROXY, TARGET), "--reuse-from")
+    assert len(both) == 12  # the proxy half from the first file (it wins), the target half from the second
+    assert sorted(r["accuracy"] for r in both if by_trial[r["trial"]].budget == PROXY) == sorted(
+        r["accuracy"] for r in rows)
+    assert {r["accuracy"] for r in both if by_trial[r["trial"]].budget == TARGET} == {80.0}
+    other, other_settings = plan(3, proxy_steps=1)  # another proxy budget: the proxy file matches nothing
+    with pytest.warns(Warning), pytest.raises(LknasError, match="proxy_trials.jsonl: none of its finished"):
+        _reuse_trials([more, committed], other, other_settings, (PROXY, TARGET), "--reuse-from")
+
+
+def test_reuse_from_is_repeatable_on_the_command_line():
+    from lknas.cli import build_parser
+
+    args = build_parser().parse_args(["fidelity", "--space", "s.yaml", "--reuse-from", "a.jsonl", "--reuse-from", "b"])
+    assert args.reuse_from == ["a.jsonl", "b"]
+
+
 def test_reuse_from_and_target_from_are_one_or_the_other(tmp_path, capsys):
     from test_search import write_space
 

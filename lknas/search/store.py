@@ -44,7 +44,7 @@ from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
 __all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "nondominated_fronts", "parse_record",
-           "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
+           "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
 
 PARAM_PREFIX = "param."
 FEASIBLE = "ok"  # the only status that can be on the Pareto front
@@ -71,6 +71,32 @@ def parse_record(line: bytes | str) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(status, str):
         return None, "no string 'status'"
     return record, ""
+
+
+def read_records(path: Path, stacklevel: int = 2) -> list[dict[str, Any]]:
+    """The trial records of a trials JSONL file, in order ([] if it does not exist). Lines that are
+    not trial records (`parse_record`) are skipped, with one RunLogWarning naming the file and
+    their line numbers."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    rows, skipped = [], []
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record, why = parse_record(line)
+        if record is None:
+            torn = number == len(lines)  # no newline after it: a write cut off, or under way
+            skipped.append(f"line {number} ({'torn last line' if torn else why})")
+        else:
+            rows.append(record)
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        warnings.warn(f"{path}: skipped {len(skipped)} line(s) that are not trial records: {shown}",
+                      RunLogWarning, stacklevel=stacklevel)
+    return rows
 
 
 def nondominated_fronts(values: np.ndarray) -> list[list[int]]:
@@ -210,28 +236,8 @@ class RunStore:
         return action
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every finished trial, in log order. Lines that are not trial records (`parse_record`)
-        are skipped, with one RunLogWarning naming the file and their line numbers."""
-        try:
-            data = self.trials_jsonl.read_bytes()
-        except FileNotFoundError:
-            return []
-        rows, skipped = [], []
-        lines = data.split(b"\n")
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            record, why = parse_record(line)
-            if record is None:
-                torn = number == len(lines)  # no newline after it: a write cut off, or under way
-                skipped.append(f"line {number} ({'torn last line' if torn else why})")
-            else:
-                rows.append(record)
-        if skipped:
-            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
-            warnings.warn(f"{self.trials_jsonl}: skipped {len(skipped)} line(s) that are not trial records: {shown}",
-                          RunLogWarning, stacklevel=2)
-        return rows
+        """Every finished trial, in log order (`read_records`)."""
+        return read_records(self.trials_jsonl, stacklevel=3)
 
     def frame(self) -> pd.DataFrame:
         rows = self.rows()

@@ -18,7 +18,8 @@ Several proxy budgets are best compared against one target, the expensive half: 
 own target jobs (same architecture, seed, data set, resolution and training settings), marked
 `reused_from`, and trains only the rest. `reuse_from=RUN` (`--reuse-from RUN`) does the same for
 trials of both budgets: more architectures (`--archs 12` after 6: the sample's first 6 are the
-same) or seeds than RUN measured, training only the new jobs.
+same) or seeds than RUN measured, training only the new jobs. It also takes trials JSONL files
+(each row records its `arch_yaml` and `train`), and several sources.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import pandas as pd
 
 from lknas.errors import LknasError
 from lknas.io import write_json_atomic, write_text_atomic
-from lknas.search.store import RunStore
+from lknas.search.store import RunStore, read_records
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
 from lknas.study.rank_stats import icc_oneway, rank_agreement, seed_tau
@@ -102,7 +103,7 @@ def run_fidelity(
     target_resolution: int | None = None,
     target_dataset: str | None = None,
     target_from: str | os.PathLike | None = None,
-    reuse_from: str | os.PathLike | None = None,
+    reuse_from: str | os.PathLike | list[str | os.PathLike] | None = None,
     address: str | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
@@ -122,17 +123,20 @@ def run_fidelity(
             proxy's), e.g. 'pathfinder:length=5,train=40000' for more data.
         target_from: a finished fidelity run whose target trials this new run reuses where they
             are exactly its own target jobs (another proxy budget against the same target).
-        reuse_from: a fidelity run whose finished trials of either budget are reused where they are
-            exactly this run's jobs (more architectures or seeds than it measured: only the new
-            jobs train).
+        reuse_from: fidelity runs or trials JSONL files (one or a list) whose finished trials of
+            either budget are reused where they are exactly this run's jobs (more architectures or
+            seeds than they measured: only the new jobs train).
     Raises:
         LknasError: bad arguments, a space without enough feasible architectures.
     """
     stream = stream or sys.stdout
+    if isinstance(reuse_from, (str, os.PathLike)):
+        reuse_from = [reuse_from]
+    reuse_from = [Path(r) for r in reuse_from] if reuse_from else None
     new = out is None or not (Path(out) / "jobs.json").is_file()
     for flag, source in (("--target-from", target_from), ("--reuse-from", reuse_from)):
         if source is not None and not new:
-            raise LknasError(f"{flag} {source}: applies to a new measurement; {out} is one to continue "
+            raise LknasError(f"{flag} {_sources_text(source)}: applies to a new measurement; {out} is one to continue "
                              f"(drop {flag}, or give another --out)")
     if target_from is not None and reuse_from is not None:
         raise LknasError("--target-from and --reuse-from: give one (--reuse-from also reuses the target trials)")
@@ -159,8 +163,8 @@ def run_fidelity(
             reused = _reuse_trials(Path(target_from), jobs, settings)
             settings["target_from"] = str(target_from)
         if reuse_from is not None:
-            reused = _reuse_trials(Path(reuse_from), jobs, settings, (PROXY, TARGET), "--reuse-from")
-            settings["reuse_from"] = str(reuse_from)
+            reused = _reuse_trials(reuse_from, jobs, settings, (PROXY, TARGET), "--reuse-from")
+            settings["reuse_from"] = [str(r) for r in reuse_from]
     store = RunStore(out or Path("results") / f"fidelity-{space_obj.name}-{dt.datetime.now():%Y%m%d-%H%M%S}")
     with store.hold("fidelity"):  # one writer per run directory
         if not new:
@@ -180,7 +184,7 @@ def run_fidelity(
                 print(f"reused {len(reused)} of {sum(j.budget == TARGET for j in jobs)} target trials from "
                       f"{target_from}", file=stream)
             if reuse_from is not None:
-                print(f"reused {len(reused)} of {len(jobs)} trials from {reuse_from}", file=stream)
+                print(f"reused {len(reused)} of {len(jobs)} trials from {_sources_text(reuse_from)}", file=stream)
             print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
                   f"({_budget_text(settings['train'])}) and the target budget ({_budget_text(target)})", file=stream)
         outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
@@ -197,6 +201,10 @@ def run_fidelity(
         print(f"continue with: python -m lknas fidelity --out {store.root}", file=stream)
     stats["run_dir"], stats["interrupted"] = str(store.root), outcome.interrupted
     return stats
+
+
+def _sources_text(sources) -> str:
+    return ", ".join(map(str, sources)) if isinstance(sources, list) else str(sources)
 
 
 def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jobs: list[Job], archs: int,
@@ -218,41 +226,69 @@ def _settings(space: SearchSpace, proxy: TrainConfig, target: dict[str, Any], jo
 
 def _fingerprint(train: dict[str, Any], job: Job) -> str:
     """What makes two trials the same experiment: architecture, seed, data, resolution, training."""
-    cfg = job_train_config(train, job).to_dict()
-    return json.dumps([job.arch_yaml, cfg], sort_keys=True, default=str)
+    return _identity(job.arch_yaml, job_train_config(train, job).to_dict())
 
 
-def _reuse_trials(source: Path, jobs: list[Job], settings: dict[str, Any], budgets: tuple[str, ...] = (TARGET,),
-                   flag: str = "--target-from") -> list[dict[str, Any]]:
-    """The finished trials (of `budgets`) of the fidelity run in `source` that are exactly jobs of
-    this run (whose train settings are `settings['train']`), renumbered as those jobs and marked
-    `reused_from`.
+def _identity(arch_yaml: str, train: dict[str, Any]) -> str:
+    """The fingerprint of an architecture trained with `train` (a TrainConfig's dict, or the `train`
+    a trial's row records). The memory layout is left out: it changes rounding, not the experiment,
+    and a row records the layout `auto` resolved to."""
+    kept = {k: v for k, v in train.items() if v is not None and k != "layout"}
+    return json.dumps([arch_yaml, kept], sort_keys=True, default=str)
+
+
+def _finished(source: Path, flag: str) -> dict[str, dict[str, Any]]:
+    """The finished trials (status ok or diverged) in `source`, by fingerprint, marked `reused_from`.
+
+    `source` is a fidelity run directory (each trial identified by its job there) or a trials
+    JSONL file such as results/benchmarks/*_trials.jsonl (by the `arch_yaml` and `train` each row
+    records; rows without them are skipped)."""
+    if source.is_file() and source.suffix == ".jsonl":
+        rows = read_records(source)
+        keyed = [(_identity(r["arch_yaml"], r["train"]), r) for r in rows
+                 if isinstance(r.get("arch_yaml"), str) and isinstance(r.get("train"), dict)]
+    else:
+        store = RunStore(source)
+        if not (source / "jobs.json").is_file() or not store.settings_file.is_file():
+            raise LknasError(f"{flag} {source}: not a fidelity run directory (no jobs.json / "
+                             f"{store.settings_file.name}) nor a trials .jsonl file; give the --out of an "
+                             "earlier `lknas fidelity` or its trials.jsonl")
+        theirs = store.read_settings()
+        if theirs.get("kind") != "fidelity":
+            raise LknasError(f"{flag} {source}: a {theirs.get('kind', 'search')} run, not a fidelity run")
+        their_jobs = {j.trial: j for j in _read_jobs(source / "jobs.json")}
+        keyed = [(_fingerprint(theirs["train"], their_jobs[r["trial"]]), r) for r in store.rows()
+                 if r.get("trial") in their_jobs]
+    done: dict[str, dict[str, Any]] = {}
+    for fp, row in keyed:
+        if row.get("status") in ("ok", "diverged"):
+            done.setdefault(fp, {**row, "reused_from": f"{source} trial {row['trial']}"})
+    return done
+
+
+def _reuse_trials(sources: Path | list[Path], jobs: list[Job], settings: dict[str, Any],
+                  budgets: tuple[str, ...] = (TARGET,), flag: str = "--target-from") -> list[dict[str, Any]]:
+    """The finished trials in `sources` (fidelity run directories or trials JSONL files, the first
+    one holding a trial wins) that are exactly jobs of this run of the given `budgets` (whose train
+    settings are `settings['train']`), renumbered as those jobs and marked `reused_from`.
 
     Raises:
-        LknasError: `source` is not a fidelity run, or none of its trials matches.
+        LknasError: a source is not a fidelity run or trials file, or none of its trials matches.
     """
-    store = RunStore(source)
-    if not (source / "jobs.json").is_file() or not store.settings_file.is_file():
-        raise LknasError(f"{flag} {source}: not a fidelity run directory (no jobs.json / "
-                         f"{store.settings_file.name}); give the --out of an earlier `lknas fidelity`")
-    theirs = store.read_settings()
-    if theirs.get("kind") != "fidelity":
-        raise LknasError(f"{flag} {source}: a {theirs.get('kind', 'search')} run, not a fidelity run")
-    their_jobs = {j.trial: j for j in _read_jobs(source / "jobs.json")}
     done: dict[str, dict[str, Any]] = {}
-    for row in store.rows():
-        job = their_jobs.get(row.get("trial"))
-        if job is not None and job.budget in budgets and row.get("status") in ("ok", "diverged"):
-            done[_fingerprint(theirs["train"], job)] = {**row, "reused_from": f"{source} trial {job.trial}"}
-    wanted = [j for j in jobs if j.budget in budgets]
-    reused = [{**done[fp], **j.identity()} for j in wanted if (fp := _fingerprint(settings["train"], j)) in done]
-    if not reused:
-        what = "target trials" if budgets == (TARGET,) else "trials"
-        raise LknasError(f"{flag} {source}: none of its finished {what} is one of this run's "
-                         f"{len(wanted)} jobs (each must match in architecture, seed, data set, resolution "
-                         "and training settings: give the same --space, --sample-seed, budgets, --data and "
-                         "--target-data)")
-    return reused
+    for source in [sources] if isinstance(sources, Path) else sources:
+        theirs = _finished(source, flag)
+        wanted = [j for j in jobs if j.budget in budgets]
+        if not any(_fingerprint(settings["train"], j) in theirs for j in wanted):
+            what = "target trials" if budgets == (TARGET,) else "trials"
+            raise LknasError(f"{flag} {source}: none of its finished {what} is one of this run's "
+                             f"{len(wanted)} jobs (each must match in architecture, seed, data set, resolution "
+                             "and training settings: give the same --space, --sample-seed, budgets, --data and "
+                             "--target-data)")
+        for fp, row in theirs.items():
+            done.setdefault(fp, row)
+    return [{**done[fp], **j.identity()} for j in jobs
+            if j.budget in budgets and (fp := _fingerprint(settings["train"], j)) in done]
 
 
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
