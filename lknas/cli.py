@@ -202,8 +202,8 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
                          factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
                          target_epochs=args.target_epochs, target_steps=args.target_steps,
                          target_resolution=args.target_resolution, target_dataset=args.target_data,
-                         target_from=args.target_from, reuse_from=args.reuse_from, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         proxy_set=args.proxy_set, target_from=args.target_from, reuse_from=args.reuse_from,
+                         address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, quiet=args.quiet)
     print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "
           f"figures: python -m lknas report {stats['run_dir']}")
@@ -502,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     _num(p, "--target-steps", A.STEPS, "target budget in steps (instead of --factor)")
     _num(p, "--target-resolution", A.RESOLUTION, "target input size (default: the proxy's)")
     p.add_argument("--target-data", help="target data set, e.g. with more images (default: the proxy's)")
+    p.add_argument("--proxy-set", metavar="KEY=VALUE", action="append",
+                   help="a train setting of the proxy half only, e.g. warmup_epochs=0.1 or lr=1e-3 (repeatable): "
+                        "another proxy recipe against the same target (with --target-from)")
     p.add_argument("--target-from", metavar="RUN",
                    help="an earlier fidelity run whose target trials are reused where they are exactly this "
                         "run's (another proxy budget against the same target)")

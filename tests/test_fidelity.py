@@ -267,6 +267,72 @@ def test_reuse_from_is_repeatable_on_the_command_line():
     assert args.reuse_from == ["a.jsonl", "b"]
 
 
+def test_proxy_set_changes_the_proxy_recipe_only_so_the_target_is_reused(tmp_path):
+    import dataclasses
+
+    from test_search import write_space
+
+    from lknas.search.store import RunStore
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings, parse_proxy_set
+    from lknas.study.runner import job_train_config
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    archs = sample_archs(space, 3, 0)
+
+    def plan(recipe=None):
+        proxy = space.train.replace(steps=2)
+        jobs = _make_jobs(archs, proxy, {"steps": 4}, 32, proxy.dataset, 2, recipe)
+        return jobs, _settings(space, proxy, {"steps": 4}, jobs, 3, 2, 0, 2.0, None, None, None, None)
+
+    recipe = parse_proxy_set(["warmup_epochs=0.1", "lr = 1e-3"])
+    assert recipe == {"warmup_epochs": 0.1, "lr": 0.001}
+    jobs, settings = plan(recipe)
+    for j in jobs:
+        cfg = job_train_config(settings["train"], j)
+        if j.budget == PROXY:
+            assert (cfg.warmup_epochs, cfg.lr, cfg.steps) == (0.1, 0.001, 2)
+        else:  # the target keeps the space's recipe
+            assert (cfg.warmup_epochs, cfg.lr, cfg.steps) == (space.train.warmup_epochs, space.train.lr, 4)
+    base_jobs, base_settings = plan()
+    source = RunStore(tmp_path / "src")
+    source.root.mkdir()
+    source.write_settings(base_settings)
+    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in base_jobs]))
+    for j in base_jobs:
+        source.append({**j.identity(), "status": "ok", "accuracy": 50.0 + j.trial})
+    rows = _reuse_trials(source.root, jobs, settings, (PROXY, TARGET), "--reuse-from")
+    assert len(rows) == 6 and {j.budget for j in jobs if j.trial in {r["trial"] for r in rows}} == {TARGET}
+
+
+@pytest.mark.parametrize("item, message", [
+    ("steps=10", "set it with --steps"),
+    ("warmup=0.1", "warmup_epochs"),
+    ("lr=-1", "lr"),
+    ("lr", "give KEY=VALUE"),
+    ("lr={choice: [0.001, 0.002]}", "one value here"),
+])
+def test_proxy_set_refuses_bad_items_naming_them(item, message):
+    from lknas.errors import LknasError
+    from lknas.study.fidelity import parse_proxy_set
+
+    with pytest.raises(LknasError, match=message):
+        parse_proxy_set([item])
+
+
+def test_bad_proxy_set_exits_2_before_anything_is_created(tmp_path, capsys):
+    from test_search import write_space
+
+    from lknas.cli import main
+
+    space = write_space(tmp_path / "s.yaml")
+    code = main(["fidelity", "--space", str(space), "--archs", "3", "--proxy-set", "batch_size=0",
+                 "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--proxy-set batch_size" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
 def test_reuse_from_and_target_from_are_one_or_the_other(tmp_path, capsys):
     from test_search import write_space
 
