@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate these first: an architecture YAML, a directory of them, or a run's Pareto set")
     p.add_argument("--confirm", type=_confirm_flag, metavar="N|auto",
                    help="re-train the Pareto set with N extra seeds after the search (0..10; default auto: 2 or 1 "
-                        "when that costs at most 30%% of the search)")
+                        "when that costs at most 30%% of the search, else 1 for the most accurate members that fit)")
     _num(p, "--retime", A.RETIME, "after the search, time the architectures near the latency front again on the "
          "idle node, in this many interleaved rounds; the front uses their mean (default 3; 0: off)", metavar="N")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")

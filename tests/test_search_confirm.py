@@ -56,7 +56,25 @@ def test_auto_plan_confirms_only_when_cheap(tmp_path):
     plan = plan_confirm(store, OBJ, "auto", base_seed=0)
     front = store.pareto(OBJ)
     assert len(front) == 10  # accuracy and latency both rise with t: every trial is on the front
-    assert plan.seeds == 0 and "--confirm 1" in plan.reason  # 10 members x 10 s = 100% of the search
+    # one seed for all 10 members would be 100% of the search: the 3 most accurate fit in 30%
+    assert plan.seeds == 1 and plan.members == [9, 8, 7] and plan.train_seeds == [1]
+    assert plan.estimated_share == pytest.approx(0.3) and "3 most accurate of the 10" in plan.reason
+    assert "--confirm 1 confirms all" in plan.reason
+
+
+def test_auto_plan_skips_when_fewer_than_two_members_fit(tmp_path):
+    # three front members of 40 s each in a 190 s search: one fits in 30% (57 s), and one alone judges nothing
+    rows = [_row(t, 50.0, 6.0) for t in range(7)] + [_row(7 + i, 60.0 + 10 * i, 3.0 + i, wall=40.0) for i in range(3)]
+    plan = plan_confirm(_store(tmp_path, rows), OBJ, "auto")
+    assert plan.seeds == 0 and plan.train_seeds == [] and "ask for it with --confirm 1" in plan.reason
+
+
+def test_auto_plan_passes_over_a_member_that_does_not_fit(tmp_path):
+    # the most accurate member is too slow to re-train within 30%; the next two are confirmed instead
+    rows = [_row(t, 50.0, 6.0) for t in range(5)] + [_row(5, 90.0, 5.0, wall=60.0), _row(6, 80.0, 4.0, wall=10.0),
+                                                      _row(7, 70.0, 3.0, wall=10.0)]
+    plan = plan_confirm(_store(tmp_path, rows), OBJ, "auto")  # total 130 s; 30% = 39 s
+    assert plan.members == [6, 7] and plan.seeds == 1
 
 
 def test_auto_plan_picks_two_then_one(tmp_path):

@@ -7,8 +7,10 @@ search's own trainable, logged in `trials.jsonl` with `phase: confirm` and `conf
 The Optuna study is not told: these are measurements of known points, not samples.
 
 `--confirm N` asks for N extra seeds; `auto` (the default) takes 2, else 1, as long as that is
-estimated to cost at most `AUTO_SHARE` of the search (from the trials' own wall times), and
-otherwise none (the summary says how to ask for it). The plan is saved in `run.json` the first
+estimated to cost at most `AUTO_SHARE` of the search (from the trials' own wall times); when even
+one seed for the whole front would cost more, it gives one seed to the most accurate members that
+fit in that share (at least 2, so that their leads can be judged), and otherwise none (the summary
+says how to ask for it). The plan is saved in `run.json` the first
 time, so a resumed run confirms the same members. `lknas.search.noise` turns the re-trainings
 into accuracy mean +- std per front member and flags leads within noise.
 """
@@ -52,6 +54,18 @@ def _wall(rows: pd.DataFrame) -> float:
     return float(pd.to_numeric(rows[col], errors="coerce").fillna(0).sum())
 
 
+def _most_accurate_affordable(front: pd.DataFrame, total: float) -> list[int]:
+    """The front members, most accurate first, whose one extra seed each fits in AUTO_SHARE of
+    the search's `total` wall time (a member that does not fit is passed over for the next)."""
+    walls = pd.to_numeric(front.get("wall_time", pd.Series(0.0, index=front.index)), errors="coerce").fillna(0)
+    chosen, spent = [], 0.0
+    for i in front.sort_values("accuracy", ascending=False, kind="stable").index:
+        if spent + float(walls[i]) <= AUTO_SHARE * total:
+            chosen.append(int(front.at[i, "trial"]))
+            spent += float(walls[i])
+    return chosen
+
+
 def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: int | str,
                  base_seed: int = 0) -> ConfirmPlan:
     """The plan for `setting` (a count, or 'auto') from the run's finished search trials."""
@@ -67,9 +81,16 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
     if setting == "auto":
         n = next((k for k in (2, 1) if share_of(k) <= AUTO_SHARE), 0)
         if n == 0:
-            return ConfirmPlan(0, setting, members, [], share_of(1), f"skipped: even one extra seed would cost "
-                               f"{share_of(1):.0%} of the search (auto confirms up to {AUTO_SHARE:.0%}); "
-                               f"ask for it with --confirm 1")
+            part = _most_accurate_affordable(front, total) if total > 0 else []
+            if len(part) < 2:
+                return ConfirmPlan(0, setting, members, [], share_of(1), f"skipped: even one extra seed would cost "
+                                   f"{share_of(1):.0%} of the search (auto confirms up to {AUTO_SHARE:.0%}); "
+                                   f"ask for it with --confirm 1")
+            share = _wall(front[front["trial"].isin(part)]) / total
+            return ConfirmPlan(1, setting, part, [base_seed + 1], share, (
+                f"auto: 1 extra seed for the {len(part)} most accurate of the {len(members)} front members, "
+                f"estimated {share:.0%} of the search (all {len(members)} would cost {share_of(1):.0%}; auto "
+                f"confirms up to {AUTO_SHARE:.0%}; --confirm 1 confirms all)"))
         reason = f"auto: {n} extra seed(s), estimated {share_of(n):.0%} of the search"
     else:
         n = int(setting)
