@@ -139,13 +139,25 @@ def test_target_from_refuses_a_directory_that_is_not_a_fidelity_run(tmp_path, ca
     assert not (tmp_path / "new").exists()
 
 
-def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
+def _fake_fidelity_run(root, jobs, settings, done=None, accuracy=lambda j: 50.0 + j.trial):
+    """A fidelity run directory whose `done` jobs (default: all) finished with `accuracy(job)`."""
     import dataclasses
 
+    from lknas.search.store import RunStore
+
+    store = RunStore(root)
+    store.root.mkdir()
+    store.write_settings(settings)
+    (store.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
+    for j in jobs if done is None else done:
+        store.append({**j.identity(), "status": "ok", "accuracy": accuracy(j)})
+    return store
+
+
+def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
     from test_search import write_space
 
     from lknas.errors import LknasError
-    from lknas.search.store import RunStore
     from lknas.space import load_space
     from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings
 
@@ -158,13 +170,8 @@ def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
         return jobs, _settings(space, proxy, {"steps": target_steps}, jobs, 3, 2, 0, 2.0, None, None, None, None)
 
     jobs, settings = plan(4)
-    source = RunStore(tmp_path / "src")
-    source.root.mkdir()
-    source.write_settings(settings)
-    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
     done = [j for j in jobs if j.budget == TARGET][:2]
-    for j in done:
-        source.append({**j.identity(), "status": "ok", "accuracy": 60.0 + j.trial})
+    source = _fake_fidelity_run(tmp_path / "src", jobs, settings, done, lambda j: 60.0 + j.trial)
     mine, my_settings = plan(4, proxy_steps=1)  # another proxy budget, the same target
     rows = _reuse_trials(source.root, mine, my_settings)
     assert [r["trial"] for r in rows] == [j.trial for j in done] and [r["accuracy"] for r in rows] == [
@@ -175,12 +182,9 @@ def test_target_from_reuses_only_exactly_matching_target_trials(tmp_path):
 
 
 def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp_path):
-    import dataclasses
-
     from test_search import write_space
 
     from lknas.errors import LknasError
-    from lknas.search.store import RunStore
     from lknas.space import load_space
     from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings
 
@@ -192,12 +196,7 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
         return jobs, _settings(space, proxy, {"steps": 4}, jobs, n, seeds, 0, 2.0, None, None, None, None)
 
     jobs, settings = plan(3)
-    source = RunStore(tmp_path / "src")
-    source.root.mkdir()
-    source.write_settings(settings)
-    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
-    for j in jobs:
-        source.append({**j.identity(), "status": "ok", "accuracy": 50.0 + j.trial})
+    source = _fake_fidelity_run(tmp_path / "src", jobs, settings)
     mine, my_settings = plan(4)  # one architecture more: its first 3 are the source's
     rows = _reuse_trials(source.root, mine, my_settings, (PROXY, TARGET), "--reuse-from")
     by_trial = {j.trial: j for j in mine}
@@ -268,11 +267,8 @@ def test_reuse_from_is_repeatable_on_the_command_line():
 
 
 def test_proxy_set_changes_the_proxy_recipe_only_so_the_target_is_reused(tmp_path):
-    import dataclasses
-
     from test_search import write_space
 
-    from lknas.search.store import RunStore
     from lknas.space import load_space
     from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings, parse_proxy_set
     from lknas.study.runner import job_train_config
@@ -294,13 +290,7 @@ def test_proxy_set_changes_the_proxy_recipe_only_so_the_target_is_reused(tmp_pat
             assert (cfg.warmup_epochs, cfg.lr, cfg.steps) == (0.1, 0.001, 2)
         else:  # the target keeps the space's recipe
             assert (cfg.warmup_epochs, cfg.lr, cfg.steps) == (space.train.warmup_epochs, space.train.lr, 4)
-    base_jobs, base_settings = plan()
-    source = RunStore(tmp_path / "src")
-    source.root.mkdir()
-    source.write_settings(base_settings)
-    (source.root / "jobs.json").write_text(json.dumps([dataclasses.asdict(j) for j in base_jobs]))
-    for j in base_jobs:
-        source.append({**j.identity(), "status": "ok", "accuracy": 50.0 + j.trial})
+    source = _fake_fidelity_run(tmp_path / "src", *plan())
     rows = _reuse_trials(source.root, jobs, settings, (PROXY, TARGET), "--reuse-from")
     assert len(rows) == 6 and {j.budget for j in jobs if j.trial in {r["trial"] for r in rows}} == {TARGET}
 
