@@ -56,8 +56,12 @@ def _check(algo, b, c, h, w, kh, kw, bias, dtype=torch.float32, device="cpu", re
     # reference in fp32 from the same (rounded) values
     leaves = [t.to(dtype).requires_grad_() for t in (x, wt)] + ([bs.to(dtype).requires_grad_()] if bias else [])
     ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
-    ref = _reference(ref_leaves[0], ref_leaves[1], ref_leaves[2] if bias else None)
-    ref_grads = torch.autograd.grad(ref, ref_leaves, gy.float())
+    # the reference runs PyTorch's native convolution, not oneDNN's: a CI run hung for 12+ minutes in
+    # oneDNN's weight-gradient reduction barrier (reduce_diff_weights) on a worker whose other tests
+    # change the thread count (pytorch/pytorch#91547 describes the barrier hang)
+    with torch.backends.mkldnn.flags(enabled=False):
+        ref = _reference(ref_leaves[0], ref_leaves[1], ref_leaves[2] if bias else None)
+        ref_grads = torch.autograd.grad(ref, ref_leaves, gy.float())
     with dw.use_algorithm(algo):
         y = dwconv2d(leaves[0], leaves[1], leaves[2] if bias else None)
     assert y.shape == (b, c, h, w) and y.dtype == dtype
