@@ -54,16 +54,17 @@ def _wall(rows: pd.DataFrame) -> float:
     return float(pd.to_numeric(rows[col], errors="coerce").fillna(0).sum())
 
 
-def _most_accurate_affordable(front: pd.DataFrame, total: float) -> list[int]:
+def _most_accurate_affordable(front: pd.DataFrame, total: float) -> tuple[list[int], float]:
     """The front members, most accurate first, whose one extra seed each fits in AUTO_SHARE of
-    the search's `total` wall time (a member that does not fit is passed over for the next)."""
+    the search's `total` wall time (a member that does not fit is passed over for the next), and
+    the wall time they cost."""
     walls = pd.to_numeric(front.get("wall_time", pd.Series(0.0, index=front.index)), errors="coerce").fillna(0)
     chosen, spent = [], 0.0
     for i in front.sort_values("accuracy", ascending=False, kind="stable").index:
         if spent + float(walls[i]) <= AUTO_SHARE * total:
             chosen.append(int(front.at[i, "trial"]))
             spent += float(walls[i])
-    return chosen
+    return chosen, spent
 
 
 def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: int | str,
@@ -81,12 +82,12 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
     if setting == "auto":
         n = next((k for k in (2, 1) if share_of(k) <= AUTO_SHARE), 0)
         if n == 0:
-            part = _most_accurate_affordable(front, total) if total > 0 else []
+            part, spent = _most_accurate_affordable(front, total) if total > 0 else ([], 0.0)
             if len(part) < 2:
                 return ConfirmPlan(0, setting, members, [], share_of(1), f"skipped: even one extra seed would cost "
                                    f"{share_of(1):.0%} of the search (auto confirms up to {AUTO_SHARE:.0%}); "
                                    f"ask for it with --confirm 1")
-            share = _wall(front[front["trial"].isin(part)]) / total
+            share = spent / total
             return ConfirmPlan(1, setting, part, [base_seed + 1], share, (
                 f"auto: 1 extra seed for the {len(part)} most accurate of the {len(members)} front members, "
                 f"estimated {share:.0%} of the search (all {len(members)} would cost {share_of(1):.0%}; auto "

@@ -286,11 +286,11 @@ def _reuse_trials(sources: Path | list[Path], jobs: list[Job], settings: dict[st
     Raises:
         LknasError: a source is not a fidelity run or trials file, or none of its trials matches.
     """
+    wanted = [(j, _fingerprint(settings["train"], j)) for j in jobs if j.budget in budgets]
     done: dict[str, dict[str, Any]] = {}
     for source in [sources] if isinstance(sources, Path) else sources:
         theirs = _finished(source, flag)
-        wanted = [j for j in jobs if j.budget in budgets]
-        if not any(_fingerprint(settings["train"], j) in theirs for j in wanted):
+        if not any(fp in theirs for _, fp in wanted):
             what = "target trials" if budgets == (TARGET,) else "trials"
             raise LknasError(f"{flag} {source}: none of its finished {what} is one of this run's "
                              f"{len(wanted)} jobs (each must match in architecture, seed, data set, resolution "
@@ -298,8 +298,7 @@ def _reuse_trials(sources: Path | list[Path], jobs: list[Job], settings: dict[st
                              "--target-data)")
         for fp, row in theirs.items():
             done.setdefault(fp, row)
-    return [{**done[fp], **j.identity()} for j in jobs
-            if j.budget in budgets and (fp := _fingerprint(settings["train"], j)) in done]
+    return [{**done[fp], **j.identity()} for j, fp in wanted if fp in done]
 
 
 # Keys --proxy-set leaves to their own flags (the budget, the data) or to the run (the seeds).
