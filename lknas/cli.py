@@ -202,7 +202,7 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
                          factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
                          target_epochs=args.target_epochs, target_steps=args.target_steps,
                          target_resolution=args.target_resolution, target_dataset=args.target_data,
-                         proxy_set=args.proxy_set, target_from=args.target_from, reuse_from=args.reuse_from,
+                         proxy_set=args.proxy_set, target_set=args.target_set, target_from=args.target_from, reuse_from=args.reuse_from,
                          address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, quiet=args.quiet)
     print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "
@@ -505,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy-set", metavar="KEY=VALUE", action="append",
                    help="a train setting of the proxy half only, e.g. warmup_epochs=0.1 or lr=1e-3 (repeatable): "
                         "another proxy recipe against the same target (with --target-from)")
+    p.add_argument("--target-set", metavar="KEY=VALUE", action="append",
+                   help="a train setting of the target half only (repeatable), e.g. curriculum_fraction=0.3: "
+                        "the recipe earlier target trials were trained with, so they are reused")
     p.add_argument("--target-from", metavar="RUN",
                    help="an earlier fidelity run whose target trials are reused where they are exactly this "
                         "run's (another proxy budget against the same target)")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, StageSpec, StemSpec
+from lknas.errors import LknasError
 from lknas.study.fidelity import PROXY, TARGET, _target_train, fidelity_stats, format_fidelity, sample_archs
 
 
@@ -293,6 +294,49 @@ def test_proxy_set_changes_the_proxy_recipe_only_so_the_target_is_reused(tmp_pat
     source = _fake_fidelity_run(tmp_path / "src", *plan())
     rows = _reuse_trials(source.root, jobs, settings, (PROXY, TARGET), "--reuse-from")
     assert len(rows) == 6 and {j.budget for j in jobs if j.trial in {r["trial"] for r in rows}} == {TARGET}
+
+
+def test_target_set_changes_the_target_recipe_only_so_old_target_trials_are_reused(tmp_path):
+    from test_search import write_space
+
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs, _reuse_trials, _settings, parse_proxy_set
+    from lknas.study.runner import job_train_config
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    archs = sample_archs(space, 3, 0)
+    old_lr = float(space.train.lr)
+
+    def plan(proxy_train, target_recipe=None):
+        jobs = _make_jobs(archs, proxy_train, {"steps": 4}, 32, proxy_train.dataset, 2, None, target_recipe)
+        return jobs, _settings(space, proxy_train, {"steps": 4}, jobs, 3, 2, 0, 2.0, None, None, None, None)
+
+    # an earlier measurement, made when the space's lr was old_lr; the space's lr has changed since
+    source = _fake_fidelity_run(tmp_path / "src", *plan(space.train.replace(steps=2)))
+    changed = space.train.replace(steps=2, lr=old_lr / 2)
+    jobs, settings = plan(changed)
+    with pytest.raises(LknasError, match="none of its finished"):
+        _reuse_trials(source.root, jobs, settings, (PROXY, TARGET), "--reuse-from")
+    recipe = parse_proxy_set([f"lr={old_lr}"], "--target-set")
+    jobs, settings = plan(changed, recipe)
+    for j in jobs:
+        cfg = job_train_config(settings["train"], j)
+        assert (cfg.lr, cfg.steps) == ((old_lr / 2, 2) if j.budget == PROXY else (old_lr, 4))
+    rows = _reuse_trials(source.root, jobs, settings, (PROXY, TARGET), "--reuse-from")
+    assert len(rows) == 6 and {j.budget for j in jobs if j.trial in {r["trial"] for r in rows}} == {TARGET}
+
+
+@pytest.mark.parametrize("flag, key, message", [
+    ("--target-set", "steps", "set it with --target-steps"),
+    ("--target-set", "dataset", "set it with --target-data"),
+    ("--target-set", "resolution", "set it with --target-resolution"),
+    ("--proxy-set", "resolution", "set it with the space's train"),
+])
+def test_each_half_points_to_its_own_budget_and_data_flags(flag, key, message):
+    from lknas.study.fidelity import parse_proxy_set
+
+    with pytest.raises(LknasError, match=f"{flag} {key}: {message}"):
+        parse_proxy_set([f"{key}=1"], flag)
 
 
 @pytest.mark.parametrize("item, message", [

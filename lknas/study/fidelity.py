@@ -103,6 +103,7 @@ def run_fidelity(
     target_resolution: int | None = None,
     target_dataset: str | None = None,
     proxy_set: dict[str, Any] | list[str] | None = None,
+    target_set: dict[str, Any] | list[str] | None = None,
     target_from: str | os.PathLike | None = None,
     reuse_from: str | os.PathLike | list[str | os.PathLike] | None = None,
     address: str | None = None,
@@ -124,6 +125,8 @@ def run_fidelity(
             proxy's), e.g. 'pathfinder:length=5,train=40000' for more data.
         proxy_set: train settings of the proxy half only ({'warmup_epochs': 0.1} or
             ['warmup_epochs=0.1']): another proxy recipe against the same target.
+        target_set: train settings of the target half only, the same way (a target trained with
+            another recipe than the space's, e.g. the one earlier target trials were trained with).
         target_from: a finished fidelity run whose target trials this new run reuses where they
             are exactly its own target jobs (another proxy budget against the same target).
         reuse_from: fidelity runs or trials JSONL files (one or a list) whose finished trials of
@@ -158,12 +161,16 @@ def run_fidelity(
                                  if v is not None})
         target = _target_train(proxy, factor, target_epochs, target_steps)
         recipe = parse_proxy_set(proxy_set)
+        target_recipe = parse_proxy_set(target_set, "--target-set")
         jobs = _make_jobs(sample_archs(space_obj, archs, sample_seed), proxy, target,
-                          target_resolution or proxy.resolution, target_dataset or proxy.dataset, seeds, recipe)
+                          target_resolution or proxy.resolution, target_dataset or proxy.dataset, seeds, recipe,
+                          target_recipe)
         settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
                              cpus_per_trial, gpus_per_trial, max_concurrent)
         if recipe:
             settings["proxy_set"] = recipe
+        if target_recipe:
+            settings["target_set"] = target_recipe
         reused = []
         if target_from is not None:
             reused = _reuse_trials(Path(target_from), jobs, settings)
@@ -193,7 +200,7 @@ def run_fidelity(
                 print(f"reused {len(reused)} of {len(jobs)} trials from {_sources_text(reuse_from)}", file=stream)
             print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
                   f"({_budget_text(settings['train'])}{_recipe_text(settings)}) and the target budget "
-                  f"({_budget_text(target)})", file=stream)
+                  f"({_budget_text(target)}{_recipe_text(settings, 'target_set')})", file=stream)
         outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
         try:
             stats = fidelity_stats(store.frame())
@@ -210,8 +217,8 @@ def run_fidelity(
     return stats
 
 
-def _recipe_text(settings: dict[str, Any]) -> str:
-    return "".join(f", {k}={v}" for k, v in settings.get("proxy_set", {}).items())
+def _recipe_text(settings: dict[str, Any], key: str = "proxy_set") -> str:
+    return "".join(f", {k}={v}" for k, v in settings.get(key, {}).items())
 
 
 def _sources_text(sources) -> str:
@@ -301,37 +308,43 @@ def _reuse_trials(sources: Path | list[Path], jobs: list[Job], settings: dict[st
     return [{**done[fp], **j.identity()} for j, fp in wanted if fp in done]
 
 
-# Keys --proxy-set leaves to their own flags (the budget, the data) or to the run (the seeds).
-NOT_PROXY_SET = {"steps": "--steps", "epochs": "--epochs", "dataset": "--data", "resolution": "the space's train",
-                 "seed": "--seeds", "data_seed": "--sample-seed"}
+# Keys --proxy-set / --target-set leave to their own flags (the budget, the data) or to the run (the seeds).
+OWN_FLAGS = {
+    "--proxy-set": {"steps": "--steps", "epochs": "--epochs", "dataset": "--data", "resolution": "the space's train",
+                    "seed": "--seeds", "data_seed": "--sample-seed"},
+    "--target-set": {"steps": "--target-steps", "epochs": "--target-epochs", "dataset": "--target-data",
+                     "resolution": "--target-resolution", "seed": "--seeds", "data_seed": "--sample-seed"},
+}
 
 
-def parse_proxy_set(items: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+def parse_proxy_set(items: dict[str, Any] | list[str] | None, flag: str = "--proxy-set") -> dict[str, Any]:
     """`--proxy-set KEY=VALUE` items (or a mapping) -> train settings of the proxy half, checked as the
-    space's train section is (values are YAML scalars, read safely).
+    space's train section is (values are YAML scalars, read safely). `flag` names the flag in errors
+    (`--target-set` parses the target half's the same way).
 
     Raises:
         LknasError: not KEY=VALUE, a key train does not have or that has its own flag, a bad value.
     """
     from lknas.space.configs import TRAIN_FIELDS, _fields
 
+    own = OWN_FLAGS[flag]
     raw: dict[str, Any] = {}
     for item in (items.items() if isinstance(items, dict) else (items or ())):
         if isinstance(item, str):
             key, eq, text = item.partition("=")
             if not eq or not key.strip():
-                raise LknasError(f"--proxy-set {item!r}: give KEY=VALUE, e.g. --proxy-set warmup_epochs=0.1")
+                raise LknasError(f"{flag} {item!r}: give KEY=VALUE, e.g. {flag} warmup_epochs=0.1")
             item = (key.strip(), _scalar(text))
         key, value = item
-        if key in NOT_PROXY_SET:
-            raise LknasError(f"--proxy-set {key}: set it with {NOT_PROXY_SET[key]} instead")
+        if key in own:
+            raise LknasError(f"{flag} {key}: set it with {own[key]} instead")
         raw[key] = value
     issues: list[tuple[str, str]] = []
-    parsed = _fields(raw, TRAIN_FIELDS, tuple(TRAIN_FIELDS), "--proxy-set", issues)
-    issues += [(f"--proxy-set {k}", f"{k} must be one value here, not a search domain")
+    parsed = _fields(raw, TRAIN_FIELDS, tuple(TRAIN_FIELDS), flag, issues)
+    issues += [(f"{flag} {k}", f"{k} must be one value here, not a search domain")
                for k, v in parsed.items() if not isinstance(v, (str, int, float, type(None)))]
     if issues:
-        raise LknasError("; ".join(f"{where.replace('--proxy-set.', '--proxy-set ')}: {why}"
+        raise LknasError("; ".join(f"{where.replace(f'{flag}.', f'{flag} ')}: {why}"
                                    for where, why in issues))
     return parsed
 
@@ -353,11 +366,12 @@ def _scalar(text: str) -> Any:
 
 
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
-               target_dataset: str, seeds: int, recipe: dict[str, Any] | None = None) -> list[Job]:
+               target_dataset: str, seeds: int, recipe: dict[str, Any] | None = None,
+               target_recipe: dict[str, Any] | None = None) -> list[Job]:
     jobs: list[Job] = []
     fixed = {"data_seed": proxy.data_set_seed}  # the seeds vary initialization and order, not the data
     for budget, train, res, data in ((PROXY, {**fixed, **(recipe or {})}, proxy.resolution, proxy.dataset),
-                                     (TARGET, {**fixed, **target}, target_resolution, target_dataset)):
+                                     (TARGET, {**fixed, **(target_recipe or {}), **target}, target_resolution, target_dataset)):
         for i, arch in enumerate(archs):
             for seed in range(seeds):
                 jobs.append(Job(len(jobs), "fidelity", "arch", f"a{i:02d}", float(i), data, seed, res,
@@ -434,9 +448,9 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
     if "error" in stats:
         return f"fidelity: {stats['error']}"
     budgets = (settings or {}).get("budgets", {})
-    recipe = _recipe_text(settings or {})
+    recipe, target_recipe = _recipe_text(settings or {}), _recipe_text(settings or {}, "target_set")
     lines = ["fidelity of the proxy budget" + (f" ({_budget_text(budgets[PROXY])}{recipe} vs "
-                                              f"{_budget_text(budgets[TARGET])})" if budgets else "")
+                                              f"{_budget_text(budgets[TARGET])}{target_recipe})" if budgets else "")
              + f", {stats['archs']} architectures:",
              f"  Spearman rho {stats['spearman']:.3f} {_ci(stats['spearman_ci'])}, Kendall tau {stats['kendall']:.3f} "
              f"{_ci(stats['kendall_ci'])} (95% bootstrap over architectures and seeds, {stats['resamples']} resamples)"]
