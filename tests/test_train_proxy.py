@@ -101,3 +101,46 @@ def test_a_sparse_architecture_keeps_its_density_through_training():
     assert abs(nonzero - round(0.5 * total)) <= len(masked)  # within one weight per layer
     counts = complexity(result.model, resolution=32)
     assert counts["params_nonzero"] == counts["params"] - total + nonzero
+
+
+
+def test_ema_decay_evaluates_the_average_of_the_weights():
+    cfg = CFG.replace(layout="nchw")  # one layout: runs repeat bit for bit
+    plain = train_proxy(small_arch(), cfg, ToyData(), keep_model=True)
+    averaged = train_proxy(small_arch(), cfg.replace(ema_decay=0.9), ToyData(), keep_model=True)
+    # the same training (the average does not feed back), another network evaluated
+    assert [h["train_loss"] for h in averaged.history] == [h["train_loss"] for h in plain.history]
+    assert averaged.accuracy > 75 and averaged.accuracy == evaluate(averaged.model, ToyData().val)[0]
+    # timm's EMA with its first update a copy: after two steps 0.9 x the first step's weights + 0.1 x the second's
+    one, two = (train_proxy(small_arch(), cfg.replace(steps=n), ToyData(), keep_model=True).model for n in (1, 2))
+    ema = train_proxy(small_arch(), cfg.replace(steps=2, ema_decay=0.9), ToyData(), keep_model=True).model
+    for (name, p), p1, p2 in zip(ema.named_parameters(), one.parameters(), two.parameters()):
+        torch.testing.assert_close(p, 0.9 * p1 + 0.1 * p2, msg=name)
+    assert any(not torch.equal(p, p2) for p, p2 in zip(ema.parameters(), two.parameters()))
+
+
+def test_ema_of_a_sparse_network_keeps_its_masks():
+    from lknas.sparsity import sparse_parameters
+
+    arch = small_arch(kernel=7, reparam=3, density=0.5)
+    result = train_proxy(arch, CFG.replace(epochs=2, ema_decay=0.99), ToyData(), keep_model=True)
+    assert result.status == "ok"
+    masked = sparse_parameters(result.model, "large_kernels")
+    total = sum(p.numel() for p in masked)
+    nonzero = sum(int((p != 0).sum()) for p in masked)
+    assert abs(nonzero - round(0.5 * total)) <= len(masked)
+
+
+@pytest.mark.parametrize("value, ok", [(0.99, True), (1.5, False), (0, False)])
+def test_ema_decay_is_checked_like_the_other_train_settings(tmp_path, value, ok):
+    from lknas.errors import LknasError
+    from lknas.space import load_space
+    from tests.test_search import write_space
+
+    path = write_space(tmp_path / "s.yaml")
+    path.write_text(path.read_text().replace("warmup_epochs: 0}", f"warmup_epochs: 0, ema_decay: {value}}}"))
+    if ok:
+        assert load_space(path).train.ema_decay == value
+    else:
+        with pytest.raises(LknasError, match="ema_decay"):
+            load_space(path)

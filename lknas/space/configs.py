@@ -49,6 +49,7 @@ class TrainConfig:
     # seed keeps the data set: lknas.search.confirm, lknas fidelity)
     curriculum: str | None = None  # an easier data set trained on first (e.g. shorter distances)
     curriculum_fraction: float = 0.25  # the share of the steps spent on it
+    ema_decay: float | None = None  # evaluate an EMA of the weights (timm's ModelEmaV3) with this decay
     layout: str = "auto"  # memory layout: nchw | channels_last | auto (measured fastest; LKNAS_LAYOUT overrides auto)
 
     @property
@@ -156,6 +157,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "data_seed": int_field("data_seed", 0, MAX_SEED, nullable=True, searchable=False),
     "curriculum": str_field("curriculum", nullable=True),
     "curriculum_fraction": float_field("curriculum_fraction", 0, 1, lo_open=True, hi_open=True, searchable=False),
+    "ema_decay": float_field("ema_decay", 0, 1, lo_open=True, hi_open=True, nullable=True, searchable=False),
     "layout": enum_field("layout", ("auto", "nchw", "channels_last"), searchable=False),
 }
 SEARCH_FIELDS: dict[str, Field] = {

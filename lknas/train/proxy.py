@@ -5,7 +5,8 @@ path, SLaK-style dynamic sparsity when the architecture asks for it, AMP on CUDA
 (NCHW or channels_last) measured fastest for the model (`lknas.measure.layout`), a budget in
 epochs or steps plus an optional time limit, an optional curriculum (the first
 `curriculum_fraction` of the steps on an easier data set), evaluation each epoch and a `report`
-callback per epoch (the search's early-stopping hook). Seeded and deterministic on CPU for a given
+callback per epoch (the search's early-stopping hook), and with `ema_decay` the evaluation of an
+exponential moving average of the weights (timm's ModelEmaV3) instead of the last ones. Seeded and deterministic on CPU for a given
 layout (pin it with LKNAS_LAYOUT to repeat a run in another process).
 
 A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
@@ -219,7 +220,7 @@ def train_proxy(
         pinned = layout if layout is not None else (cfg.layout if cfg.layout != "auto" else None)
         result.layout, result.layout_ms = _training_layout(pinned, model, arch, cfg, bundle, dev)
         to_layout(model, result.layout)
-        _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
+        model = _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
     except _Diverged as err:
         result.status, result.error = "diverged", str(err)
     except (RuntimeError, MemoryError) as err:
@@ -245,7 +246,19 @@ def _training_layout(layout: str | None, model: nn.Module, arch: ArchConfig, cfg
         return resolve_layout(layout, model, noise.to(dev), train=True, key=("train", arch.hash()))
 
 
-def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) -> None:
+def _masked_ema(ema, sparsity) -> nn.Module:
+    """The EMA model with the sparse layers' current masks applied: the average keeps a weight the
+    masks have since pruned, and the network evaluated (and counted) is the sparse one."""
+    if sparsity is not None:
+        params = dict(ema.module.named_parameters())
+        with torch.no_grad():
+            for name, mask in sparsity.masks.items():
+                params[name].mul_(mask.to(params[name].dtype))
+    return ema.module
+
+
+def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) -> nn.Module:
+    """Train `model` in place; returns the network evaluated: `model`, or its EMA (`cfg.ema_decay`)."""
     per_epoch = len(bundle.train)
     if per_epoch == 0:
         raise ValueError(f"the training split of {getattr(bundle, 'name', 'the data')} has fewer samples than "
@@ -258,7 +271,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     loss_fn = make_loss(cfg.label_smoothing)
     amp, amp_dtype = _autocast(dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    sparsity = None
+    sparsity = ema = None
+    evaluated = model
     step = 0
     easy = _curriculum_batches(cfg, bundle, dev, curriculum_steps(cfg, total_steps))
     for epoch in range(epochs):
@@ -270,6 +284,10 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             x = to_layout(x, result.layout)
             if sparsity is None and step == 0:
                 sparsity = _make_sparsity(model, arch, total_steps, optimizer, (x, y))
+                if cfg.ema_decay:  # after the initial masks: the average starts from the sparse network
+                    from timm.utils import ModelEmaV3
+
+                    ema = ModelEmaV3(model, decay=cfg.ema_decay)
             with amp:
                 loss = loss_fn(model(x), y)
             loss_value = float(loss.detach())
@@ -279,6 +297,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             backward_and_step(loss, optimizer, scaler, sparsity)
             quiet.yield_point()  # a latency timing on this node goes first
             step += 1
+            if ema is not None:
+                ema.update(model, step=step)
             scheduler.step_update(step)
             loss_sum += loss_value * y.numel()
             n_seen += y.numel()
@@ -286,7 +306,8 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             if step >= total_steps or out_of_time:
                 result.time_limited = bool(out_of_time and step < total_steps)
                 break
-        accuracy, val_loss = evaluate(model, bundle.val, dev, layout=result.layout)
+        evaluated = _masked_ema(ema, sparsity) if ema is not None else model
+        accuracy, val_loss = evaluate(evaluated, bundle.val, dev, layout=result.layout)
         metrics = {
             "epoch": epoch + 1, "step": step, "accuracy": accuracy, "val_loss": val_loss,
             "train_loss": loss_sum / max(1, n_seen), "time": time.perf_counter() - start,
@@ -303,6 +324,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
                             f"lower train.lr (now {cfg.lr:g}) or add warm-up")
         if report is not None and report(dict(metrics)):
             result.status = "stopped"
-            return
+            return evaluated
         if step >= total_steps or result.time_limited:
-            return
+            return evaluated
+    return evaluated
