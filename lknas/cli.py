@@ -202,7 +202,8 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
                          factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
                          target_epochs=args.target_epochs, target_steps=args.target_steps,
                          target_resolution=args.target_resolution, target_dataset=args.target_data,
-                         proxy_set=args.proxy_set, target_set=args.target_set, target_from=args.target_from, reuse_from=args.reuse_from,
+                         proxy_set=args.proxy_set, target_set=args.target_set, target_from=args.target_from,
+                         reuse_from=args.reuse_from,
                          address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, quiet=args.quiet)
     print(f"results: {stats['run_dir']} (fidelity.json, trials.csv, summary.txt); "

@@ -371,7 +371,8 @@ def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_r
     jobs: list[Job] = []
     fixed = {"data_seed": proxy.data_set_seed}  # the seeds vary initialization and order, not the data
     for budget, train, res, data in ((PROXY, {**fixed, **(recipe or {})}, proxy.resolution, proxy.dataset),
-                                     (TARGET, {**fixed, **(target_recipe or {}), **target}, target_resolution, target_dataset)):
+                                     (TARGET, {**fixed, **(target_recipe or {}), **target}, target_resolution,
+                                      target_dataset)):
         for i, arch in enumerate(archs):
             for seed in range(seeds):
                 jobs.append(Job(len(jobs), "fidelity", "arch", f"a{i:02d}", float(i), data, seed, res,

@@ -6,8 +6,8 @@ path, SLaK-style dynamic sparsity when the architecture asks for it, AMP on CUDA
 epochs or steps plus an optional time limit, an optional curriculum (the first
 `curriculum_fraction` of the steps on an easier data set), evaluation each epoch and a `report`
 callback per epoch (the search's early-stopping hook), and with `ema_decay` the evaluation of an
-exponential moving average of the weights (timm's ModelEmaV3) instead of the last ones. Seeded and deterministic on CPU for a given
-layout (pin it with LKNAS_LAYOUT to repeat a run in another process).
+exponential moving average of the weights (timm's ModelEmaV3) instead of the last ones. Seeded and
+deterministic on CPU for a given layout (pin it with LKNAS_LAYOUT to repeat a run in another process).
 
 A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
 memory with status `oom`; the result says so and carries the message.
