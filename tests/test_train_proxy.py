@@ -103,7 +103,6 @@ def test_a_sparse_architecture_keeps_its_density_through_training():
     assert counts["params_nonzero"] == counts["params"] - total + nonzero
 
 
-
 def test_ema_decay_evaluates_the_average_of_the_weights():
     cfg = CFG.replace(layout="nchw")  # one layout: runs repeat bit for bit
     plain = train_proxy(small_arch(), cfg, ToyData(), keep_model=True)
