@@ -75,6 +75,8 @@ def main() -> int:
         "trial_time_mean_s": sum(trial_times) / len(trial_times), "search_wall_s": wall,
         "ideal_wall_s": ideal, "overhead_ratio": wall / ideal, "target_ratio": 1.05,
         "ratio_over_training_alone": wall / train_ideal,
+        # the quiet re-timing of the front after the trials is a measurement the search makes, not scheduling
+        "overhead_ratio_less_retime": (wall - phases.get("retime", 0.0)) / ideal,
         "driver_phases_s": phases, "slot_handoffs_s": handoffs,
         "first_trial_start_s": first_start, "tail_idle_s": tail,
         "tune_loop_gap_s": phases.get("trials", 0.0) - ideal, "per_trial_mean_s": in_trial,
@@ -84,9 +86,10 @@ def main() -> int:
     out = Path(args.out)
     table = (
         "| trials | concurrency | mean trial time | search wall | ideal (sum / concurrency) | ratio | target "
-        "| ratio over training alone |\n|---|---|---|---|---|---|---|---|\n"
+        "| ratio less the retime phase | ratio over training alone |\n|---|---|---|---|---|---|---|---|---|\n"
         f"| {len(df)} | {args.concurrency} | {result['trial_time_mean_s']:.1f} s | {wall:.1f} s | {ideal:.1f} s "
-        f"| {result['overhead_ratio']:.3f} | <= 1.05 | {result['ratio_over_training_alone']:.3f} |\n"
+        f"| {result['overhead_ratio']:.3f} | <= 1.05 | {result['overhead_ratio_less_retime']:.3f} "
+        f"| {result['ratio_over_training_alone']:.3f} |\n"
     )
     rows = [f"| {name} | {sec:.1f} s | {100 * sec / wall:.1f}% |" for name, sec in phases.items()]
     rows.append(f"| of `trials`: beyond the ideal (trial start, scheduling, results between trials) | "

@@ -50,12 +50,19 @@ def study_of(run: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny_space", storage=f"sqlite:///{run / 'study.db'}")
 
 
-def test_multi_objective_search_writes_every_result(local_ray, tmp_path):
+def test_multi_objective_search_writes_every_result(local_ray, tmp_path, monkeypatch):
     from lknas.search import run_search
+    from lknas.search.retime import TimerPrestart
 
+    started, taken = [], []
+    real_start, real_take = TimerPrestart.start, TimerPrestart.take
+    monkeypatch.setattr(TimerPrestart, "start", lambda self: (started.append(time.time()), real_start(self))[1])
+    monkeypatch.setattr(TimerPrestart, "take", lambda self: (lambda t: (taken.append(t), t)[1])(real_take(self)))
     out = tmp_path / "run"
     outcome = run_search(write_space(tmp_path / "s.yaml", retime=3), out=out, quiet=True)
     df = load_results(out)
+    # the retime phase's timing process started in the search's tail, before the last trial ended
+    assert len(started) == 1 and started[0] < df["finished_at"].max() and taken and taken[0] is not None
     assert len(df) == 3 and set(df["status"]) == {"ok"}
     assert sorted(df["trial"]) == [0, 1, 2]
     for name in ("trials.csv", "trials.parquet", "pareto.csv", "space.yaml", "study.db", "summary.txt", "run.json"):

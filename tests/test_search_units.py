@@ -135,6 +135,42 @@ def test_monitor_marks_a_scheduler_stopped_trial_truncated(tmp_path):
     assert "truncated 1" in monitor.status_line() and "1/2 done" in monitor.status_line()
 
 
+def test_monitor_calls_on_tail_once_when_a_slot_stays_free_until_the_end(tmp_path):
+    """4 trials, 2 at a time: the tail begins when a trial ends with the last one already running."""
+    from lknas.search.monitor import SearchMonitor
+
+    calls = []
+    monitor = SearchMonitor(RunStore(tmp_path), OBJ, total=4, done_before=0, stream=io.StringIO(),
+                            on_tail=lambda: calls.append(len(monitor.running)))
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={}, last_result={"trial": i, "status": "error", "error": "x"})
+              for i in range(4)]
+    def start(i):
+        monitor.on_trial_start(0, [], trials[i])
+
+    def end(i):
+        monitor.on_trial_complete(0, [], trials[i])
+
+    start(0), start(1)
+    end(0)  # trials 2 and 3 not started yet: its slot takes the next one
+    assert calls == []
+    start(2), end(1), start(3)
+    assert calls == []
+    end(2)  # 3 done or running, 1 to go: the freed slot stays free
+    assert calls == [1]
+    end(3)
+    assert calls == [1] and monitor.done == 4
+    assert monitor.__getstate__()["on_tail"] is None  # Ray pickles the callback without it
+
+    def broken():
+        raise RuntimeError("a head start only")
+
+    other = SearchMonitor(RunStore(tmp_path / "b"), OBJ, total=2, done_before=0, stream=io.StringIO(), on_tail=broken)
+    for i in (0, 1):
+        other.on_trial_start(0, [], trials[i])
+    other.on_trial_complete(0, [], trials[0])  # the error is swallowed, the trial still counted
+    assert other.done == 1 and other.on_tail is None
+
+
 def test_constraint_values_are_relative_and_signed():
     from lknas.search.trial import constraint_values
 

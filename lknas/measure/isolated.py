@@ -71,8 +71,11 @@ def _serve() -> None:
     import json
     import sys
 
-    from lknas.arch import ArchConfig
-    from lknas.measure import measure_latency
+    from lknas import quiet
+
+    with quiet.working():  # importing torch is work on the node: no trial times its latency meanwhile
+        from lknas.arch import ArchConfig
+        from lknas.measure import measure_latency
 
     setting = json.loads(sys.stdin.readline())
     for line in sys.stdin:

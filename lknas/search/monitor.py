@@ -43,9 +43,11 @@ def clean_row(result: dict[str, Any]) -> dict[str, Any]:
 class SearchMonitor(Callback):
     def __init__(self, store: RunStore, objectives: tuple[Objective, ...], total: int, done_before: int,
                  quiet: bool = False, stream: TextIO | None = None, summary=None, phase: str | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_tail: Callable[[], None] | None = None):
         """`phase`: count (and tag) only the trials of that phase (e.g. 'confirm'); default: the
-        search's own trials. `clock`: seconds, for the elapsed time and the time-left estimate."""
+        search's own trials. `clock`: seconds, for the elapsed time and the time-left estimate.
+        `on_tail`: called once when a trial ends while every remaining trial is already running
+        (a slot stays free until the end: the search's tail); an error in it is ignored."""
         self.store, self.objectives = store, objectives
         self.total, self.done_before = total, done_before
         self.quiet = quiet
@@ -60,6 +62,7 @@ class SearchMonitor(Callback):
         self.counts = {"ok": 0, "infeasible": 0, "failed": 0, "truncated": 0}
         self.best: dict[str, tuple[float, int]] = {}
         self.phase = phase
+        self.on_tail = on_tail
         for row in store.rows():
             if row.get("phase") == phase:
                 self._count(row)
@@ -67,7 +70,7 @@ class SearchMonitor(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner's callbacks with its state: leave out the stream and hooks."""
         state = dict(self.__dict__)
-        state.update(_stream=None, summary=None, tty=False)
+        state.update(_stream=None, summary=None, tty=False, on_tail=None)
         return state
 
     @property
@@ -122,6 +125,12 @@ class SearchMonitor(Callback):
         self.time_left.finished(trial.trial_id, self.total - self.done)
         self._log(row)
         self._render()
+        if self.on_tail is not None and self.done < self.total <= self.done + len(self.running):
+            tail, self.on_tail = self.on_tail, None
+            try:
+                tail()
+            except Exception:  # noqa: BLE001 - a head start only: the phase it serves starts its own
+                pass
 
     def _count(self, row: dict[str, Any]) -> None:
         status = row.get("status")

@@ -36,7 +36,8 @@ from lknas.search.noise import search_rows
 from lknas.search.objectives import metric_of, objective_values
 from lknas.space.configs import Objective
 
-__all__ = ["RETIME_FILE", "MARGIN", "MAX_ARCHS", "read_retimed", "apply_retimed", "retime_candidates", "run_retime"]
+__all__ = ["RETIME_FILE", "MARGIN", "MAX_ARCHS", "read_retimed", "apply_retimed", "retime_candidates", "run_retime",
+           "timer_setting", "TimerPrestart"]
 
 RETIME_FILE = "retime.json"
 VERSION = 1
@@ -118,8 +119,6 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     node's lknas work paused, appending to RUN/retime.json. Returns how many timings it took (0
     when there was nothing to do). `timer` (arch YAML -> `measure_latency`'s dict) defaults to a
     fresh child process (`lknas.measure.isolated.ChildTimer`)."""
-    from lknas.search.trial import LATENCY_REPEATS
-
     if rounds <= 0:
         return 0
     raw = pd.DataFrame(store.rows())  # the trials' own timings decide what is re-timed
@@ -127,8 +126,7 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     if not hashes:
         return 0
     path = store.root / RETIME_FILE
-    setting = {"resolution": resolution, "threads": ctx.latency_threads, "reference_ms": ctx.latency_reference_ms,
-               "repeats": LATENCY_REPEATS}
+    setting = _record_setting(ctx, resolution)
     record = _read_record(path)
     if record.get("setting") != setting:  # timed at other settings: not comparable, start again
         record = {"version": VERSION, "setting": setting, "timings": {}}
@@ -144,8 +142,7 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     if own:
         from lknas.measure.isolated import ChildTimer
 
-        timer = ChildTimer({**setting, "num_classes": ctx.num_classes, "in_chans": ctx.in_chans,
-                            "device": "cpu" if ctx.device == "cpu" else ctx.device})
+        timer = ChildTimer(timer_setting(ctx, resolution))
     done = 0
     try:
         for k in range(rounds):
@@ -163,6 +160,47 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
         if own:
             timer.close()
     return done
+
+
+def _record_setting(ctx, resolution: int) -> dict[str, Any]:
+    """What retime.json's timings were taken with (a change starts them again)."""
+    from lknas.search.trial import LATENCY_REPEATS
+
+    return {"resolution": resolution, "threads": ctx.latency_threads, "reference_ms": ctx.latency_reference_ms,
+            "repeats": LATENCY_REPEATS}
+
+
+def timer_setting(ctx, resolution: int) -> dict[str, Any]:
+    """The `ChildTimer` setting of a run's retime phase: the trials' own timing settings."""
+    return {**_record_setting(ctx, resolution), "num_classes": ctx.num_classes, "in_chans": ctx.in_chans,
+            "device": "cpu" if ctx.device == "cpu" else ctx.device}
+
+
+class TimerPrestart:
+    """The retime phase's timing process, started ahead (`start`) when the search's tail begins:
+    every remaining trial is running and a slot stays free, so the child's start-up (a fresh
+    Python importing torch: ~5 s on the 2-core machine) runs on an otherwise idle core instead
+    of after the last trial. It only imports; nothing is timed until the retime phase asks.
+    `take()` hands the timer over (None when it was never started); `close()` ends an unused one."""
+
+    def __init__(self, setting: dict[str, Any]):
+        self.setting = setting
+        self._timer = None
+
+    def start(self) -> None:
+        if self._timer is None:
+            from lknas.measure.isolated import ChildTimer
+
+            self._timer = ChildTimer(self.setting)
+
+    def take(self):
+        timer, self._timer = self._timer, None
+        return timer
+
+    def close(self) -> None:
+        timer = self.take()
+        if timer is not None:
+            timer.close()
 
 
 def _read_record(path: Path) -> dict[str, Any]:

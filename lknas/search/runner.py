@@ -230,6 +230,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
                                                                device, threads))
     phase("latency_reference")
     interrupted = False
+    prestart = None
     if remaining > 0:
         grid = space_obj.grid() if search.sampler == "grid" else None
         sampler = make_sampler(search.sampler, search.seed + done, len(search.objectives), search.trials, grid)
@@ -242,8 +243,9 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         phase("ray_start")
         from lknas.search.monitor import SearchMonitor
 
+        prestart = _retime_prestart(settings, search, ctx, train_cfg.resolution)
         monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
-                                summary=summary)
+                                summary=summary, on_tail=prestart.start if prestart is not None else None)
         print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run, sampler "
               f"{search.sampler}, objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; "
               f"results in {store.root}", file=stream, flush=True)
@@ -257,9 +259,13 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     elif not settings.get("confirm_plan"):
         print(f"{store.root}: all {search.trials} trials are done", file=stream)
     searched = _searched(store) >= search.trials
-    if searched and not interrupted:
-        interrupted = _retime_phase(store, settings, search, ctx, train_cfg.resolution, stream)
-        phase("retime")
+    try:
+        if searched and not interrupted:
+            interrupted = _retime_phase(store, settings, search, ctx, train_cfg.resolution, stream, prestart)
+            phase("retime")
+    finally:
+        if prestart is not None:  # started for a phase that did not run (an interrupted search)
+            prestart.close()
     if searched and not interrupted:
         interrupted = _confirm_phase(store, settings, search, ctx, train_cfg.seed, quiet, stream, summary)
         phase("confirm")
@@ -295,28 +301,50 @@ def _searched(store: RunStore) -> int:
     return sum(1 for r in store.rows() if not is_confirm(r))
 
 
-def _retime_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
-                  resolution: int, stream) -> bool:
-    """Time the architectures near the latency front again on the idle node (`lknas.search.retime`).
-    True if interrupted."""
-    from lknas.search.retime import run_retime
-
+def _retime_skip(settings: dict[str, Any], search: SearchConfig, ctx: TrialContext) -> str | None:
+    """Why the retime phase does not run ('' when it has nothing to do, None when it runs)."""
     if search.retime <= 0 or not any(o.name == "latency" for o in search.objectives):
-        return False
+        return ""
     if settings.get("address"):
-        print("retime: skipped: the trials ran on a Ray cluster, each timed on its own node, and this machine "
-              "is not theirs", file=stream)
-        return False
+        return ("retime: skipped: the trials ran on a Ray cluster, each timed on its own node, and this machine "
+                "is not theirs")
     if ctx.device != "cpu":
         import torch
 
         if not torch.cuda.is_available():
-            print(f"retime: skipped: the trials timed on {ctx.device}, which this process does not see", file=stream)
-            return False
+            return f"retime: skipped: the trials timed on {ctx.device}, which this process does not see"
+    return None
+
+
+def _retime_prestart(settings: dict[str, Any], search: SearchConfig, ctx: TrialContext, resolution: int):
+    """The retime phase's timer, to start when the search's tail begins (`SearchMonitor`'s
+    `on_tail`); None when the phase will not run."""
+    from lknas.search.retime import TimerPrestart, timer_setting
+
+    if _retime_skip(settings, search, ctx) is not None:
+        return None
+    return TimerPrestart(timer_setting(ctx, resolution))
+
+
+def _retime_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
+                  resolution: int, stream, prestart=None) -> bool:
+    """Time the architectures near the latency front again on the idle node (`lknas.search.retime`),
+    with `prestart`'s timer when the tail started it. True if interrupted."""
+    from lknas.search.retime import run_retime
+
+    skip = _retime_skip(settings, search, ctx)
+    if skip is not None:
+        if skip:
+            print(skip, file=stream)
+        return False
+    timer = prestart.take() if prestart is not None else None
     try:
-        run_retime(store, ctx, search.objectives, search.retime, resolution, stream=stream)
+        run_retime(store, ctx, search.objectives, search.retime, resolution, stream=stream, timer=timer)
     except KeyboardInterrupt:
         return True
+    finally:
+        if timer is not None:
+            timer.close()
     return False
 
 
