@@ -45,6 +45,9 @@ def test_a_faithful_proxy():
     text = format_fidelity(stats)
     assert "Kendall tau 1.000" in text and "effect of stages[0].kernel" in text
     assert "seed vs seed: Kendall tau 1.000 at the proxy, 1.000 at the target" in text
+    lo, hi = stats["icc_proxy"]["icc_ci"]  # the ICC's exact interval, printed beside it
+    assert 0.8 < lo < stats["icc_proxy"]["icc"] < hi <= 1.0
+    assert f"proxy: ICC {stats['icc_proxy']['icc']:.3f} [{lo:.2f}, {hi:.2f}]" in text
 
 
 def test_a_proxy_that_reverses_the_ranking():
@@ -55,6 +58,7 @@ def test_a_proxy_that_reverses_the_ranking():
 def test_seed_noise_lowers_the_icc():
     stats = fidelity_stats(_frame(lambda i, p: p, noise=20.0, seeds=3))
     assert stats["icc_proxy"]["icc"] < 0.5 and stats["seed_tau_target"] < 0.9  # the seeds no longer agree
+    assert stats["icc_proxy"]["icc_ci"][0] < 0.0  # 6 architectures cannot tell this ICC from none
 
 
 def test_no_budget_column_is_an_error():

@@ -41,7 +41,8 @@ def fidelity_figure(df: pd.DataFrame) -> tuple[go.Figure | None, str]:
     icc = stats["icc_proxy"]
     title = (f"Proxy vs target budget, {stats['archs']} architectures: Spearman {stats['spearman']:.2f} "
              f"[{stats['spearman_ci'][0]:.2f}, {stats['spearman_ci'][1]:.2f}], Kendall {stats['kendall']:.2f} "
-             f"[{stats['kendall_ci'][0]:.2f}, {stats['kendall_ci'][1]:.2f}]<br>proxy ICC {icc['icc']:.2f} "
+             f"[{stats['kendall_ci'][0]:.2f}, {stats['kendall_ci'][1]:.2f}]<br>proxy ICC {icc['icc']:.2f}"
+             + (f" [{icc['icc_ci'][0]:.2f}, {icc['icc_ci'][1]:.2f}]" if icc.get("icc_ci") else "") + " "
              f"(seed sd {math.sqrt(icc['var_seed']):.1f}, architecture sd {math.sqrt(icc['var_arch']):.1f} points)")
     fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), legend_title="kernel type",
                       xaxis_title="top-1 accuracy at the proxy budget (%, mean over seeds, bars: sd)",

@@ -444,6 +444,15 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def _icc_ci(icc: dict[str, Any], key: str) -> str:
+    """' [lo, hi]' (the exact 95% interval) when the statistics have it (runs before 12-02 do not)."""
+    ci = icc.get(key)
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                                     for v in ci):
+        return ""
+    return " " + _ci(ci)
+
+
 def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = None) -> str:
     """The statistics as a few lines of text."""
     if "error" in stats:
@@ -458,9 +467,10 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
     for name in ("proxy", "target"):
         icc = stats.get(f"icc_{name}")
         if icc:
-            lines.append(f"  {name}: ICC {icc['icc']:.3f} (seed noise {icc['seed_share']:.0%} of the variance; "
-                         f"architecture sd {math.sqrt(icc['var_arch']):.2f}, seed sd {math.sqrt(icc['var_seed']):.2f} "
-                         f"points; mean of {icc['k']:.0f} seeds: ICC {icc['icc_mean']:.3f})")
+            lines.append(f"  {name}: ICC {icc['icc']:.3f}{_icc_ci(icc, 'icc_ci')} (seed noise {icc['seed_share']:.0%} "
+                         f"of the variance; architecture sd {math.sqrt(icc['var_arch']):.2f}, seed sd "
+                         f"{math.sqrt(icc['var_seed']):.2f} points; mean of {icc['k']:.0f} seeds: ICC "
+                         f"{icc['icc_mean']:.3f}{_icc_ci(icc, 'icc_mean_ci')})")
     own = {b: stats.get(f"seed_tau_{b}") for b in (PROXY, TARGET)}
     if all(v is not None and math.isfinite(v) for v in own.values()):
         lines.append(f"  seed vs seed: Kendall tau {own[PROXY]:.3f} at the proxy, {own[TARGET]:.3f} at the target "

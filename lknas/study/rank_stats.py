@@ -7,18 +7,22 @@ Plain numpy, no scipy: Spearman's rho (Pearson correlation of average ranks), Ke
 replacement, so the interval carries both sources of uncertainty), and the one-way random-effects
 ICC(1) of Shrout & Fleiss: the fraction of the accuracy variance between architectures that is
 not seed-to-seed variance. ICC >= 0.75 means the architectures' spread is at least 3x the seeds'.
+Its interval is Shrout & Fleiss's exact one from the F distribution (normal errors; with unequal
+seed counts, k0 seeds each), with F quantiles from our own regularized incomplete beta function.
 `seed_tau` says how well one budget reproduces its own ranking from seed to seed: a proxy's tau
 against a target can hardly exceed the target's own.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "seed_tau", "bootstrap_ci", "RankAgreement",
-           "rank_agreement"]
+           "rank_agreement", "betainc", "f_cdf", "f_ppf"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
@@ -75,11 +79,81 @@ def seed_tau(table: np.ndarray) -> float:
     return float(np.mean(taus)) if taus else float("nan")
 
 
-def icc_oneway(groups: Sequence[Sequence[float]]) -> dict[str, float]:
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz evaluation); it
+    converges fast for x < (a + 1) / (a + b + 2)."""
+    tiny, eps = 1e-300, 1e-15
+
+    def guard(v: float) -> float:
+        return v if abs(v) > tiny else tiny
+
+    c, d = 1.0, 1.0 / guard(1.0 - (a + b) * x / (a + 1.0))
+    f = d
+    for m in range(1, 1000):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),  # even step
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # odd step
+            d = 1.0 / guard(1.0 + num * d)
+            c = guard(1.0 + num / c)
+            f *= c * d
+        if abs(c * d - 1.0) < eps:
+            break
+    return f
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), a, b > 0."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def f_cdf(x: float, d1: float, d2: float) -> float:
+    """P(F <= x) for an F distribution with d1 and d2 degrees of freedom."""
+    if x <= 0.0:
+        return 0.0
+    return betainc(d1 / 2.0, d2 / 2.0, d1 * x / (d1 * x + d2))
+
+
+@functools.lru_cache(maxsize=256)
+def f_ppf(q: float, d1: float, d2: float) -> float:
+    """The q-quantile of the F distribution (bisection on log x: the cdf is monotone)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q}")
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if f_cdf(math.exp(mid), d1, d2) < q:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2.0)
+
+
+def _icc_interval(ms_between: float, ms_within: float, df1: float, df2: float, k: float,
+                  level: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Shrout & Fleiss's intervals of ICC(1) and ICC(1,k) from the one-way ANOVA's mean squares."""
+    nan = (float("nan"), float("nan"))
+    if not (ms_within > 0 and ms_between > 0 and df1 >= 1 and df2 >= 1):  # no spread: no F ratio to bound
+        return nan, nan
+    f0 = ms_between / ms_within
+    upper_q = 1.0 - (1.0 - level) / 2.0
+    f_lo, f_hi = f0 / f_ppf(upper_q, df1, df2), f0 * f_ppf(upper_q, df2, df1)
+    single = ((f_lo - 1.0) / (f_lo + k - 1.0), (f_hi - 1.0) / (f_hi + k - 1.0))
+    mean = (1.0 - 1.0 / f_lo, 1.0 - 1.0 / f_hi)
+    return single, mean
+
+
+def icc_oneway(groups: Sequence[Sequence[float]], level: float = 0.95) -> dict[str, float]:
     """One-way random-effects ICC over groups (architectures) of replicates (seeds).
 
     Returns `icc` (ICC(1): a single seed's reliability), `icc_mean` (ICC(1,k): the reliability of
-    the mean of k seeds), `var_arch` and `var_seed` (variance components), `seed_share`
+    the mean of k seeds), `icc_ci` and `icc_mean_ci` (their `level` intervals, see the module
+    docstring), `var_arch` and `var_seed` (variance components), `seed_share`
     (var_seed / (var_arch + var_seed)), `k` (replicates per group; k0 for unbalanced groups)."""
     data = [np.asarray(g, dtype=float) for g in groups if len(g) >= 1]
     data = [g[np.isfinite(g)] for g in data]
@@ -101,7 +175,9 @@ def icc_oneway(groups: Sequence[Sequence[float]]) -> dict[str, float]:
     icc = (ms_between - ms_within) / denom if denom > 0 else float("nan")
     icc_mean = (ms_between - ms_within) / ms_between if ms_between > 0 else float("nan")
     share = var_seed / (var_arch + var_seed) if var_arch + var_seed > 0 else float("nan")
-    return {"icc": float(icc), "icc_mean": float(icc_mean), "var_arch": var_arch, "var_seed": var_seed,
+    icc_ci, icc_mean_ci = _icc_interval(ms_between, ms_within, n_groups - 1, total - n_groups, k0, level)
+    return {"icc": float(icc), "icc_mean": float(icc_mean), "icc_ci": [float(v) for v in icc_ci],
+            "icc_mean_ci": [float(v) for v in icc_mean_ci], "var_arch": var_arch, "var_seed": var_seed,
             "seed_share": float(share), "k": float(k0), "archs": n_groups}
 
 
