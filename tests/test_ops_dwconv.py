@@ -248,6 +248,43 @@ def test_fft_kernel_grad_equals_the_convolution_backward():
         _close(dwconv_algos.fft_kernel_grad(x, gy, kh, kw), want, 1e-4)
 
 
+def test_planes_kernel_grad_equals_the_convolution_backward():
+    """Squares, stripes, one row, a channels_last input and float64: the taps every plane sees."""
+    g = torch.Generator().manual_seed(0)
+    for b, c, h, w, kh, kw, layout in ((3, 4, 9, 7, 5, 3, None), (2, 3, 16, 16, 13, 13, CL), (4, 2, 12, 12, 13, 5, CL),
+                                       (2, 5, 8, 8, 3, 13, None), (1, 2, 1, 6, 1, 11, None)):
+        x, gy = torch.randn(b, c, h, w, generator=g), torch.randn(b, c, h, w, generator=g)
+        if layout is not None:
+            x, gy = x.contiguous(memory_format=layout), gy.contiguous(memory_format=layout)
+        wt = torch.randn(c, 1, kh, kw, generator=g)
+        want = torch.ops.aten.convolution_backward(gy, x, wt, None, [1, 1], [kh // 2, kw // 2], [1, 1], False, [0, 0],
+                                                   c, [False, True, False])[1]
+        _close(dwconv_algos.planes_kernel_grad(x, gy, kh, kw), want, 1e-4)
+    x, gy = torch.randn(2, 3, 10, 10, dtype=torch.float64), torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    got = dwconv_algos.planes_kernel_grad(x, gy, 7, 7)
+    want = torch.ops.aten.convolution_backward(gy, x, torch.zeros(3, 1, 7, 7, dtype=torch.float64), None, [1, 1],
+                                               [3, 3], [1, 1], False, [0, 0], 3, [False, True, False])[1]
+    assert got.dtype == torch.float64 and torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("k", [13, 15])
+def test_split_takes_its_kernel_gradient_over_the_planes_up_to_13_and_by_fft_beyond(k, monkeypatch):
+    used = []
+    for name in ("planes_kernel_grad", "fft_kernel_grad"):
+        real = getattr(dwconv_algos, name)
+        monkeypatch.setattr(dwconv_algos, name, lambda *a, _r=real, _n=name: (used.append(_n), _r(*a))[1])
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=CL).requires_grad_()
+    w = torch.randn(3, 1, k, k, requires_grad=True)
+    with dw.use_algorithm("split"):
+        dw.dwconv2d(x, w).square().sum().backward()
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    F.conv2d(x, w, padding=k // 2, groups=3).square().sum().backward()
+    _close(gw, w.grad, 1e-4)
+    _close(gx, x.grad, 1e-4)
+    assert used == (["planes_kernel_grad"] if k <= dwconv_algos.PLANES_MAX_K else ["fft_kernel_grad"])
+
+
 def test_workspace_limit_excludes_algorithms(monkeypatch):
     x = torch.randn(64, 64, 8, 8, requires_grad=True)
     w = torch.randn(64, 1, 15, 15, requires_grad=True)
@@ -418,7 +455,8 @@ def test_layout_is_part_of_the_key_and_routes_the_choice():
     w = torch.randn(32, 1, 13, 13, requires_grad=True)
     assert dw.select_algorithm(x, w) == "direct_cl"  # NCHW: stock channels_last with its copies
     xc = x.detach().to(memory_format=CL).requires_grad_()
-    assert dw.select_algorithm(xc, w) == "direct"  # channels_last: the same oneDNN kernel, no copies
+    # channels_last: oneDNN's passes without copies, the kernel gradient over the (batch, channel) planes
+    assert dw.select_algorithm(xc, w) == "split"
     keys = list(dw.cache_info()["choices"])
     assert len(keys) == 2 and any("|nchw|" in k for k in keys) and any("|channels_last|" in k for k in keys)
 

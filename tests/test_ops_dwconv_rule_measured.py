@@ -18,11 +18,44 @@ ROWS = [(name, data["environment"]["threads"], row) for name, data in CASES for 
 NOISE = 1.05  # interleaved medians on the 2-core machine agree to a few %...
 SMALL_NOISE = 1.15  # ...but calls under 5 ms vary by ~10% run to run ((32, 8 px, 7x7): 0.86x and 0.99x)
 
+# A known defect, kept visible: the rule's estimates were fitted on the 2-core machine of 2026-11/12-01
+# (fp32 GEMM ~125 GFLOP/s). These files were measured on 2026-12-02 on an AVX-512 AMD EPYC (~195
+# GFLOP/s, `environment.cpu`), where GEMM and stock run ~2.3x faster on 8-16 px maps alike but
+# oneDNN's channels_last kernels on 2-4 px maps 4-7x faster, so the rule's gemm, rows and fft picks
+# on 4-8 px maps and 16 px k x 5 stripes, and plain NCHW `direct` for 3x3 on 2 px maps, lose to stock
+# there (0.32-0.89x). Open in issue 15 (a rule calibrated on the machine, or autotune by default;
+# `LKNAS_DWCONV_AUTOTUNE=1` picks by timing today). Strict: a fix makes these XPASS and fail here.
+LOSES_ON_THE_EPYC = {
+    "dwconv_rule-cpu2t.json": {((64, 32, 16, 16, 31, 5), "channels_last"), ((64, 48, 8, 8, 15, 5), "channels_last"),
+                               ((64, 96, 4, 4, 7, 7), "nchw"), ((64, 96, 4, 4, 7, 7), "channels_last"),
+                               ((64, 96, 4, 4, 7, 5), "nchw"), ((64, 96, 4, 4, 7, 5), "channels_last"),
+                               ((64, 96, 4, 4, 5, 5), "nchw"), ((64, 128, 2, 2, 3, 3), "nchw")},
+    "dwconv_rule-cpu2t-b32.json": {((32, 32, 16, 16, 31, 5), "nchw"), ((32, 32, 16, 16, 31, 5), "channels_last"),
+                                   ((32, 96, 4, 4, 7, 7), "nchw"), ((32, 96, 4, 4, 7, 7), "channels_last"),
+                                   ((32, 96, 4, 4, 7, 5), "nchw"), ((32, 96, 4, 4, 7, 5), "channels_last"),
+                                   ((32, 96, 4, 4, 5, 5), "nchw"), ((32, 128, 2, 2, 3, 3), "nchw")},
+    "dwconv_rule-cpu1t.json": {((64, 32, 16, 16, 31, 5), "nchw"), ((64, 32, 16, 16, 31, 5), "channels_last"),
+                               ((64, 48, 8, 8, 15, 5), "channels_last"), ((64, 96, 4, 4, 7, 5), "channels_last"),
+                               ((64, 96, 4, 4, 5, 5), "channels_last"), ((64, 128, 2, 2, 3, 3), "nchw")},
+    "dwconv_rule-cpu1t-b32.json": {((32, 48, 8, 8, 15, 5), "channels_last"), ((32, 96, 4, 4, 7, 5), "channels_last"),
+                                   ((32, 96, 4, 4, 5, 5), "channels_last"), ((32, 128, 2, 2, 3, 3), "nchw")},
+}
+# the geometric-mean gap to the measured best, on the same machine: 1.16-1.24 at batch 64 and 32 on 2
+# threads and 1.15 on 1 at batch 32 (1.05-1.08 on the machine the rule was fitted on)
+GAP_ON_THE_EPYC = {"dwconv_rule-cpu2t.json", "dwconv_rule-cpu2t-b32.json", "dwconv_rule-cpu1t-b32.json"}
+
+
+def _known(name: str, row: dict) -> bool:
+    return (tuple(row["shape"]), row["layout"]) in LOSES_ON_THE_EPYC.get(name, set())
+
 
 @pytest.mark.parametrize("name,threads,row", ROWS,
                          ids=lambda v: "{1}ch-{2}px-{4}x{5}".format(*v["shape"]) + "-" + v["layout"]
                          if isinstance(v, dict) else str(v))
-def test_rule_is_never_slower_than_stock_as_measured(name, threads, row):
+def test_rule_is_never_slower_than_stock_as_measured(name, threads, row, request):
+    if _known(name, row):
+        request.applymarker(pytest.mark.xfail(strict=True, reason="the rule loses to stock on the AVX-512 EPYC "
+                                              "(LOSES_ON_THE_EPYC; issue 15)"))
     b, c, h, w, kh, kw = row["shape"]
     chosen = rule(b, c, h, w, kh, kw, 4, True, False, workspace_limit(), row["layout"], threads)
     ms = row["ms"]
@@ -44,9 +77,12 @@ def test_the_measurements_cover_both_layouts_the_small_maps_and_one_and_two_thre
 
 
 @pytest.mark.parametrize("name,data", CASES, ids=[name for name, _ in CASES])
-def test_rule_is_close_to_the_measured_best_at_each_thread_count(name, data):
+def test_rule_is_close_to_the_measured_best_at_each_thread_count(name, data, request):
     """Geometric mean of (rule's time / fastest algorithm's) over the file's cases: 1.05-1.08 measured
     with the thread-aware estimates; 1.23 at 1 thread, batch 32 when the rule assumed 2 threads."""
+    if name in GAP_ON_THE_EPYC:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="the rule leaves 1.15-1.24x on the AVX-512 "
+                                              "EPYC (GAP_ON_THE_EPYC; issue 15)"))
     threads = data["environment"]["threads"]
     ratios = []
     for row in data["rows"]:

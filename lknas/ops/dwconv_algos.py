@@ -23,9 +23,15 @@ where its estimate with the copies still wins.
   transposed first when that gives fewer multiply-adds (k x n stripes use the n short rows).
 - `fft`: zero-padded rfft2 product (in fp32 for half dtypes), built from differentiable ops.
 - `split`: per pass the faster method on a channels_last x: stock (oneDNN) forward and input
-  gradient, the kernel gradient by FFT (x correlated with dL/dy, summed over the batch: one
-  inverse transform per channel). oneDNN's kernel gradient is 2/3 or more of its forward+backward
-  (`benchmarks/dwconv_passes.py`); on 32-64 px maps with 13x13 kernels this mix is the fastest.
+  gradient, and the kernel gradient, which is 2/3 or more of oneDNN's forward+backward
+  (`benchmarks/dwconv_passes.py`), another way. Up to 13x13 (`PLANES_MAX_K`) as one depthwise
+  convolution over the B*C (batch, channel) planes: x's plane convolved with dL/dy's plane as its
+  kernel gives that plane's 13x13 correlations, summed over the batch (`planes_kernel_grad`):
+  oneDNN runs it at ~1/5 the time of its own kernel gradient, so the whole step ran 1.2-2.7x faster
+  than stock channels_last on 4-64 px maps with 7x7 to 13x13 kernels (2-core CPU, 1 and 2 threads).
+  From 15x15 on that convolution leaves oneDNN's fast path (10x slower, measured), so larger
+  kernels get theirs by FFT (x correlated with dL/dy, summed over the batch: one inverse
+  transform per channel).
 
 Workspace: the large per-chunk temporaries of `gemm` and `rows` (Toeplitz blocks, unfolded rows
 and their gradients) live in buffers kept per thread, device and dtype and reused from call to
@@ -43,7 +49,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ALGORITHMS", "LAYOUTS", "ACCEPTS", "VIA_COPY", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
-    "release_workspace", "workspace_info",
+    "release_workspace", "workspace_info", "planes_kernel_grad", "PLANES_MAX_K",
 ]
 
 ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft", "split")
@@ -344,6 +350,31 @@ def fft_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torc
     return torch.roll(r, shifts=(kh // 2, kw // 2), dims=(-2, -1))[..., :kh, :kw].unsqueeze(1)
 
 
+# The largest kernel side whose gradient `planes_kernel_grad` computes: oneDNN's depthwise
+# convolution stays on its fast path up to a 13x13 output (one 32 px map, batch 64, 32 channels:
+# 9 ms at 13x13, 121 ms at 15x15; 64 px maps alike), so `split` uses the FFT beyond.
+PLANES_MAX_K = 13
+
+
+def planes_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """dL/dw (C, 1, kh, kw) of the 'same' depthwise convolution as one depthwise convolution over
+    the B*C planes: plane (b, c) of x, zero-padded by (kh//2, kw//2), convolved with plane (b, c)
+    of dL/dy as its kernel gives sum_{h,w} x[b, c, h+i, w+j] dL/dy[b, c, h, w] for each tap
+    (i, j); summed over the batch (in the accumulation dtype). x and dL/dy are read as NCHW
+    (a copy of a channels_last tensor)."""
+    b, c, h, w = x.shape
+    planes = F.conv2d(x.contiguous().view(1, b * c, h, w), gy.contiguous().view(b * c, 1, h, w),
+                      padding=(kh // 2, kw // 2), groups=b * c)
+    return planes.view(b, c, kh, kw).sum(0, dtype=_acc_dtype(x.dtype)).unsqueeze(1)
+
+
+def split_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """`split`'s kernel gradient: over the planes up to `PLANES_MAX_K`, by FFT beyond."""
+    if kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:
+        return planes_kernel_grad(x, gy, kh, kw)
+    return fft_kernel_grad(x, gy, kh, kw)
+
+
 class _SplitFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -359,7 +390,7 @@ class _SplitFn(torch.autograd.Function):
             gx = torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [kh // 2, kw // 2], [1, 1], False,
                                                      [0, 0], x.shape[1], [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = fft_kernel_grad(x, gy, kh, kw).to(w.dtype).reshape(w.shape)
+            gw = split_kernel_grad(x, gy, kh, kw).to(w.dtype).reshape(w.shape)
         return gx, gw
 
 
@@ -417,8 +448,10 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
         nh, nw = fft_size(h, w, kh, kw)
         spec = b * c * nh * (nw // 2 + 1) * 8
         return 3 * spec + 2 * b * c * nh * nw * 4
-    if name == "split":  # the two spectra of the kernel gradient and their product
-        nh, nw = fft_size(h, w, kh, kw)
+    if name == "split":
+        if kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:  # NCHW copies of x and dL/dy, the per-plane taps
+            return 2 * act + b * c * kh * kw * esize
+        nh, nw = fft_size(h, w, kh, kw)  # the two spectra of the kernel gradient and their product
         return 3 * b * c * nh * (nw // 2 + 1) * 8
     raise ValueError(f"unknown dwconv algorithm {name!r}")
 

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from lknas.ops.dwconv_algos import (
-    ACCEPTS, ALGORITHMS, VIA_COPY, fft_size, layout_of, macs, rows_transposed, workspace_bytes,
+    ACCEPTS, ALGORITHMS, PLANES_MAX_K, VIA_COPY, fft_size, layout_of, macs, rows_transposed, workspace_bytes,
 )
 
 __all__ = [
@@ -50,7 +50,7 @@ __all__ = [
 
 Key = tuple  # (device (with a CPU's threads), dtype, layout, B, C, H, W, kh, kw, grad)
 STOCK = ("direct", "direct_cl")  # plain PyTorch convolutions: what `auto` must never lose to
-CACHE_VERSION = 3  # 2: keys carry the layout; 3: and a CPU's thread count
+CACHE_VERSION = 4  # 2: keys carry the layout; 3: and a CPU's thread count; 4: split got faster (timings redone)
 
 _LOCK = threading.Lock()
 _CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
@@ -124,6 +124,11 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
     if name == "fft":
         nh, nw = fft_size(h, w, kh, kw)
         return planes * (nh * nw * 22e-6 + 0.8e-3)
+    if name == "split" and kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:
+        # stock forward + input gradient, the kernel gradient over the planes: 0.37-0.85 (median 0.5)
+        # of stock's measured time on 4-64 px maps with 7x7-13x13 kernels (29 shapes, 2 threads;
+        # 0.44-0.88 on one); with 5x5 kernels 0.5-2x (oneDNN's own kernel gradient is cheap there)
+        return PLANES_OF_STOCK * _channels_last_ms("direct", b, c, h, w, kh, kw) if kh * kw >= 49 else math.inf
     if name == "split":  # stock forward + input gradient, the FFT kernel gradient (one transform pair fewer)
         if min(h, w) < 24:
             # measured on 16 px maps: 0.86-1.06x of stock with 13x13 kernels in three runs, and
@@ -141,6 +146,8 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
         return c * float(hw * hw) * a + planes * (p0 + p1 * min(hw, 64)) + planes * hw * 4e-6
     raise ValueError(f"{name} does not read a channels_last input")
 
+
+PLANES_OF_STOCK = 0.55  # `split` with its kernel gradient over the planes, as a share of stock's time
 
 # Forward+backward time on one CPU thread over two (benchmarks/dwconv_rule.py at batch 64 with
 # --threads 1 and 2: geometric means over the 24 proxy cases, per algorithm; spread 0.6-1.4x of it,
