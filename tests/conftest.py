@@ -1,8 +1,15 @@
 """Fixtures shared by several test files."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# The tests run the dwconv rule alone, deterministic on every machine: no per-machine timing of its
+# picks against stock (`lknas.ops.dwconv_select.verify`; its own tests switch it on). Set here, at
+# import, so the CLI and Ray subprocesses the tests start inherit it.
+os.environ["LKNAS_DWCONV_VERIFY"] = "0"
 
 
 @pytest.fixture(scope="module")

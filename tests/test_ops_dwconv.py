@@ -638,3 +638,53 @@ def test_torch_export_keeps_a_dynamic_batch():
     x5 = torch.randn(5, 4, 8, 8)
     ref = F.conv2d(x5, conv.weight, padding=15, groups=4)
     assert torch.allclose(program.module()(x5), ref, atol=1e-5)
+
+
+def test_verify_keeps_a_pick_that_beats_stock_and_replaces_one_that_does_not(tmp_path, monkeypatch):
+    """The rule's pick against the stock forms, timed on this machine: a pick stock beats twice in
+    a row is replaced (and the decision kept on disk for every process of the machine)."""
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFY", "1")
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFIED_CACHE", str(tmp_path / "verified.json"))
+    dwconv_select.clear_cache()
+    real = dw._run
+    slow = {"gemm"}
+
+    def run(name, x, w):  # `gemm` made slower than any stock form by a sleep
+        if name in slow:
+            time.sleep(0.1)
+        return real(name, x, w)
+
+    monkeypatch.setattr(dw, "_run", run)
+    x = torch.randn(64, 64, 8, 8, requires_grad=True)
+    w = torch.randn(64, 1, 15, 15, requires_grad=True)
+    assert dwconv_select.rule(64, 64, 8, 8, 15, 15, 4, True, False, 512 * 2**20) == "gemm"
+    choice = dw.select_algorithm(x, w)
+    assert choice in dwconv_select.STOCK
+    saved = json.loads((tmp_path / "verified.json").read_text())["choices"]
+    assert list(saved.values()) == [choice] and "|nchw|64x64x8x8|15x15|grad|" in next(iter(saved))
+    # a new process of the same machine reads the decision instead of timing again
+    dwconv_select.clear_cache()
+    monkeypatch.setattr(dwconv_select, "verify", lambda *a, **k: pytest.fail("timed again"))
+    assert dw.select_algorithm(x, w) == choice and dwconv_select.cache_info()["verified"] == 1
+    # a pick that wins is kept
+    monkeypatch.undo()
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFY", "1")
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFIED_CACHE", str(tmp_path / "verified2.json"))
+    slow.clear()
+    slow.update({"direct", "direct_cl"})
+    monkeypatch.setattr(dw, "_run", run)
+    dwconv_select.clear_cache()
+    assert dw.select_algorithm(x, w) == "gemm"
+    dwconv_select.clear_cache()
+
+
+def test_verify_is_off_in_the_tests_and_leaves_the_one_stock_form_untimed(monkeypatch, tmp_path):
+    assert not dwconv_select.verify_enabled()  # conftest: the rule alone, deterministic
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFY", "1")
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFIED_CACHE", str(tmp_path / "verified.json"))
+    monkeypatch.setattr(dwconv_select, "verify", lambda *a, **k: pytest.fail("stock alone needs no check"))
+    dwconv_select.clear_cache()
+    x = torch.randn(8, 16, 16, 16).contiguous(memory_format=CL).requires_grad_()
+    w = torch.randn(16, 1, 3, 3, requires_grad=True)
+    assert dw.select_algorithm(x, w) == "direct"  # channels_last 3x3: stock's one form, not timed
+    dwconv_select.clear_cache()

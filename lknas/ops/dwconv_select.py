@@ -15,6 +15,17 @@ Settings (environment, read on each call so tests and scripts can change them):
 - `LKNAS_DWCONV_AUTOTUNE`: 1 to time the eligible algorithms on first use of a shape (off by
   default: the rule is deterministic, so seeded runs pick the same algorithms everywhere).
 - `LKNAS_DWCONV_CACHE`: path of a JSON file that keeps the autotuned choices across processes.
+- `LKNAS_DWCONV_VERIFY`: 1 (default) to check the rule against stock on the machine it runs on:
+  where the rule picks other than the one stock convolution for the input (an algorithm, or for
+  an NCHW input one of the two stock forms), the pick and the stock forms are timed once, under
+  the node's quiet lock, and a stock form replaces the pick only if it is faster in two rounds in a
+  row. The decision is kept per machine (CPU model or GPU name, torch version) in
+  `$LKNAS_DWCONV_VERIFIED_CACHE` (default `~/.cache/lknas/dwconv_verified.json`), so every process
+  of a machine decides a shape the same way, as the stripe deploy forms are (`lknas.ops.stripe_form`).
+  Why: the rule's estimates were fitted on one 2-core CPU; on an AVX-512 EPYC oneDNN's kernels on
+  2-8 px maps ran 4-7x faster relative to the rest, and the rule's picks lost to stock on 26 of 136
+  measured cases (`tests/test_ops_dwconv_rule_measured.py`). 0 keeps the rule alone (deterministic
+  on every machine; the tests run so).
 """
 from __future__ import annotations
 
@@ -56,7 +67,7 @@ _LOCK = threading.Lock()
 _CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
 _TUNED: set[str] = set()  # keys whose choice was measured
 _DISK_LOADED: dict[str, float] = {}  # cache path -> mtime when loaded
-_STATS = {"rule": 0, "autotune": 0, "disk": 0, "hits": 0}
+_STATS = {"rule": 0, "autotune": 0, "disk": 0, "hits": 0, "verified": 0}
 
 
 def make_key(x: torch.Tensor, kh: int, kw: int, grad: bool) -> str:
@@ -271,8 +282,17 @@ def autotune(
     est = {a: estimate_ms(a, b, c, h, w, kh, kw, grad, cuda, layout) for a in cands}
     best_est = min(est.values())
     cands = [a for a in cands if a in STOCK or est[a] <= prune * best_est]
+    times = _time_candidates(run, x, kh, kw, grad, cands)
+    return min(times, key=times.get), times
+
+
+def _time_candidates(run: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, kh: int,
+                     kw: int, grad: bool, cands: list[str]) -> dict[str, float]:
+    """ms of each candidate (forward, and backward when `grad`) on random tensors of x's shape
+    and layout: min of 2 runs after a warm-up."""
+    b, c, h, w = x.shape
     times: dict[str, float] = {}
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    fmt = torch.channels_last if layout_of(x) == "channels_last" else torch.contiguous_format
     with torch.enable_grad() if grad else torch.no_grad():
         xt = torch.randn(b, c, h, w, dtype=x.dtype, device=x.device).to(memory_format=fmt).requires_grad_(grad)
         wt = torch.randn(c, 1, kh, kw, dtype=x.dtype, device=x.device, requires_grad=grad)
@@ -283,7 +303,82 @@ def autotune(
                     y.backward(torch.ones_like(y))
                     xt.grad = wt.grad = None
             times[a] = _time_ms(step, x.device)
-    return min(times, key=times.get), times
+    return times
+
+
+def verify_enabled() -> bool:
+    """LKNAS_DWCONV_VERIFY: on unless 0/false/off/no."""
+    return os.environ.get("LKNAS_DWCONV_VERIFY", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _verified_file() -> Path:
+    env = os.environ.get("LKNAS_DWCONV_VERIFIED_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lknas" / "dwconv_verified.json"
+
+
+def _machine(device: torch.device) -> str:
+    """What the verified choices hold for: the GPU's name, or the CPU's model and vector width."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}|torch{torch.__version__}"
+    model, flags = "", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    vector = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
+    return f"cpu:{model or 'unknown'} {vector}|torch{torch.__version__}"
+
+
+def _read_verified() -> dict[str, str]:
+    try:
+        data = json.loads(_verified_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    choices = data.get("choices", {}) if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {}
+    return {k: v for k, v in choices.items() if v in ALGORITHMS} if isinstance(choices, dict) else {}
+
+
+def _save_verified(key: str, algo: str) -> None:
+    from lknas.io import write_json_atomic
+
+    choices = _read_verified()
+    choices[key] = algo
+    try:
+        write_json_atomic(_verified_file(), {"version": CACHE_VERSION, "choices": dict(sorted(choices.items()))})
+    except OSError:  # a read-only home: the in-process cache still keeps this process consistent
+        pass
+
+
+def verify(
+    run: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    kh: int,
+    kw: int,
+    grad: bool,
+    pick: str,
+    limit: int,
+) -> tuple[str, list[dict[str, float]]]:
+    """The rule's `pick`, unless a stock form eligible for x's layout is faster in two timing
+    rounds in a row (each the min of 2 runs after a warm-up, on random tensors of x's shape and
+    layout, under the node's quiet lock). Returns the choice and each round's times."""
+    from lknas import quiet
+
+    b, c, h, w = x.shape
+    stock = [a for a in STOCK if a in eligible(b, c, h, w, kh, kw, x.element_size(), limit, layout_of(x))]
+    cands = [pick] + [a for a in stock if a != pick]
+    rounds: list[dict[str, float]] = []
+    with quiet.exclusive():
+        for _ in range(2):
+            times = _time_candidates(run, x, kh, kw, grad, cands)
+            rounds.append(times)
+            if min(times, key=times.get) == pick:
+                return pick, rounds
+    others = [a for a in cands if a != pick]  # slower than one of these twice: the faster of them overall
+    return min(others, key=lambda a: rounds[0][a] + rounds[1][a]), rounds
 
 
 def _load_disk(path: str) -> None:
@@ -361,6 +456,18 @@ def choose(
         return algo
     algo = rule(b, c, h, w, kh, kw, x.element_size(), grad, x.device.type == "cuda", limit, layout_of(x),
                 torch.get_num_threads())
+    if verify_enabled() and (algo not in STOCK or layout_of(x) == "nchw"):  # not the one stock form: check it
+        machine_key = f"{_machine(x.device)}|{key}"
+        with _LOCK:
+            known = _read_verified().get(machine_key)
+        if known is None:
+            known, _ = verify(run, x, kh, kw, grad, algo, limit)
+            with _LOCK:
+                _save_verified(machine_key, known)
+        with _LOCK:
+            _CHOICES[key] = known
+            _STATS["verified"] += 1
+        return known
     with _LOCK:
         _CHOICES[key] = algo
         _STATS["rule"] += 1
@@ -378,6 +485,7 @@ def clear_cache() -> None:
 
 
 def cache_info() -> dict:
-    """A copy of the cached choices and counters: {'choices', 'tuned', 'rule', 'autotune', 'disk', 'hits'}."""
+    """A copy of the cached choices and counters: {'choices', 'tuned', 'rule', 'autotune', 'disk', 'hits',
+    'verified'}."""
     with _LOCK:
         return {"choices": dict(_CHOICES), "tuned": sorted(_TUNED), **_STATS}
