@@ -13,7 +13,8 @@ channels_last input only goes to algorithms that read it without a copy.
 Switches: `LKNAS_DWCONV=auto|direct|direct_cl|gemm|rows|fft|split|off` (environment; `off` = plain
 `F.conv2d` with the full kernel, the code before this fast path) or `set_algorithm(...)` /
 `use_algorithm(...)` (Python, wins over the environment); `set_autotune(...)` /
-`LKNAS_DWCONV_AUTOTUNE=1`; `LKNAS_DWCONV_MAX_WORKSPACE_MB`; `LKNAS_DWCONV_CACHE`.
+`LKNAS_DWCONV_AUTOTUNE=1`; `LKNAS_DWCONV_VERIFY` (default on: the rule's pick timed against stock
+once per machine, `lknas.ops.dwconv_select.verify`); `LKNAS_DWCONV_MAX_WORKSPACE_MB`; `LKNAS_DWCONV_CACHE`.
 """
 from __future__ import annotations
 
