@@ -117,18 +117,10 @@ def gemm_gflops(device: torch.device, n: int = 1024, repeats: int = 20) -> float
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    """The CPU's model name and its widest vector extension (Linux: /proc/cpuinfo; '' elsewhere).
-    Timings of oneDNN's and the GEMM kernels differ by CPU: on 2026-12-02 the same tests' machine
-    measured 125 GFLOP/s one morning and 194 (an AVX-512 EPYC) that afternoon."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    vector = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
-    return " ".join(v for v in (model, vector) if v)
+def _cpu_model() -> str:
+    from lknas.device import cpu_model
+
+    return cpu_model()
 
 
 def environment() -> dict:
@@ -137,7 +129,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor(),
-        "cpu": cpu_model(),
+        "cpu": _cpu_model(),
         "threads": torch.get_num_threads(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -8,14 +8,20 @@ error (`LknasError`) naming the flag and the fix, not a driver traceback from de
 trains on 'cuda', which in a Ray worker is the GPU Ray gave it (Ray sets CUDA_VISIBLE_DEVICES);
 `LKNAS_TRIAL_DEVICE=cpu` keeps the GPU request for scheduling and trains on the CPU (GPUs declared
 as logical resources, `ray start --num-gpus 1`, on machines without one: the tests do this).
+
+`cpu_model`: the CPU's model name and widest vector extension, which the benchmarks record and the
+dwconv choices verified per machine are kept under.
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import torch
 
 from lknas.errors import LknasError
 
-__all__ = ["resolve_device", "trial_device", "TRIAL_DEVICE_ENV"]
+__all__ = ["resolve_device", "trial_device", "cpu_model", "TRIAL_DEVICE_ENV"]
 
 TRIAL_DEVICE_ENV = "LKNAS_TRIAL_DEVICE"
 
@@ -64,3 +70,19 @@ def trial_device(gpus_per_trial: float) -> str:
         raise LknasError(f"{TRIAL_DEVICE_ENV}=cuda with --gpus-per-trial 0: Ray gives such trials no GPU; pass "
                          f"--gpus-per-trial (e.g. 0.5 or 1), or unset {TRIAL_DEVICE_ENV}")
     return chosen
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """'MODEL avx512f' / 'MODEL avx2' / 'MODEL' from /proc/cpuinfo ('' where there is none): kernel
+    timings differ by CPU (on 2026-12-02 the test machine measured 125 GFLOP/s fp32 GEMM one
+    morning and 194, an AVX-512 EPYC, that afternoon)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    vector = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
+    return " ".join(v for v in (model, vector) if v)

@@ -687,4 +687,13 @@ def test_verify_is_off_in_the_tests_and_leaves_the_one_stock_form_untimed(monkey
     x = torch.randn(8, 16, 16, 16).contiguous(memory_format=CL).requires_grad_()
     w = torch.randn(16, 1, 3, 3, requires_grad=True)
     assert dw.select_algorithm(x, w) == "direct"  # channels_last 3x3: stock's one form, not timed
+    # an NCHW pick with no other stock form in the workspace limit: verified without a timing
+    monkeypatch.undo()
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFY", "1")
+    monkeypatch.setenv("LKNAS_DWCONV_VERIFIED_CACHE", str(tmp_path / "verified.json"))
+    monkeypatch.setenv("LKNAS_DWCONV_MAX_WORKSPACE_MB", "0")
+    monkeypatch.setattr(dwconv_select, "_time_candidates", lambda *a, **k: pytest.fail("nothing to compare with"))
+    dwconv_select.clear_cache()
+    assert dw.select_algorithm(torch.randn(8, 16, 16, 16, requires_grad=True), w) == "direct"
+    assert dwconv_select.cache_info()["verified"] == 1
     dwconv_select.clear_cache()

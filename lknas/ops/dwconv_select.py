@@ -320,17 +320,9 @@ def _machine(device: torch.device) -> str:
     """What the verified choices hold for: the GPU's name, or the CPU's model and vector width."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}|torch{torch.__version__}"
-    model, flags = "", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    vector = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
-    return f"cpu:{model or 'unknown'} {vector}|torch{torch.__version__}"
+    from lknas.device import cpu_model
+
+    return f"cpu:{cpu_model() or 'unknown'}|torch{torch.__version__}"
 
 
 def _read_verified() -> dict[str, str]:
@@ -371,6 +363,8 @@ def verify(
     stock = [a for a in STOCK if a in eligible(b, c, h, w, kh, kw, x.element_size(), limit, layout_of(x))]
     cands = [pick] + [a for a in stock if a != pick]
     rounds: list[dict[str, float]] = []
+    if len(cands) == 1:  # the pick is the only stock form eligible here: nothing to time it against
+        return pick, rounds
     with quiet.exclusive():
         for _ in range(2):
             times = _time_candidates(run, x, kh, kw, grad, cands)
