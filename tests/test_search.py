@@ -61,8 +61,15 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path, monkeyp
     out = tmp_path / "run"
     outcome = run_search(write_space(tmp_path / "s.yaml", retime=3), out=out, quiet=True)
     df = load_results(out)
-    # the retime phase's timing process started in the search's tail, before the last trial ended
-    assert len(started) == 1 and started[0] < df["finished_at"].max() and taken and taken[0] is not None
+    # the retime phase's timing process starts at most once, in the search's tail (before the last
+    # trial ended), and the retime phase then uses it; whether the scheduler left a tail (the third
+    # trial running when the second ended) depends on timing: the tail rule itself is pinned in
+    # test_search_units.py::test_monitor_calls_on_tail_once_when_a_slot_stays_free_until_the_end
+    assert len(started) <= 1 and taken  # taken[0]: the retime phase's; a later take is close()'s
+    if started:
+        assert started[0] < df["finished_at"].max() and taken[0] is not None
+    else:
+        assert taken[0] is None
     assert len(df) == 3 and set(df["status"]) == {"ok"}
     assert sorted(df["trial"]) == [0, 1, 2]
     for name in ("trials.csv", "trials.parquet", "pareto.csv", "space.yaml", "study.db", "summary.txt", "run.json"):
