@@ -33,11 +33,13 @@ from lknas.ops.dwconv_select import STOCK, eligible, rule, workspace_limit  # no
 
 # (channels, map, kh, kw): peleK_space's widest stages (32, 48, 96, 128 channels on 16, 8, 4, 2 px
 # maps at 64 px) with the kernels they apply there (31, 15, 7, 3 at most; stripes k x 5; reparam 5),
-# and the space's other kernel choices (21 and 7 at 16 px, 11 and 7 at 8 px, 3 at 4 px)
+# the space's other kernel choices (21 and 7 at 16 px, 11 and 7 at 8 px, 3 at 4 px), and the
+# other half of each SLaK stripe pair (5 x k: oneDNN's kernel gradient runs it up to 7x slower)
 SHAPES = [(32, 16, 31, 31), (32, 16, 31, 5), (16, 16, 13, 13), (32, 16, 13, 13), (32, 16, 5, 5), (48, 8, 15, 15),
           (48, 8, 15, 5), (48, 8, 5, 5),
           (96, 4, 7, 7), (96, 4, 7, 5), (96, 4, 5, 5), (128, 2, 3, 3),
-          (24, 16, 21, 21), (32, 16, 7, 7), (48, 8, 11, 11), (32, 8, 7, 7), (96, 4, 3, 3)]
+          (24, 16, 21, 21), (32, 16, 7, 7), (48, 8, 11, 11), (32, 8, 7, 7), (96, 4, 3, 3),
+          (32, 16, 5, 31), (48, 8, 5, 15), (96, 4, 5, 7)]
 
 
 def time_shape(batch: int, c: int, h: int, kh: int, kw: int, layout: str, repeats: int) -> dict:

@@ -207,35 +207,46 @@ def test_rule_picks_fast_path_for_large_kernels_and_direct_for_small():
 
 
 def test_the_choice_follows_the_cpu_thread_count():
-    """gemm's small batched GEMMs gain nothing from a second thread while stock's kernel gradient
-    does (dwconv_rule-cpu1t-b32.json: 8 px, 15x5, 48 channels, channels_last: gemm 5.6 ms against
-    stock's 10.2 at 1 thread): the rule asks with the thread count, and a choice made at one count
-    is not reused at another."""
+    """gemm's small batched GEMMs gain nothing from a second thread while oneDNN's passes do
+    (`ONE_THREAD`), so the estimates rank differently by thread count (8 px, 11x11, 48 channels,
+    channels_last: gemm on one thread, split on two): the rule asks with the thread count, and a
+    choice made at one count is not reused at another."""
     rule, lim, cl = dwconv_select.rule, 512 * 2**20, "channels_last"
-    assert rule(32, 48, 8, 8, 15, 5, 4, True, False, lim, cl, 1) == "gemm"
-    assert rule(32, 48, 8, 8, 15, 5, 4, True, False, lim, cl, 2) == "direct"
+    assert rule(32, 48, 8, 8, 11, 11, 4, True, False, lim, cl, 1) == "gemm"
+    assert rule(32, 48, 8, 8, 11, 11, 4, True, False, lim, cl, 2) == "split"
     x = torch.randn(32, 48, 8, 8).to(memory_format=CL).requires_grad_()
-    w = torch.randn(48, 1, 15, 5, requires_grad=True)
+    w = torch.randn(48, 1, 11, 11, requires_grad=True)
     before = torch.get_num_threads()
     dwconv_select.clear_cache()
     try:
         torch.set_num_threads(1)
         assert dw.select_algorithm(x, w) == "gemm"
         torch.set_num_threads(2)
-        assert dw.select_algorithm(x, w) == "direct"
+        assert dw.select_algorithm(x, w) == "split"
         assert {k.split("|")[0] for k in dwconv_select.cache_info()["choices"]} == {"cpu:1t", "cpu:2t"}
     finally:
         torch.set_num_threads(before)
         dwconv_select.clear_cache()
 
 
-def test_rule_splits_passes_on_mid_maps_in_channels_last_only_when_training():
+def test_rule_splits_passes_on_mid_maps_only_when_training():
     rule, lim, cl = dwconv_select.rule, 512 * 2**20, "channels_last"
-    assert rule(64, 32, 32, 32, 13, 13, 4, True, False, lim, cl) == "split"  # 32 px map, 13x13 (issue 15)
-    assert rule(16, 24, 64, 64, 13, 13, 4, True, False, lim, cl) == "split"
-    assert rule(64, 32, 32, 32, 13, 13, 4, False, False, lim, cl) != "split"  # inference: no gradient to split
-    assert rule(64, 32, 32, 32, 13, 13, 4, True, False, lim) != "split"  # NCHW input: not eligible
-    assert "split" not in dwconv_select.eligible(64, 32, 32, 32, 13, 13, 4, lim, "nchw")
+    for layout in ("nchw", cl):
+        assert rule(64, 32, 32, 32, 13, 13, 4, True, False, lim, layout) == "split"  # 32 px, 13x13 (issue 15)
+        assert rule(16, 24, 64, 64, 13, 13, 4, True, False, lim, layout) == "split"
+        assert rule(64, 32, 32, 32, 13, 13, 4, False, False, lim, layout) != "split"  # inference: no gradient
+    # for a kernel wider than 13 NCHW stock's forward is slow: split reads channels_last only
+    for kh, kw in ((13, 13), (15, 5), (31, 13)):
+        assert "split" in dwconv_select.eligible(64, 32, 32, 32, kh, kw, 4, lim, "nchw")
+    for kh, kw in ((15, 15), (5, 15), (5, 31)):
+        assert "split" not in dwconv_select.eligible(64, 32, 32, 32, kh, kw, 4, lim, "nchw")
+        assert "split" in dwconv_select.eligible(64, 32, 32, 32, kh, kw, 4, lim, cl)
+    assert rule(64, 32, 32, 32, 15, 15, 4, True, False, lim, cl) == "split"
+    # SLaK's stripe pair on the proxy's 16 px map: both halves in channels_last, the tall one in NCHW
+    for threads in (1, 2):
+        for kh, kw in ((31, 5), (5, 31)):
+            assert rule(64, 32, 16, 16, kh, kw, 4, True, False, lim, cl, threads) == "split"
+        assert rule(64, 32, 16, 16, 31, 5, 4, True, False, lim, "nchw", threads) == "split"
 
 
 def test_fft_kernel_grad_equals_the_convolution_backward():
@@ -267,22 +278,32 @@ def test_planes_kernel_grad_equals_the_convolution_backward():
     assert got.dtype == torch.float64 and torch.allclose(got, want, atol=1e-10)
 
 
-@pytest.mark.parametrize("k", [13, 15])
-def test_split_takes_its_kernel_gradient_over_the_planes_up_to_13_and_by_fft_beyond(k, monkeypatch):
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kh,kw,route", [(13, 13, "planes"), (15, 15, "fft"), (31, 5, "planes"), (15, 13, "planes"),
+                                         (5, 31, "transposed planes"), (13, 15, "transposed planes")])
+def test_split_takes_its_kernel_gradient_over_the_planes_up_to_13_wide_and_by_fft_beyond(kh, kw, route, layout,
+                                                                                      monkeypatch):
+    """oneDNN's planes convolution is fast while its output is at most 13 wide: a wide stripe takes
+    the transposed planes (its taps come back in the kernel's orientation), a kernel wider and
+    taller than 13 the FFT; the gradients equal stock's either way."""
     used = []
     for name in ("planes_kernel_grad", "fft_kernel_grad"):
         real = getattr(dwconv_algos, name)
-        monkeypatch.setattr(dwconv_algos, name, lambda *a, _r=real, _n=name: (used.append(_n), _r(*a))[1])
-    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=CL).requires_grad_()
-    w = torch.randn(3, 1, k, k, requires_grad=True)
+        monkeypatch.setattr(dwconv_algos, name,
+                            lambda *a, _r=real, _n=name: (used.append((_n, a[2], a[3])), _r(*a))[1])
+    x = torch.randn(2, 3, 16, 16)
+    x = (x.contiguous(memory_format=CL) if layout == "channels_last" else x).requires_grad_()
+    w = torch.randn(3, 1, kh, kw, requires_grad=True)
     with dw.use_algorithm("split"):
         dw.dwconv2d(x, w).square().sum().backward()
     gx, gw = x.grad.clone(), w.grad.clone()
     x.grad = w.grad = None
-    F.conv2d(x, w, padding=k // 2, groups=3).square().sum().backward()
+    F.conv2d(x, w, padding=(kh // 2, kw // 2), groups=3).square().sum().backward()
     _close(gw, w.grad, 1e-4)
     _close(gx, x.grad, 1e-4)
-    assert used == (["planes_kernel_grad"] if k <= dwconv_algos.PLANES_MAX_K else ["fft_kernel_grad"])
+    want = {"planes": ("planes_kernel_grad", kh, kw), "transposed planes": ("planes_kernel_grad", kw, kh),
+            "fft": ("fft_kernel_grad", kh, kw)}[route]
+    assert used == [want]
 
 
 def test_workspace_limit_excludes_algorithms(monkeypatch):
@@ -452,13 +473,30 @@ def test_channels_last_input_is_used_without_a_copy(monkeypatch, shape, tune):
 
 def test_layout_is_part_of_the_key_and_routes_the_choice():
     x = torch.randn(64, 32, 16, 16, requires_grad=True)
-    w = torch.randn(32, 1, 13, 13, requires_grad=True)
+    w = torch.randn(32, 1, 5, 5, requires_grad=True)
     assert dw.select_algorithm(x, w) == "direct_cl"  # NCHW: stock channels_last with its copies
     xc = x.detach().to(memory_format=CL).requires_grad_()
-    # channels_last: oneDNN's passes without copies, the kernel gradient over the (batch, channel) planes
-    assert dw.select_algorithm(xc, w) == "split"
+    assert dw.select_algorithm(xc, w) == "direct"  # channels_last: the same kernel without copies
     keys = list(dw.cache_info()["choices"])
     assert len(keys) == 2 and any("|nchw|" in k for k in keys) and any("|channels_last|" in k for k in keys)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_split_is_chosen_for_either_layout_up_to_13x13_and_is_exact(layout):
+    """13x13 on a 16 px map: the stock forward and input gradient in x's layout, the kernel gradient
+    over the planes; the output keeps x's layout and both gradients are the stock ones."""
+    x = torch.randn(64, 32, 16, 16)
+    x = (x.contiguous(memory_format=CL) if layout == "channels_last" else x).requires_grad_()
+    w = torch.randn(32, 1, 13, 13, requires_grad=True)
+    assert dw.select_algorithm(x, w) == "split"
+    y = dwconv2d(x, w)
+    y.square().sum().backward()
+    assert dwconv_algos.layout_of(y) == layout
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    F.conv2d(x, w, padding=6, groups=32).square().sum().backward()
+    _close(gw, w.grad, 1e-4)
+    _close(gx, x.grad, 1e-4)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

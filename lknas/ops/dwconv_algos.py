@@ -22,16 +22,18 @@ where its estimate with the copies still wins.
   (kh*W x W) matrix of kernel-row Toeplitz blocks: one batched GEMM per chunk. The problem is
   transposed first when that gives fewer multiply-adds (k x n stripes use the n short rows).
 - `fft`: zero-padded rfft2 product (in fp32 for half dtypes), built from differentiable ops.
-- `split`: per pass the faster method on a channels_last x: stock (oneDNN) forward and input
-  gradient, and the kernel gradient, which is 2/3 or more of oneDNN's forward+backward
-  (`benchmarks/dwconv_passes.py`), another way. Up to 13x13 (`PLANES_MAX_K`) as one depthwise
-  convolution over the B*C (batch, channel) planes: x's plane convolved with dL/dy's plane as its
-  kernel gives that plane's 13x13 correlations, summed over the batch (`planes_kernel_grad`):
-  oneDNN runs it at ~1/5 the time of its own kernel gradient, so the whole step ran 1.2-2.7x faster
-  than stock channels_last on 4-64 px maps with 7x7 to 13x13 kernels (2-core CPU, 1 and 2 threads).
-  From 15x15 on that convolution leaves oneDNN's fast path (10x slower, measured), so larger
-  kernels get theirs by FFT (x correlated with dL/dy, summed over the batch: one inverse
-  transform per channel).
+- `split`: per pass the faster method: stock (oneDNN) forward and input gradient in x's layout
+  (on an NCHW x only for kernels up to 13 wide, where NCHW stock's forward is fast too: 1-2 ms
+  against 43-138 for 15-31 wide ones), and the kernel gradient, which is 2/3 or more of oneDNN's
+  forward+backward (`benchmarks/dwconv_passes.py`), another way. For a kernel up to 13 wide
+  (`PLANES_MAX_K`; any height) as one depthwise convolution over the B*C (batch, channel)
+  planes: x's plane convolved with dL/dy's plane as its kernel gives that plane's kh x kw
+  correlations, summed over the batch (`planes_kernel_grad`): oneDNN runs it at ~1/5 the time of
+  its own kernel gradient, so the whole step ran 1.2-2.7x faster than stock channels_last on 4-64
+  px maps with 7x7 to 13x13 kernels (2-core CPU, 1 and 2 threads). That convolution leaves
+  oneDNN's fast path when its output is wider than 13 (15x15: 10x slower, measured; 31x5: fast),
+  so a wide stripe (5 x 31) takes it on the transposed planes, and a kernel wider and taller than
+  13 by FFT (x correlated with dL/dy, summed over the batch: one inverse transform per channel).
 
 Workspace: the large per-chunk temporaries of `gemm` and `rows` (Toeplitz blocks, unfolded rows
 and their gradients) live in buffers kept per thread, device and dtype and reused from call to
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ALGORITHMS", "LAYOUTS", "ACCEPTS", "VIA_COPY", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
-    "release_workspace", "workspace_info", "planes_kernel_grad", "PLANES_MAX_K",
+    "release_workspace", "workspace_info", "planes_kernel_grad", "PLANES_MAX_K", "split_reads",
 ]
 
 ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft", "split")
@@ -62,7 +64,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "gemm": ("nchw",),
     "rows": LAYOUTS,
     "fft": LAYOUTS,
-    "split": ("channels_last",),  # stock channels_last passes: on an NCHW x stock is slow (forced: still exact)
+    "split": LAYOUTS,  # the input's stock passes; on NCHW only up to PLANES_MAX_K wide (`split_reads`)
 }
 assert set(ACCEPTS) == set(ALGORITHMS)
 # layouts an algorithm may also be chosen for through copies of x to NCHW and back (x, y and their
@@ -70,6 +72,15 @@ assert set(ACCEPTS) == set(ALGORITHMS)
 # beats every algorithm that reads channels_last (benchmarks/dwconv_rule.py), so a channels_last
 # model gets it there; the selector's estimate carries the copies
 VIA_COPY: dict[str, tuple[str, ...]] = {"gemm": ("channels_last",)}
+
+
+def split_reads(layout: str, kh: int, kw: int) -> bool:
+    """Whether `split` is a candidate for an input in `layout` with a kh x kw kernel. On NCHW its
+    stock forward is fast only for kernels up to 13 wide (one 16 px map: 31 x 5 1.3 ms, 5 x 31
+    43 ms, 31x31 218 ms against 8.5 in channels_last), which is also where its kernel gradient runs
+    over the planes with no copies: beyond, only a channels_last input gets it (forced on NCHW:
+    still exact)."""
+    return layout == "channels_last" or kw <= PLANES_MAX_K
 
 
 def layout_of(x: torch.Tensor) -> str:
@@ -350,9 +361,11 @@ def fft_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torc
     return torch.roll(r, shifts=(kh // 2, kw // 2), dims=(-2, -1))[..., :kh, :kw].unsqueeze(1)
 
 
-# The largest kernel side whose gradient `planes_kernel_grad` computes: oneDNN's depthwise
-# convolution stays on its fast path up to a 13x13 output (one 32 px map, batch 64, 32 channels:
-# 9 ms at 13x13, 121 ms at 15x15; 64 px maps alike), so `split` uses the FFT beyond.
+# The widest kernel whose gradient `planes_kernel_grad` computes: oneDNN's depthwise convolution
+# stays on its fast path up to a 13-wide output, whatever its height (one 32 px map, batch 64, 32
+# channels: 9 ms at 13x13, 121 ms at 15x15; 16 px maps: 4.8 ms at 31 x 5, 44 ms at 5 x 31, 3.8 at
+# 31 x 11; 8-64 px maps alike), so `split` transposes the planes of a wide stripe and uses the FFT
+# for a kernel wider and taller than this.
 PLANES_MAX_K = 13
 
 
@@ -369,9 +382,12 @@ def planes_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> t
 
 
 def split_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """`split`'s kernel gradient: over the planes up to `PLANES_MAX_K`, by FFT beyond."""
-    if kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:
+    """`split`'s kernel gradient: over the planes for a kernel up to `PLANES_MAX_K` wide, over the
+    transposed planes for one that is only that short, by FFT otherwise."""
+    if kw <= PLANES_MAX_K:
         return planes_kernel_grad(x, gy, kh, kw)
+    if kh <= PLANES_MAX_K:  # a wide stripe: its transpose is a tall one (copies of x and dL/dy)
+        return planes_kernel_grad(x.transpose(-1, -2), gy.transpose(-1, -2), kw, kh).transpose(-1, -2)
     return fft_kernel_grad(x, gy, kh, kw)
 
 
@@ -449,7 +465,7 @@ def workspace_bytes(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int,
         spec = b * c * nh * (nw // 2 + 1) * 8
         return 3 * spec + 2 * b * c * nh * nw * 4
     if name == "split":
-        if kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:  # NCHW copies of x and dL/dy, the per-plane taps
+        if min(kh, kw) <= PLANES_MAX_K:  # NCHW copies of x and dL/dy, the per-plane taps
             return 2 * act + b * c * kh * kw * esize
         nh, nw = fft_size(h, w, kh, kw)  # the two spectra of the kernel gradient and their product
         return 3 * b * c * nh * (nw // 2 + 1) * 8

@@ -41,7 +41,8 @@ from typing import Callable
 import torch
 
 from lknas.ops.dwconv_algos import (
-    ACCEPTS, ALGORITHMS, PLANES_MAX_K, VIA_COPY, fft_size, layout_of, macs, rows_transposed, workspace_bytes,
+    ACCEPTS, ALGORITHMS, PLANES_MAX_K, VIA_COPY, fft_size, layout_of, macs, rows_transposed, split_reads,
+    workspace_bytes,
 )
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 
 Key = tuple  # (device (with a CPU's threads), dtype, layout, B, C, H, W, kh, kw, grad)
 STOCK = ("direct", "direct_cl")  # plain PyTorch convolutions: what `auto` must never lose to
-CACHE_VERSION = 4  # 2: keys carry the layout; 3: and a CPU's thread count; 4: split got faster (timings redone)
+CACHE_VERSION = 5  # 2: keys carry the layout; 3: a CPU's thread count; 4: split got faster; 5: split reads NCHW
 
 _LOCK = threading.Lock()
 _CHOICES: dict[str, str] = {}  # key string -> algorithm (rule or autotuned)
@@ -108,6 +109,7 @@ def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit
     """Algorithms that read `layout` (without a copy, or through copies: `VIA_COPY`) and whose
     workspace fits `limit` bytes (direct always does)."""
     return [a for a in ALGORITHMS if (layout in ACCEPTS[a] or layout in VIA_COPY.get(a, ()))
+            and (a != "split" or split_reads(layout, kh, kw))
             and (a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit)]
 
 
@@ -135,11 +137,15 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
     if name == "fft":
         nh, nw = fft_size(h, w, kh, kw)
         return planes * (nh * nw * 22e-6 + 0.8e-3)
-    if name == "split" and kh <= PLANES_MAX_K and kw <= PLANES_MAX_K:
+    if name == "split" and min(kh, kw) <= PLANES_MAX_K:
         # stock forward + input gradient, the kernel gradient over the planes: 0.37-0.85 (median 0.5)
         # of stock's measured time on 4-64 px maps with 7x7-13x13 kernels (29 shapes, 2 threads;
-        # 0.44-0.88 on one); with 5x5 kernels 0.5-2x (oneDNN's own kernel gradient is cheap there)
-        return PLANES_OF_STOCK * _channels_last_ms("direct", b, c, h, w, kh, kw) if kh * kw >= 49 else math.inf
+        # 0.44-0.88 on one); with 5x5 kernels 0.5-2x (oneDNN's own kernel gradient is cheap there).
+        # A stripe (2:1 or longer; over the transposed planes if wide): `PLANES_OF_STRIPE`
+        if kh * kw < 49:
+            return math.inf
+        share = PLANES_OF_STRIPE if max(kh, kw) >= 2 * min(kh, kw) else PLANES_OF_STOCK
+        return share * _channels_last_ms("direct", b, c, h, w, kh, kw)
     if name == "split":  # stock forward + input gradient, the FFT kernel gradient (one transform pair fewer)
         if min(h, w) < 24:
             # measured on 16 px maps: 0.86-1.06x of stock with 13x13 kernels in three runs, and
@@ -159,6 +165,18 @@ def _channels_last_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: in
 
 
 PLANES_OF_STOCK = 0.55  # `split` with its kernel gradient over the planes, as a share of stock's time
+# `split` on a k x n or n x k stripe as a share of stock's estimate (which is one for both orientations,
+# while oneDNN's kernel gradient of a wide one runs 7x longer): measured 0.12-0.18 of it on 8 and 16 px
+# maps with 31 x 5 and 15 x 5 stripes, both orientations, batch 64 and 32, on the AVX-512 EPYC where
+# stock and GEMM ran ~2.3x faster than on the CPU the estimates were fitted on, so 0.3 on their scale
+# (one thread, interleaved, 2026-12-02, with other work on the machine: benchmarks/dwconv_rule.py
+# times it on an idle one)
+PLANES_OF_STRIPE = 0.3
+# `split` on an NCHW input (kernels up to 13 wide, 7x7 and up) as a share of stock channels_last's
+# time with its copies: 0.30-0.51 (median 0.38) on 8-64 px maps with 7x7-13x13 kernels, batch 16-64
+# (one thread, interleaved, 2026-12-02, with other work on the machine: benchmarks/dwconv_rule.py
+# times it on an idle one)
+SPLIT_NCHW_OF_STOCK_CL = 0.45
 
 # Forward+backward time on one CPU thread over two (benchmarks/dwconv_rule.py at batch 64 with
 # --threads 1 and 2: geometric means over the 24 proxy cases, per algorithm; spread 0.6-1.4x of it,
@@ -190,18 +208,20 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
     if name == "split" and not grad:  # inference runs the stock forward alone: never beats stock
         name = "direct"
     one = threads == 1 and not cuda
-    if layout == "channels_last" or name == "split":  # split reads channels_last only
+    if layout == "channels_last":
         if one and name != "gemm":
             scale *= ONE_THREAD[name]
         return _channels_last_ms(name, b, c, h, w, kh, kw, 1 if one else 2) * scale
     if one:
         scale *= ONE_THREAD[name]
     n = float(b * c * h * w)
-    if name == "direct_cl":
+    if name in ("direct_cl", "split"):
         # oneDNN's channels_last depthwise kernel, + converting x, y (and the gradients)
         stripe = max(kh, kw) / min(kh, kw)
         t = (macs("direct", b, c, h, w, kh, kw) * 0.14e-6 * (1 + 0.1 * (stripe - 1)) + b * c * 0.25e-3
              + n * 1.5e-6)
+        if name == "split":  # NCHW stock forward + input gradient, the kernel gradient over the planes
+            t = SPLIT_NCHW_OF_STOCK_CL * t if kh * kw >= 49 and split_reads(layout, kh, kw) else math.inf
     elif name == "direct":
         # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
         t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
