@@ -25,7 +25,8 @@ SMALL_NOISE = 1.15  # ...but calls under 5 ms vary by ~10% run to run ((32, 8 px
 # on 4-8 px maps and 16 px k x 5 stripes, and plain NCHW `direct` for 3x3 on 2 px maps, lose to stock
 # there (0.30-0.89x; with split's NCHW and stripe forms, measured again the same day, 16 px 5 x 31
 # NCHW at batch 32 joined, 16 px stripes in channels_last left). Open in issue 15 (a rule calibrated
-# on the machine, or autotune by default; `LKNAS_DWCONV_AUTOTUNE=1` picks by timing today). Strict: a fix makes these XPASS and fail here.
+# on the machine, or autotune by default; `LKNAS_DWCONV_AUTOTUNE=1` picks by timing today).
+# Strict: a fix makes these XPASS and fail here.
 LOSES_ON_THE_EPYC = {
     "dwconv_rule-cpu2t.json": {((64, 96, 4, 4, 7, 7), "nchw"), ((64, 96, 4, 4, 7, 7), "channels_last"),
                                ((64, 96, 4, 4, 7, 5), "nchw"), ((64, 96, 4, 4, 7, 5), "channels_last"),

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ALGORITHMS", "LAYOUTS", "ACCEPTS", "VIA_COPY", "layout_of", "run_algorithm", "workspace_bytes", "macs", "fft_size",
-    "release_workspace", "workspace_info", "planes_kernel_grad", "PLANES_MAX_K", "split_reads",
+    "release_workspace", "workspace_info", "planes_kernel_grad", "PLANES_MAX_K", "reads",
 ]
 
 ALGORITHMS = ("direct", "direct_cl", "gemm", "rows", "fft", "split")
@@ -64,7 +64,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "gemm": ("nchw",),
     "rows": LAYOUTS,
     "fft": LAYOUTS,
-    "split": LAYOUTS,  # the input's stock passes; on NCHW only up to PLANES_MAX_K wide (`split_reads`)
+    "split": LAYOUTS,  # the input's stock passes; on NCHW only up to PLANES_MAX_K wide (`reads`)
 }
 assert set(ACCEPTS) == set(ALGORITHMS)
 # layouts an algorithm may also be chosen for through copies of x to NCHW and back (x, y and their
@@ -74,13 +74,14 @@ assert set(ACCEPTS) == set(ALGORITHMS)
 VIA_COPY: dict[str, tuple[str, ...]] = {"gemm": ("channels_last",)}
 
 
-def split_reads(layout: str, kh: int, kw: int) -> bool:
-    """Whether `split` is a candidate for an input in `layout` with a kh x kw kernel. On NCHW its
-    stock forward is fast only for kernels up to 13 wide (one 16 px map: 31 x 5 1.3 ms, 5 x 31
-    43 ms, 31x31 218 ms against 8.5 in channels_last), which is also where its kernel gradient runs
-    over the planes with no copies: beyond, only a channels_last input gets it (forced on NCHW:
-    still exact)."""
-    return layout == "channels_last" or kw <= PLANES_MAX_K
+def reads(name: str, layout: str, kh: int, kw: int) -> bool:
+    """Whether algorithm `name` reads an input in `layout` with a kh x kw kernel as is (`ACCEPTS`).
+    `split` on NCHW only up to `PLANES_MAX_K` wide: NCHW stock's forward is fast only there (one
+    16 px map: 31 x 5 1.3 ms, 5 x 31 43 ms, 31x31 218 ms against 8.5 in channels_last), which is
+    also where its kernel gradient runs over the planes with no copies (forced beyond: still exact)."""
+    if layout not in ACCEPTS[name]:
+        return False
+    return name != "split" or layout == "channels_last" or kw <= PLANES_MAX_K
 
 
 def layout_of(x: torch.Tensor) -> str:

@@ -2,7 +2,7 @@
 cost-model rule, optional measured autotuning, and the in-process / on-disk choice cache.
 
 The input's memory layout (NCHW or channels_last) is part of every key: a channels_last input is
-routed to algorithms that read it without a copy (`dwconv_algos.ACCEPTS`), or to `gemm` through
+routed to algorithms that read it without a copy (`dwconv_algos.reads`), or to `gemm` through
 copies where its estimate with them still wins (`VIA_COPY`), and the baseline an algorithm has
 to beat is the best stock convolution for that input (`STOCK`): `direct` and, for an NCHW input,
 `direct_cl` (stock channels_last with the conversions).
@@ -41,7 +41,7 @@ from typing import Callable
 import torch
 
 from lknas.ops.dwconv_algos import (
-    ACCEPTS, ALGORITHMS, PLANES_MAX_K, VIA_COPY, fft_size, layout_of, macs, rows_transposed, split_reads,
+    ALGORITHMS, PLANES_MAX_K, VIA_COPY, fft_size, layout_of, macs, reads, rows_transposed,
     workspace_bytes,
 )
 
@@ -108,8 +108,7 @@ def eligible(b: int, c: int, h: int, w: int, kh: int, kw: int, esize: int, limit
              layout: str = "nchw") -> list[str]:
     """Algorithms that read `layout` (without a copy, or through copies: `VIA_COPY`) and whose
     workspace fits `limit` bytes (direct always does)."""
-    return [a for a in ALGORITHMS if (layout in ACCEPTS[a] or layout in VIA_COPY.get(a, ()))
-            and (a != "split" or split_reads(layout, kh, kw))
+    return [a for a in ALGORITHMS if (reads(a, layout, kh, kw) or layout in VIA_COPY.get(a, ()))
             and (a == "direct" or workspace_bytes(a, b, c, h, w, kh, kw, esize) <= limit)]
 
 
@@ -221,7 +220,7 @@ def estimate_ms(name: str, b: int, c: int, h: int, w: int, kh: int, kw: int, gra
         t = (macs("direct", b, c, h, w, kh, kw) * 0.14e-6 * (1 + 0.1 * (stripe - 1)) + b * c * 0.25e-3
              + n * 1.5e-6)
         if name == "split":  # NCHW stock forward + input gradient, the kernel gradient over the planes
-            t = SPLIT_NCHW_OF_STOCK_CL * t if kh * kw >= 49 and split_reads(layout, kh, kw) else math.inf
+            t = SPLIT_NCHW_OF_STOCK_CL * t if kh * kw >= 49 and reads(name, layout, kh, kw) else math.inf
     elif name == "direct":
         # PyTorch's depthwise kernel: ~3 GMAC/s fwd+bwd, plus a cost per (batch, channel) plane
         t = macs(name, b, c, h, w, kh, kw) * 0.3e-6 + b * c * 0.25e-3
