@@ -123,6 +123,20 @@ def _cpu_model() -> str:
     return cpu_model()
 
 
+def _kept() -> bool:
+    from lknas.ops.allocator import kept
+
+    return kept()
+
+
+def keep_freed_memory() -> None:
+    """Run as lknas's own processes do (`lknas.ops.allocator`; LKNAS_MALLOC=system: glibc as it
+    comes); stock and ours share the process, so both get it."""
+    from lknas.ops.allocator import keep_freed_memory as keep
+
+    keep()
+
+
 def environment() -> dict:
     return {
         "torch": torch.__version__,
@@ -131,6 +145,7 @@ def environment() -> dict:
         "processor": platform.processor(),
         "cpu": _cpu_model(),
         "threads": torch.get_num_threads(),
+        "malloc": "keep" if _kept() else "system",  # lknas.ops.allocator: freed memory kept in the process
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

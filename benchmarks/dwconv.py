@@ -20,6 +20,8 @@ the median over rounds of (fastest stock candidate in the round) / (fastest of o
 p90/p50 of each candidate's repeated calls says how steady it is (target <= 1.3 on a quiet
 machine). GFLOP/s counts the useful work of the convolution: 2 * B*C*H*W*kh*kw per pass with the
 kernel cropped to the (2H-1)x(2W-1) it can reach, three passes (forward, input and kernel gradients).
+The process runs as lknas's own do, with freed memory kept (`lknas.ops.allocator`; stock and
+ours alike; `LKNAS_MALLOC=system` for glibc as it comes); the JSON's `environment.malloc` says which.
 """
 from __future__ import annotations
 
@@ -263,6 +265,7 @@ def main(argv=None) -> int:
                     help="write results/benchmarks/*.json and .md")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    _timing.keep_freed_memory()
     repeats = args.repeats or (3 if args.quick else 9)
     torch.manual_seed(0)
     shapes = []

@@ -18,6 +18,8 @@ Each candidate has its own copy of the model (same initial weights) and optimize
 model's compile time (first two steps) is kept out of the rounds and reported; a failure is
 recorded as "did not compile". The speed-up is the median over rounds of (fastest stock candidate)
 / (fastest fast candidate); p90/p50 of each candidate's steps says how steady it is.
+The process runs as lknas's own do, with freed memory kept (`lknas.ops.allocator`; every candidate
+alike; `LKNAS_MALLOC=system` for glibc as it comes); the JSON's `environment.malloc` says which.
 """
 from __future__ import annotations
 
@@ -140,6 +142,7 @@ def main(argv=None) -> int:
                     help="write results/benchmarks/*.json and .md")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    _timing.keep_freed_memory()
     repeats = args.repeats or (3 if args.quick else 9)
     configs = [CONFIGS[0], CONFIGS[3]] if args.quick else CONFIGS
     configs = configs[:args.limit] if args.limit else configs

@@ -575,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         filter_ray_hints()
     try:
+        from lknas.ops.allocator import keep_freed_memory
+
+        keep_freed_memory()  # steady CPU timings in this process (LKNAS_MALLOC=system: off)
         code = func(args)
     except LknasError as err:
         remove_unfinished_run_dirs()

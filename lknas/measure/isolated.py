@@ -72,7 +72,9 @@ def _serve() -> None:
     import sys
 
     from lknas import quiet
+    from lknas.ops.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as in the trials whose timings these repeat
     with quiet.working():  # importing torch is work on the node: no trial times its latency meanwhile
         from lknas.arch import ArchConfig
         from lknas.measure import measure_latency

@@ -7,6 +7,7 @@ from lknas.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("dwconv2d", "DepthwiseConv2d"), "lknas.ops.dwconv"),
+    **dict.fromkeys(("keep_freed_memory",), "lknas.ops.allocator"),
     **dict.fromkeys(("peripheral_grid", "peripheral_k_prime"), "lknas.ops.peripheral"),
     **dict.fromkeys(("DILATED_BRANCHES",), "lknas.ops.kernel_rules"),
     **dict.fromkeys(("LARGE_KERNEL_MODULES", "DEPLOY_KERNEL_MODULES", "DWConvBN", "DenseLK", "StripeLK",

@@ -118,6 +118,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     import torch
 
+    from lknas.ops.allocator import keep_freed_memory
+
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # fvcore's tracer
     config = dict(config)
     number = int(config.pop(NUMBER_KEY, -1))
@@ -126,6 +128,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     confirms, seed = config.pop(CONFIRMS_KEY, None), config.pop(SEED_KEY, None)
     params = {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
     torch.set_num_threads(max(1, ctx.threads))
+    keep_freed_memory()
     base: dict[str, Any] = {"trial": number, "status": "running", **placement(ctx.device)}
     if confirms is not None:
         base.update(phase="confirm", confirms=int(confirms))

@@ -97,11 +97,13 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
     import torch
 
     from lknas import quiet
+    from lknas.ops.allocator import keep_freed_memory
     from lknas.search.trial import placement, report
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     job = ctx.jobs[int(config[NUMBER_KEY])]
     torch.set_num_threads(max(1, ctx.threads))
+    keep_freed_memory()
     base: dict[str, Any] = {**job.identity(), "status": "running", **placement(ctx.device)}
     try:
         with quiet.working():
