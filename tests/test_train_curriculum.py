@@ -84,3 +84,42 @@ def test_a_fraction_outside_zero_one_is_refused_by_name(tmp_path, value):
     with pytest.raises(SpaceError) as err:
         load_space(_space(tmp_path, f"  curriculum: pointer\n  curriculum_fraction: {value}\n"))
     assert "train.curriculum_fraction" in str(err.value)
+
+
+def _lrs(cfg: TrainConfig, bundle, monkeypatch) -> list[float]:
+    """The learning rate of each training step, in order."""
+    import lknas.train.proxy as proxy
+
+    lrs: list[float] = []
+    real_step = proxy.backward_and_step
+
+    def step(loss, optimizer, *args, **kwargs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        return real_step(loss, optimizer, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(proxy, "backward_and_step", step)
+        patch.setenv("LKNAS_LAYOUT", "nchw")
+        assert train_proxy(small_arch(), cfg, bundle).status == "ok"
+    return lrs
+
+
+def test_a_restart_schedule_starts_the_full_task_at_the_peak_rate(monkeypatch):
+    bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=160, val_size=32)
+    cfg = CFG.replace(steps=20, curriculum_fraction=0.5)
+    one = _lrs(cfg, bundle, monkeypatch)
+    two = _lrs(cfg.replace(schedule="restart"), bundle, monkeypatch)
+    assert len(one) == len(two) == 20
+    assert one[0] == two[0] == pytest.approx(1e-3)  # both start at the peak
+    assert all(a >= b for a, b in zip(one, one[1:]))  # one cosine: never rises
+    assert two[10] == pytest.approx(1e-3) and two[9] < 0.1e-3  # the curriculum's cosine ends, the second starts
+    assert all(a >= b for a, b in zip(two[10:], two[11:])) and two[-1] < two[10]
+    assert one[10] < 0.6e-3  # without the restart the full task starts half-way down
+
+
+def test_the_schedule_key(tmp_path):
+    assert load_space(_space(tmp_path, "  schedule: restart\n")).train.schedule == "restart"
+    cosine = load_space(_space(tmp_path, "  schedule: cosine\n")).train
+    assert cosine.schedule is None and "schedule" not in {k for k, v in cosine.to_dict().items() if v is not None}
+    with pytest.raises(SpaceError, match="train.schedule.*cosine, restart"):
+        load_space(_space(tmp_path, "  schedule: step\n"))

@@ -50,6 +50,7 @@ class TrainConfig:
     curriculum: str | None = None  # an easier data set trained on first (e.g. shorter distances)
     curriculum_fraction: float = 0.25  # the share of the steps spent on it
     ema_decay: float | None = None  # evaluate an EMA of the weights (timm's ModelEmaV3) with this decay
+    schedule: str | None = None  # None (written `cosine`): one cosine; `restart`: a second one when the curriculum ends
     layout: str = "auto"  # memory layout: nchw | channels_last | auto (measured fastest; LKNAS_LAYOUT overrides auto)
 
     @property
@@ -139,6 +140,13 @@ def _raw(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- parsing
+def _schedule(value: Any) -> str | None:
+    """train.schedule: `cosine` (the default, stored as None so that trials recorded before the key
+    existed stay the same experiment) or `restart`."""
+    value = enum_field("schedule", ("cosine", "restart"), searchable=False).check(value)
+    return None if value == "cosine" else value
+
+
 TRAIN_FIELDS: dict[str, Field] = {
     "dataset": str_field("dataset"),
     "resolution": int_field("resolution", MIN_RESOLUTION, MAX_RESOLUTION, searchable=False),
@@ -158,6 +166,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "curriculum": str_field("curriculum", nullable=True),
     "curriculum_fraction": float_field("curriculum_fraction", 0, 1, lo_open=True, hi_open=True, searchable=False),
     "ema_decay": float_field("ema_decay", 0, 1, lo_open=True, hi_open=True, nullable=True, searchable=False),
+    "schedule": Field("schedule", "enum", lambda v: _schedule(v), False, valid="cosine, restart"),
     "layout": enum_field("layout", ("auto", "nchw", "channels_last"), searchable=False),
 }
 SEARCH_FIELDS: dict[str, Field] = {

@@ -246,6 +246,23 @@ def _training_layout(layout: str | None, model: nn.Module, arch: ArchConfig, cfg
         return resolve_layout(layout, model, noise.to(dev), train=True, key=("train", arch.hash()))
 
 
+class RestartAt:
+    """`train.schedule: restart`: the first scheduler until update `switch` (the curriculum's
+    end), then a second one (made then, from the peak learning rate) over the remaining updates:
+    the full task starts at the full rate instead of at the tail of one long cosine."""
+
+    def __init__(self, switch: int, first, make_second):
+        self.switch, self.first, self._make_second, self.second = switch, first, make_second, None
+
+    def step_update(self, num_updates: int) -> None:
+        if num_updates < self.switch:
+            self.first.step_update(num_updates)
+            return
+        if self.second is None:
+            self.second = self._make_second()
+        self.second.step_update(num_updates - self.switch)
+
+
 def _masked_ema(ema, sparsity) -> nn.Module:
     """The EMA model with the sparse layers' current masks applied: the average keeps a weight the
     masks have since pruned, and the network evaluated (and counted) is the sparse one."""
@@ -266,15 +283,21 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     total_steps = cfg.steps or cfg.epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
     optimizer = make_optimizer(model, cfg.optimizer, float(cfg.lr), float(cfg.weight_decay))
-    scheduler = make_scheduler(optimizer, epochs, fitted_warmup(cfg.warmup_epochs, total_steps / per_epoch),
-                               per_epoch)
+    switch = curriculum_steps(cfg, total_steps)
+    if cfg.schedule == "restart" and 0 < switch < total_steps:
+        scheduler = RestartAt(switch, make_scheduler(optimizer, 1, fitted_warmup(cfg.warmup_epochs, switch / per_epoch),
+                                                     switch), lambda: make_scheduler(optimizer, 1, 0.0,
+                                                                                    total_steps - switch))
+    else:
+        scheduler = make_scheduler(optimizer, epochs, fitted_warmup(cfg.warmup_epochs, total_steps / per_epoch),
+                                   per_epoch)
     loss_fn = make_loss(cfg.label_smoothing)
     amp, amp_dtype = _autocast(dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     sparsity = ema = None
     evaluated = model
     step = 0
-    easy = _curriculum_batches(cfg, bundle, dev, curriculum_steps(cfg, total_steps))
+    easy = _curriculum_batches(cfg, bundle, dev, switch)
     for epoch in range(epochs):
         model.train()
         loss_sum, n_seen = 0.0, 0
