@@ -123,3 +123,8 @@ def test_the_schedule_key(tmp_path):
     assert cosine.schedule is None and "schedule" not in {k for k, v in cosine.to_dict().items() if v is not None}
     with pytest.raises(SpaceError, match="train.schedule.*cosine, restart"):
         load_space(_space(tmp_path, "  schedule: step\n"))
+    # the stored form (None) parses back, as run settings and trials files re-read it
+    assert load_space(_space(tmp_path, "  schedule: null\n")).train.schedule is None
+    from lknas.space.configs import parse_train
+    issues: list = []
+    assert parse_train(cosine.to_dict(), issues).schedule is None and not issues

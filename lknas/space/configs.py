@@ -142,7 +142,9 @@ def _raw(v: Any) -> Any:
 # ----------------------------------------------------------------------------- parsing
 def _schedule(value: Any) -> str | None:
     """train.schedule: `cosine` (the default, stored as None so that trials recorded before the key
-    existed stay the same experiment) or `restart`."""
+    existed stay the same experiment; a stored None reads back as cosine) or `restart`."""
+    if value is None:
+        return None
     value = enum_field("schedule", ("cosine", "restart"), searchable=False).check(value)
     return None if value == "cosine" else value
 
