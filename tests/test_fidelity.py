@@ -50,6 +50,21 @@ def test_a_faithful_proxy():
     assert f"proxy: ICC {stats['icc_proxy']['icc']:.3f} [{lo:.2f}, {hi:.2f}]" in text
 
 
+def test_a_kernel_effect_the_target_erases_is_shown_beside_the_proxys():
+    # the proxy favours kernel 13 by 15 points over kernel 3; at the target every net is at 90 +- noise
+    stats = fidelity_stats(_frame(lambda i, p: 90.0, noise=0.3))
+    effect = next(e for e in stats["kernel_effects"] if e["dimension"] == "stages[0].kernel")
+    assert effect["values"]["13"] - effect["values"]["3"] > 10
+    assert abs(effect["target_values"]["13"] - effect["target_values"]["3"]) < 1.0
+    assert effect["target_range"] < 1.0 and effect["target_range_over_seed_std"] < 5
+    text = format_fidelity(stats)
+    assert "; at the target 3: 90." in text and "x its seed sd)" in text
+    # a faithful proxy's effect survives: the same order at the target
+    kept = fidelity_stats(_frame(lambda i, p: p + 20))["kernel_effects"][0]
+    assert kept["target_values"]["13"] - kept["target_values"]["3"] == pytest.approx(
+        kept["values"]["13"] - kept["values"]["3"], abs=1.0)
+
+
 def test_a_proxy_that_reverses_the_ranking():
     stats = fidelity_stats(_frame(lambda i, p: 100 - p))
     assert stats["spearman"] == pytest.approx(-1.0) and stats["kendall_ci"][1] < 0

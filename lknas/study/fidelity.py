@@ -391,23 +391,39 @@ def _kernel_dims(arch_yaml: str, resolution: int) -> dict[str, Any]:
     return dims
 
 
-def kernel_effects(proxy: pd.DataFrame, seed_std: float) -> list[dict[str, Any]]:
+def kernel_effects(proxy: pd.DataFrame, seed_std: float, target: pd.DataFrame | None = None,
+                   target_seed_std: float | None = None) -> list[dict[str, Any]]:
     """For each kernel dimension with 2+ values among the architectures: the per-value mean
-    accuracy (over architectures' seed means), its range, and the range over the seed noise."""
+    accuracy (over architectures' seed means), its range, and the range over the seed noise.
+
+    With `target`, the same architectures' means at the target budget, grouped by the proxy's
+    kernel values (the kernel a net applies at the proxy resolution), go beside them: whether a
+    kernel effect the proxy sees survives the larger budget."""
     per_arch = proxy.groupby("point").agg(accuracy=("accuracy", "mean"), arch_yaml=("arch_yaml", "first"),
                                           resolution=("resolution", "first"))
-    rows = [dict(_kernel_dims(r.arch_yaml, int(r.resolution)), accuracy=r.accuracy) for r in per_arch.itertuples()]
+    rows = [dict(_kernel_dims(r.arch_yaml, int(r.resolution)), point=r.Index, accuracy=r.accuracy)
+            for r in per_arch.itertuples()]
     table = pd.DataFrame(rows)
+    if target is not None and not target.empty:
+        table["target"] = table["point"].map(target.groupby("point")["accuracy"].mean())
     effects = []
-    for dim in [c for c in table.columns if c != "accuracy"]:
+    for dim in [c for c in table.columns if c not in ("accuracy", "point", "target")]:
         groups = table.groupby(dim)["accuracy"]
         if groups.ngroups < 2:
             continue
         means = groups.mean()
         spread = float(means.max() - means.min())
-        effects.append({"dimension": dim, "values": {str(k): round(float(v), 2) for k, v in means.items()},
-                        "archs": {str(k): int(v) for k, v in groups.size().items()}, "range": spread,
-                        "range_over_seed_std": spread / seed_std if seed_std > 0 else float("inf")})
+        effect = {"dimension": dim, "values": {str(k): round(float(v), 2) for k, v in means.items()},
+                  "archs": {str(k): int(v) for k, v in groups.size().items()}, "range": spread,
+                  "range_over_seed_std": spread / seed_std if seed_std > 0 else float("inf")}
+        if "target" in table.columns and table["target"].notna().all():
+            at_target = table.groupby(dim)["target"].mean()
+            t_spread = float(at_target.max() - at_target.min())
+            effect.update(target_values={str(k): round(float(v), 2) for k, v in at_target.items()},
+                          target_range=t_spread,
+                          target_range_over_seed_std=(t_spread / target_seed_std if target_seed_std
+                                                      else None))
+        effects.append(effect)
     return sorted(effects, key=lambda e: -e["range_over_seed_std"])
 
 
@@ -432,7 +448,8 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
         out[f"seed_tau_{b}"] = seed_tau(table.reindex(points).to_numpy(dtype=float))
     seed_std = math.sqrt(agreement.icc_proxy["var_seed"])
     out["seed_std_proxy"] = seed_std
-    out["kernel_effects"] = kernel_effects(by_budget[PROXY], seed_std)
+    target_seed_std = math.sqrt(agreement.icc_target["var_seed"]) if agreement.icc_target else None
+    out["kernel_effects"] = kernel_effects(by_budget[PROXY], seed_std, by_budget[TARGET], target_seed_std)
     for b in (PROXY, TARGET):
         times = pd.to_numeric(by_budget[b].get("wall_time", pd.Series(dtype=float)), errors="coerce")
         out[f"{b}_trial_seconds"] = float(times.mean()) if times.notna().any() else None
@@ -478,6 +495,12 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
                      "more than the target's seeds agree with each other)")
     for e in stats.get("kernel_effects", [])[:3]:
         values = ", ".join(f"{k}: {v:.1f}" for k, v in e["values"].items())
-        lines.append(f"  effect of {e['dimension']}: {values} (range {e['range']:.1f} points = "
-                     f"{e['range_over_seed_std']:.1f}x the seed sd)")
+        line = (f"  effect of {e['dimension']}: {values} (range {e['range']:.1f} points = "
+                f"{e['range_over_seed_std']:.1f}x the seed sd)")
+        if "target_values" in e:  # does the proxy's kernel effect survive the larger budget?
+            at_target = ", ".join(f"{k}: {v:.1f}" for k, v in e["target_values"].items())
+            ratio = e.get("target_range_over_seed_std")
+            line += f"; at the target {at_target} (range {e['target_range']:.1f} points" + (
+                f" = {ratio:.1f}x its seed sd)" if isinstance(ratio, (int, float)) and math.isfinite(ratio) else ")")
+        lines.append(line)
     return "\n".join(lines)
