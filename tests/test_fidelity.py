@@ -65,6 +65,20 @@ def test_a_kernel_effect_the_target_erases_is_shown_beside_the_proxys():
         kept["values"]["13"] - kept["values"]["3"], abs=1.0)
 
 
+def test_the_kernel_effect_figure_draws_both_budgets_in_seed_sds():
+    from lknas.report.fidelity_figure import kernel_effect_figure
+
+    fig, why = kernel_effect_figure(_frame(lambda i, p: 90.0, noise=0.3))
+    assert why == "" and {t.name for t in fig.data} == {PROXY, TARGET}
+    proxy = next(t for t in fig.data if t.name == PROXY)
+    target = next(t for t in fig.data if t.name == TARGET)
+    assert list(proxy.x) == ["3", "13"] and proxy.y[1] - proxy.y[0] > 10  # 15 points over a seed sd under 1
+    assert abs(target.y[1] - target.y[0]) < 5  # the target's noise only
+    assert proxy.customdata[0][1] == 3  # architectures per value, for the hover
+    one_seed = _frame(lambda i, p: 90.0, seeds=1)
+    assert kernel_effect_figure(one_seed)[0] is None and "seed" in kernel_effect_figure(one_seed)[1]
+
+
 def test_a_proxy_that_reverses_the_ranking():
     stats = fidelity_stats(_frame(lambda i, p: 100 - p))
     assert stats["spearman"] == pytest.approx(-1.0) and stats["kendall_ci"][1] < 0
@@ -125,6 +139,7 @@ def test_fidelity_run_end_to_end(local_ray, tmp_path, capsys):
     assert "fidelity of the proxy budget (2 steps vs 4 steps)" in capsys.readouterr().out
     result = write_report(out, png=False, erf=False)
     assert any(f.name == "fidelity" for f in result.figures)
+    assert "fidelity_kernels" in {f.name for f in result.figures} | set(result.skipped)
     # the same --out continues (here: nothing left to run)
     assert main(["fidelity", "--out", str(out), "--quiet"]) == 0
     assert len(load_results(out)) == 12

@@ -1,6 +1,7 @@
 """The figure of a fidelity run (`lknas fidelity`): each architecture's mean accuracy at the proxy
 budget against the target budget, seed spread as error bars, coloured by kernel type, with the
-rank correlations and ICC in the title."""
+rank correlations and ICC in the title; and the kernel effects at both budgets, in units of each
+budget's seed sd, so a user sees whether a kernel preference of the proxy survives the target."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,12 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from lknas.report.figures import TEMPLATE, color_of, with_kernel_type
-from lknas.study.fidelity import PROXY, fidelity_stats
+from plotly.subplots import make_subplots
 
-__all__ = ["fidelity_figure"]
+from lknas.report.figures import TEMPLATE, color_of, with_kernel_type
+from lknas.study.fidelity import PROXY, TARGET, fidelity_stats
+
+__all__ = ["fidelity_figure", "kernel_effect_figure"]
 
 
 def fidelity_figure(df: pd.DataFrame) -> tuple[go.Figure | None, str]:
@@ -47,4 +50,43 @@ def fidelity_figure(df: pd.DataFrame) -> tuple[go.Figure | None, str]:
     fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), legend_title="kernel type",
                       xaxis_title="top-1 accuracy at the proxy budget (%, mean over seeds, bars: sd)",
                       yaxis_title="top-1 accuracy at the target budget (%)", height=560, margin=dict(t=90))
+    return fig, ""
+
+
+def kernel_effect_figure(df: pd.DataFrame, max_dims: int = 4) -> tuple[go.Figure | None, str]:
+    """(figure, '') or (None, why not): for the kernel dimensions with the largest proxy effects, each
+    value's mean accuracy at the proxy and at the target, as the distance from that budget's mean over
+    architectures in units of its seed sd (|y| > 0.5 on both sides of a value: a range over 1 seed sd)."""
+    try:
+        stats = fidelity_stats(df)
+    except ValueError as err:
+        return None, str(err)
+    effects = [e for e in stats.get("kernel_effects", []) if "target_values" in e][:max_dims]
+    if not effects:
+        return None, "no kernel dimension takes 2 or more values among the architectures, or no target seeds"
+    centre = {b: float(pd.Series(stats[f"{b}_mean"]).mean()) for b in (PROXY, TARGET)}
+    seed_sd = {b: math.sqrt(stats[f"icc_{b}"]["var_seed"]) if stats.get(f"icc_{b}") else float("nan")
+               for b in (PROXY, TARGET)}
+    if not all(math.isfinite(v) and v > 0 for v in seed_sd.values()):
+        return None, "the seed sd is unknown or zero at a budget (one seed, or identical seeds)"
+    fig = make_subplots(rows=1, cols=len(effects), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[e["dimension"] for e in effects])
+    for col, e in enumerate(effects, start=1):
+        keys = list(e["values"])
+        for budget, values, color in ((PROXY, e["values"], color_of(PROXY, [PROXY, TARGET])),
+                                      (TARGET, e["target_values"], color_of(TARGET, [PROXY, TARGET]))):
+            acc = [values[k] for k in keys]
+            fig.add_trace(go.Scatter(
+                x=keys, y=[(a - centre[budget]) / seed_sd[budget] for a in acc], mode="lines+markers",
+                name=budget, legendgroup=budget, showlegend=col == 1, line=dict(color=color),
+                customdata=[[a, e["archs"][k]] for a, k in zip(acc, keys)],
+                hovertemplate=(f"{budget}: {e['dimension']} = %{{x}}<br>%{{customdata[0]:.1f}}% over "
+                               "%{customdata[1]} architectures<br>%{y:.2f} seed sd from the budget's mean"
+                               "<extra></extra>"),
+            ), row=1, col=col)
+        fig.update_xaxes(type="category", row=1, col=col)
+    fig.update_yaxes(title_text="mean accuracy - budget's mean (seed sds)", row=1, col=1)
+    fig.update_layout(template=TEMPLATE, height=420, legend_title="budget", margin=dict(t=70),
+                      title=dict(text=f"Kernel effects at the proxy and the target (seed sd {seed_sd[PROXY]:.2f} "
+                                      f"and {seed_sd[TARGET]:.2f} points)", font=dict(size=14)))
     return fig, ""

@@ -137,7 +137,7 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
             figs.append(Figure(name, title, caption, fig))
 
     if fidelity:
-        from lknas.report.fidelity_figure import fidelity_figure
+        from lknas.report.fidelity_figure import fidelity_figure, kernel_effect_figure
 
         fig, reason = fidelity_figure(df)
         add("fidelity", "Proxy fidelity: proxy vs target budget",
@@ -145,6 +145,12 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
             "against a larger target budget; bars are the seed standard deviations. A proxy that ranks like the "
             "target puts the points on a rising curve; the title gives the rank correlations with 95% bootstrap "
             "intervals and the proxy's ICC (the share of variance that is not seed noise).", fig, reason)
+        fig, reason = kernel_effect_figure(df)
+        add("fidelity_kernels", "Kernel effects at both budgets",
+            "For the kernel dimensions whose values differ most at the proxy: each value's mean accuracy over the "
+            "architectures that have it, as the distance from the budget's mean in units of that budget's seed "
+            "standard deviation. A proxy whose kernel preference survives the larger budget draws two lines of "
+            "the same shape; a flat target line means the larger budget erased the effect.", fig, reason)
     panels = "budget" if fidelity else "dataset"
     for x, label in (("latency_ms", "latency"), ("flops_effective", "FLOPs"), ("params_effective", "params")):
         add(f"pareto_{label.lower()}", f"Pareto front: accuracy vs {label}",
