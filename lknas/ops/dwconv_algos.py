@@ -188,9 +188,19 @@ def _gemm_chunk(c: int, hw: int, esize: int, limit: int) -> int:
     return max(1, min(c, limit // max(per_channel, 1)))
 
 
+def _from_cbp(y: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
+    """A (C, B, H*W) result as a (B, C, H, W) tensor in `layout`, with one copy either way (a
+    channels_last result converted from NCHW would take two)."""
+    c, b, _ = y.shape
+    if layout != "channels_last":
+        return y.transpose(0, 1).reshape(b, c, h, w)
+    out = torch.empty((b, c, h, w), dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
+    return out.copy_(y.view(c, b, h, w).transpose(0, 1))
+
+
 class _GemmFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, chunk: int, layout: str = "nchw") -> torch.Tensor:
         b, c, h, wd = x.shape
         kh, kw = w.shape[-2:]
         hw = h * wd
@@ -204,8 +214,8 @@ class _GemmFn(torch.autograd.Function):
             torch.index_select(wx[c0:c1], 1, idx, out=t)
             torch.bmm(xc[c0:c1], t.view(c1 - c0, hw, hw), out=y[c0:c1])
         ctx.save_for_backward(x, w)
-        ctx.chunk = chunk
-        return y.transpose(0, 1).reshape(b, c, h, wd)
+        ctx.chunk, ctx.layout = chunk, layout
+        return _from_cbp(y, h, wd, layout)
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor):
@@ -216,7 +226,10 @@ class _GemmFn(torch.autograd.Function):
         hw = h * wd
         idx = _map_index(h, wd, kh, kw, x.device)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gyc = gy.reshape(b, c, hw).transpose(0, 1)
+        # dL/dy arrives channels_last when the caller's y was (VIA_COPY): its (C, B, HW) view would
+        # have a pixel stride of C, which bmm cannot hand to BLAS and copies matrix by matrix
+        # (2.4x the whole pass on 64x128x8x8, 31x31); one NCHW copy first
+        gyc = gy.contiguous().reshape(b, c, hw).transpose(0, 1)
         xc = x.reshape(b, c, hw).transpose(0, 1)
         wx = F.pad(w.reshape(c, kh * kw), (0, 1))
         gx = x.new_empty(c, b, hw) if need_x else None
@@ -231,9 +244,9 @@ class _GemmFn(torch.autograd.Function):
                 gt = _buffer("b", (c1 - c0, hw, hw), x)
                 torch.bmm(xc[c0:c1].transpose(1, 2), gyc[c0:c1], out=gt)
                 gw[c0:c1].scatter_add_(1, idx.expand(c1 - c0, -1), gt.view(c1 - c0, -1).to(gw.dtype))
-        gx_out = gx.transpose(0, 1).reshape(b, c, h, wd) if need_x else None
+        gx_out = _from_cbp(gx, h, wd, ctx.layout) if need_x else None
         gw_out = gw[:, :-1].reshape(w.shape).to(w.dtype) if need_w else None
-        return gx_out, gw_out, None
+        return gx_out, gw_out, None, None
 
 
 def _rows_chunk(b: int, c: int, hp: int, h: int, w: int, kh: int, esize: int, limit: int) -> int:
@@ -432,9 +445,8 @@ def run_algorithm(name: str, x: torch.Tensor, w: torch.Tensor, limit: int) -> to
     if name == "direct_cl":
         return _direct_cl(x, w)
     if name == "gemm":
-        b, c, h, wd = x.shape
-        y = _GemmFn.apply(x.contiguous(), w, _gemm_chunk(c, h * wd, x.element_size(), limit))
-        return _in_layout_of(y, x)
+        b, c, h, wd = x.shape  # a channels_last x: copied to NCHW, y and dL/dx written in channels_last
+        return _GemmFn.apply(x.contiguous(), w, _gemm_chunk(c, h * wd, x.element_size(), limit), layout_of(x))
     if name == "rows":
         return _rows(x, w, limit)
     if name == "fft":
