@@ -34,6 +34,8 @@ where its estimate with the copies still wins.
   oneDNN's fast path when its output is wider than 13 (15x15: 10x slower, measured; 31x5: fast),
   so a wide stripe (5 x 31) takes it on the transposed planes, and a kernel wider and taller than
   13 by FFT (x correlated with dL/dy, summed over the batch: one inverse transform per channel).
+  A channels_last forward with a kernel 13 wide and 11-13 tall runs through NCHW copies
+  (`cl_forward_via_nchw`: oneDNN's channels_last forward is 1.3-1.8x slower there, copies included).
 
 Workspace: the large per-chunk temporaries of `gemm` and `rows` (Toeplitz blocks, unfolded rows
 and their gradients) live in buffers kept per thread, device and dtype and reused from call to
@@ -405,10 +407,21 @@ def split_kernel_grad(x: torch.Tensor, gy: torch.Tensor, kh: int, kw: int) -> to
     return fft_kernel_grad(x, gy, kh, kw)
 
 
+def cl_forward_via_nchw(kh: int, kw: int) -> bool:
+    """Whether `split` runs a channels_last input's forward through NCHW copies: oneDNN's
+    channels_last depthwise forward leaves its fast path for a kernel 13 wide and 11 to 13 tall,
+    where NCHW's stays on it (forward only, 2 threads: 64 x 32 channels at 32 px, 13x13 14.2 ms
+    against 11.3 with both copies, 11x13 12.2 against 10.4; 16 px 1.4-1.6x; 8 px 1.8x; but 11x11
+    6.1 against 10.7 and 5x13 5.9 against 8.7, so only this window)."""
+    return kw == PLANES_MAX_K and 11 <= kh <= PLANES_MAX_K
+
+
 class _SplitFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, w)
+        if layout_of(x) == "channels_last" and cl_forward_via_nchw(*w.shape[-2:]):
+            return _direct(x.contiguous(), w).contiguous(memory_format=torch.channels_last)
         return _direct(x, w)
 
     @staticmethod
