@@ -8,7 +8,6 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
-
 from plotly.subplots import make_subplots
 
 from lknas.report.figures import TEMPLATE, color_of, with_kernel_type
