@@ -4,6 +4,7 @@ lknas's own processes (the CLI, the latency timer's child, the trials) turn it o
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -51,8 +52,10 @@ def test_kept_memory_is_not_faulted_in_again():
     assert kept["applied"] is True and system["applied"] is False
     assert kept["faults"][0] > PAGES  # the first iterations touch fresh pages ...
     assert min(system["faults"][5:]) > PAGES  # ... and as glibc comes, every later one does again
-    assert sum(kept["faults"][5:]) < 0.1 * sum(system["faults"][5:])  # kept: they reuse them (an
-    # occasional heap growth aside)
+    # kept: most iterations reuse them; the median, as the kernel may reclaim and refault a kept
+    # block now and then under load (CI saw 2 of 15 iterations refault one temporary)
+    assert statistics.median(kept["faults"][5:]) < 0.1 * PAGES
+    assert sum(f > PAGES // 2 for f in kept["faults"][5:]) <= 5  # system: all 15
 
 
 def test_bad_mode_is_a_clear_error(monkeypatch):
