@@ -68,15 +68,17 @@ def test_a_kernel_effect_the_target_erases_is_shown_beside_the_proxys():
 def test_the_kernel_effect_figure_draws_both_budgets_in_seed_sds():
     from lknas.report.fidelity_figure import kernel_effect_figure
 
-    fig, why = kernel_effect_figure(_frame(lambda i, p: 90.0, noise=0.3))
+    fig, why = kernel_effect_figure(fidelity_stats(_frame(lambda i, p: 90.0, noise=0.3)))
     assert why == "" and {t.name for t in fig.data} == {PROXY, TARGET}
     proxy = next(t for t in fig.data if t.name == PROXY)
     target = next(t for t in fig.data if t.name == TARGET)
     assert list(proxy.x) == ["3", "13"] and proxy.y[1] - proxy.y[0] > 10  # 15 points over a seed sd under 1
     assert abs(target.y[1] - target.y[0]) < 5  # the target's noise only
     assert proxy.customdata[0][1] == 3  # architectures per value, for the hover
-    one_seed = _frame(lambda i, p: 90.0, seeds=1)
-    assert kernel_effect_figure(one_seed)[0] is None and "seed" in kernel_effect_figure(one_seed)[1]
+    frame = _frame(lambda i, p: 90.0)  # the target with one seed: its seed sd is unknown
+    one_target_seed = fidelity_stats(frame[(frame["budget"] == PROXY) | (frame["seed"] == 0)])
+    fig, why = kernel_effect_figure(one_target_seed)
+    assert fig is None and "seed sd is unknown" in why
 
 
 def test_a_proxy_that_reverses_the_ranking():

@@ -526,26 +526,25 @@ def test_split_is_chosen_for_either_layout_up_to_13x13_and_is_exact(layout):
     _close(gx, x.grad, 1e-4)
 
 
-def test_split_forward_window():
-    """split runs a channels_last forward through NCHW only in the window where that was measured
-    faster (13 wide, 11-13 tall), and the result keeps the input's layout and is exact."""
+def test_split_forward_window_bounds():
     via = dwconv_algos.cl_forward_via_nchw
     assert via(13, 13) and via(11, 13) and not via(11, 11) and not via(5, 13) and not via(13, 5)
     assert not via(15, 13) and not via(31, 31)
-    for kh, kw, expect in ((13, 13, "nchw"), (11, 11, "channels_last")):
-        x = torch.randn(4, 8, 16, 16).contiguous(memory_format=CL).requires_grad_()
-        w = torch.randn(8, 1, kh, kw, requires_grad=True)
-        layouts, real_conv = [], F.conv2d
 
-        def conv(inp, *a, **k):
-            layouts.append(dwconv_algos.layout_of(inp))
-            return real_conv(inp, *a, **k)
 
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(dwconv_algos.F, "conv2d", conv)
-            y = dwconv_algos.run_algorithm("split", x, w, 1 << 30)
-        assert layouts[0] == expect and dwconv_algos.layout_of(y) == "channels_last"
-        _assert_channels_last_and_exact(y, x, w)
+@pytest.mark.parametrize("kh, kw, expect", [(13, 13, "nchw"), (11, 11, "channels_last")])
+def test_split_forward_window(monkeypatch, kh, kw, expect):
+    """split runs a channels_last forward through NCHW only in the window where that was measured
+    faster (13 wide, 11-13 tall), and the result keeps the input's layout and is exact."""
+    x = torch.randn(4, 8, 16, 16).contiguous(memory_format=CL).requires_grad_()
+    w = torch.randn(8, 1, kh, kw, requires_grad=True)
+    seen = _algo_inputs(monkeypatch)
+    with dw.use_algorithm("split"):
+        y = dwconv2d(x, w)
+    monkeypatch.undo()
+    convs = [t for name, t in seen if name == "conv"]
+    assert seen[0][0] == "split" and dwconv_algos.layout_of(convs[0]) == expect
+    _assert_channels_last_and_exact(y, x, w)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -11,17 +11,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lknas.report.figures import TEMPLATE, color_of, with_kernel_type
-from lknas.study.fidelity import PROXY, TARGET, fidelity_stats
+from lknas.study.fidelity import PROXY, TARGET
 
 __all__ = ["fidelity_figure", "kernel_effect_figure"]
 
 
-def fidelity_figure(df: pd.DataFrame) -> tuple[go.Figure | None, str]:
-    """(figure, '') or (None, why not)."""
-    try:
-        stats = fidelity_stats(df)
-    except ValueError as err:
-        return None, str(err)
+def fidelity_figure(df: pd.DataFrame, stats: dict) -> go.Figure:
+    """The proxy-vs-target figure of a fidelity run's trials `df`, with `stats = fidelity_stats(df)`."""
     ok = with_kernel_type(df[df["status"] == "ok"])
     first = ok[ok["budget"] == PROXY].groupby("point").first()
     table = pd.DataFrame({"point": stats["points"], "proxy": stats["proxy_mean"], "target": stats["target_mean"],
@@ -49,17 +45,14 @@ def fidelity_figure(df: pd.DataFrame) -> tuple[go.Figure | None, str]:
     fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), legend_title="kernel type",
                       xaxis_title="top-1 accuracy at the proxy budget (%, mean over seeds, bars: sd)",
                       yaxis_title="top-1 accuracy at the target budget (%)", height=560, margin=dict(t=90))
-    return fig, ""
+    return fig
 
 
-def kernel_effect_figure(df: pd.DataFrame, max_dims: int = 4) -> tuple[go.Figure | None, str]:
-    """(figure, '') or (None, why not): for the kernel dimensions with the largest proxy effects, each
-    value's mean accuracy at the proxy and at the target, as the distance from that budget's mean over
-    architectures in units of its seed sd (|y| > 0.5 on both sides of a value: a range over 1 seed sd)."""
-    try:
-        stats = fidelity_stats(df)
-    except ValueError as err:
-        return None, str(err)
+def kernel_effect_figure(stats: dict, max_dims: int = 4) -> tuple[go.Figure | None, str]:
+    """(figure, '') or (None, why not), from a run's `fidelity_stats`: for the kernel dimensions with
+    the largest proxy effects, each value's mean accuracy at the proxy and at the target, as the
+    distance from that budget's mean over architectures in units of its seed sd (|y| > 0.5 on both
+    sides of a value: a range over 1 seed sd)."""
     effects = [e for e in stats.get("kernel_effects", []) if "target_values" in e][:max_dims]
     if not effects:
         return None, "no kernel dimension takes 2 or more values among the architectures, or no target seeds"

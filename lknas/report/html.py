@@ -138,14 +138,19 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
 
     if fidelity:
         from lknas.report.fidelity_figure import fidelity_figure, kernel_effect_figure
+        from lknas.study.fidelity import fidelity_stats
 
-        fig, reason = fidelity_figure(df)
+        try:  # once for both figures (its bootstrap is the costly part)
+            stats, why = fidelity_stats(df), ""
+        except ValueError as err:
+            stats, why = None, str(err)
+        fig, reason = (fidelity_figure(df, stats), "") if stats is not None else (None, why)
         add("fidelity", "Proxy fidelity: proxy vs target budget",
             "Each sampled architecture's mean top-1 accuracy over seeds at the proxy budget (the search's) "
             "against a larger target budget; bars are the seed standard deviations. A proxy that ranks like the "
             "target puts the points on a rising curve; the title gives the rank correlations with 95% bootstrap "
             "intervals and the proxy's ICC (the share of variance that is not seed noise).", fig, reason)
-        fig, reason = kernel_effect_figure(df)
+        fig, reason = kernel_effect_figure(stats) if stats is not None else (None, why)
         add("fidelity_kernels", "Kernel effects at both budgets",
             "For the kernel dimensions whose values differ most at the proxy: each value's mean accuracy over the "
             "architectures that have it, as the distance from the budget's mean in units of that budget's seed "
