@@ -86,6 +86,21 @@ def test_a_proxy_that_reverses_the_ranking():
     assert stats["spearman"] == pytest.approx(-1.0) and stats["kendall_ci"][1] < 0
 
 
+def test_the_architectures_the_budgets_rank_differently_are_named_largest_move_first():
+    # the target swaps the best and the worst proxy net and keeps the others' order
+    frame = _frame(lambda i, p: {0: 100.0, 5: 0.0}.get(i, p), noise=0.1)
+    frame["summary"] = frame["point"].map(lambda p: f"net {p}")
+    stats = fidelity_stats(frame)
+    moves = stats["rank_changes"]
+    assert [(r["point"], r["proxy_rank"], r["target_rank"]) for r in moves[:2]] == [("a00", 6, 1), ("a05", 1, 6)]
+    assert all(r["proxy_rank"] - r["target_rank"] in (-1, 0, 1) for r in moves[2:])
+    assert moves[0]["summary"] == "net a00" and moves[0]["target"] == pytest.approx(100.0, abs=0.5)
+    text = format_fidelity(stats)
+    assert "largest rank changes (1 = best of 6): a00 (net a00) 6 at the proxy (50.0%), 1 at the target" in text
+    assert "a05 (net a05) 1 at the proxy" in text and "a01" not in text.split("largest rank changes")[1]
+    assert "largest rank changes" not in format_fidelity(fidelity_stats(_frame(lambda i, p: p + 20)))
+
+
 def test_seed_noise_lowers_the_icc():
     stats = fidelity_stats(_frame(lambda i, p: p, noise=20.0, seeds=3))
     assert stats["icc_proxy"]["icc"] < 0.5 and stats["seed_tau_target"] < 0.9  # the seeds no longer agree

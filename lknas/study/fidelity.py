@@ -9,9 +9,9 @@ the scaling-study runner, so they land in the run format (`trials.jsonl`, `trial
 
 Then `fidelity_stats` measures (`lknas.study.rank_stats`): Spearman's rho and Kendall's tau
 between the proxy and target mean accuracies with bootstrap intervals; the ICC at each budget
-(architecture variance against seed variance); and, per searched kernel dimension, the spread of
-the mean accuracy across its values against the seed noise. It writes `fidelity.json` and a
-summary; re-running with the same `--out` continues an interrupted run.
+(architecture variance against seed variance); per searched kernel dimension, the spread of
+the mean accuracy across its values against the seed noise, at both budgets; and the architectures
+whose rank moves most between the budgets. It writes `fidelity.json` and a summary; re-running with the same `--out` continues an interrupted run.
 
 Several proxy budgets are best compared against one target, the expensive half: a new run with
 `target_from=RUN` (`--target-from RUN`) copies RUN's finished target trials that are exactly its
@@ -427,6 +427,18 @@ def kernel_effects(proxy: pd.DataFrame, seed_std: float, target: pd.DataFrame | 
     return sorted(effects, key=lambda e: -e["range_over_seed_std"])
 
 
+def rank_changes(points: list[str], proxy_mean: list[float], target_mean: list[float],
+                 summaries: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Each architecture's rank (1 = most accurate) at both budgets, the largest moves first:
+    which nets the proxy misjudges, so a user can see what they share (depth, width, a kernel)."""
+    proxy_rank = pd.Series(proxy_mean, index=points).rank(ascending=False, method="min")
+    target_rank = pd.Series(target_mean, index=points).rank(ascending=False, method="min")
+    rows = [{"point": p, "summary": (summaries or {}).get(p, ""), "proxy_rank": int(proxy_rank[p]),
+             "target_rank": int(target_rank[p]), "proxy": round(float(pm), 2), "target": round(float(tm), 2)}
+            for p, pm, tm in zip(points, proxy_mean, target_mean)]
+    return sorted(rows, key=lambda r: (-abs(r["proxy_rank"] - r["target_rank"]), r["point"]))
+
+
 def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     """The fidelity statistics of a fidelity run's trials (see the module docstring)."""
     if df.empty or "budget" not in df.columns:
@@ -450,6 +462,9 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     out["seed_std_proxy"] = seed_std
     target_seed_std = math.sqrt(agreement.icc_target["var_seed"]) if agreement.icc_target else None
     out["kernel_effects"] = kernel_effects(by_budget[PROXY], seed_std, by_budget[TARGET], target_seed_std)
+    summaries = (by_budget[PROXY].groupby("point")["summary"].first().astype(str).to_dict()
+                 if "summary" in by_budget[PROXY].columns else {})
+    out["rank_changes"] = rank_changes(points, out["proxy_mean"], out["target_mean"], summaries)
     for b in (PROXY, TARGET):
         times = pd.to_numeric(by_budget[b].get("wall_time", pd.Series(dtype=float)), errors="coerce")
         out[f"{b}_trial_seconds"] = float(times.mean()) if times.notna().any() else None
@@ -503,4 +518,9 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
             line += f"; at the target {at_target} (range {e['target_range']:.1f} points" + (
                 f" = {ratio:.1f}x its seed sd)" if isinstance(ratio, (int, float)) and math.isfinite(ratio) else ")")
         lines.append(line)
+    moves = [r for r in stats.get("rank_changes", []) if abs(r["proxy_rank"] - r["target_rank"]) >= 2][:3]
+    if moves:
+        lines.append(f"  largest rank changes (1 = best of {stats['archs']}): " + "; ".join(
+            f"{r['point']}{' (' + r['summary'] + ')' if r['summary'] else ''} {r['proxy_rank']} at the proxy "
+            f"({r['proxy']:.1f}%), {r['target_rank']} at the target ({r['target']:.1f}%)" for r in moves))
     return "\n".join(lines)
