@@ -11,7 +11,8 @@ Then `fidelity_stats` measures (`lknas.study.rank_stats`): Spearman's rho and Ke
 between the proxy and target mean accuracies with bootstrap intervals; the ICC at each budget
 (architecture variance against seed variance); per searched kernel dimension, the spread of
 the mean accuracy across its values against the seed noise, at both budgets; and the architectures
-whose rank moves most between the budgets. It writes `fidelity.json` and a summary; re-running with the same `--out` continues an interrupted run.
+whose rank moves most between the budgets. It writes `fidelity.json` and a summary; re-running
+with the same `--out` continues an interrupted run.
 
 Several proxy budgets are best compared against one target, the expensive half: a new run with
 `target_from=RUN` (`--target-from RUN`) copies RUN's finished target trials that are exactly its
@@ -41,7 +42,7 @@ from lknas.io import write_json_atomic, write_text_atomic
 from lknas.search.store import RunStore, read_records
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
-from lknas.study.rank_stats import icc_oneway, rank_agreement, seed_tau
+from lknas.study.rank_stats import rank_agreement, rankdata, seed_tau
 from lknas.study.runner import Job, _read_jobs, _run_jobs, job_train_config
 
 __all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
@@ -429,13 +430,14 @@ def kernel_effects(proxy: pd.DataFrame, seed_std: float, target: pd.DataFrame | 
 
 def rank_changes(points: list[str], proxy_mean: list[float], target_mean: list[float],
                  summaries: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Each architecture's rank (1 = most accurate) at both budgets, the largest moves first:
-    which nets the proxy misjudges, so a user can see what they share (depth, width, a kernel)."""
-    proxy_rank = pd.Series(proxy_mean, index=points).rank(ascending=False, method="min")
-    target_rank = pd.Series(target_mean, index=points).rank(ascending=False, method="min")
-    rows = [{"point": p, "summary": (summaries or {}).get(p, ""), "proxy_rank": int(proxy_rank[p]),
-             "target_rank": int(target_rank[p]), "proxy": round(float(pm), 2), "target": round(float(tm), 2)}
-            for p, pm, tm in zip(points, proxy_mean, target_mean)]
+    """Each architecture's rank (1 = most accurate; ties share the average, as in the Spearman rho
+    beside it) at both budgets, the largest moves first: which nets the proxy misjudges, so a user
+    can see what they share (depth, width, a kernel)."""
+    proxy_rank = rankdata([-v for v in proxy_mean])
+    target_rank = rankdata([-v for v in target_mean])
+    rows = [{"point": p, "summary": (summaries or {}).get(p, ""), "proxy_rank": float(pr), "target_rank": float(tr),
+             "proxy": round(float(pm), 2), "target": round(float(tm), 2)}
+            for p, pr, tr, pm, tm in zip(points, proxy_rank, target_rank, proxy_mean, target_mean)]
     return sorted(rows, key=lambda r: (-abs(r["proxy_rank"] - r["target_rank"]), r["point"]))
 
 
@@ -521,6 +523,6 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
     moves = [r for r in stats.get("rank_changes", []) if abs(r["proxy_rank"] - r["target_rank"]) >= 2][:3]
     if moves:
         lines.append(f"  largest rank changes (1 = best of {stats['archs']}): " + "; ".join(
-            f"{r['point']}{' (' + r['summary'] + ')' if r['summary'] else ''} {r['proxy_rank']} at the proxy "
-            f"({r['proxy']:.1f}%), {r['target_rank']} at the target ({r['target']:.1f}%)" for r in moves))
+            f"{r['point']}{' (' + r['summary'] + ')' if r['summary'] else ''} {r['proxy_rank']:g} at the proxy "
+            f"({r['proxy']:.1f}%), {r['target_rank']:g} at the target ({r['target']:.1f}%)" for r in moves))
     return "\n".join(lines)
