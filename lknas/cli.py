@@ -198,7 +198,8 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
 
     if not args.space and not (args.out and _is_run(args.out)):
         raise LknasError("give --space SPACE.yaml (a new measurement) or --out RUN of one to continue")
-    stats = run_fidelity(args.space, out=args.out, archs=args.archs, seeds=args.seeds, sample_seed=args.sample_seed,
+    stats = run_fidelity(args.space, out=args.out, archs=args.archs, seeds=args.seeds, target_seeds=args.target_seeds,
+                         sample_seed=args.sample_seed,
                          factor=args.factor, epochs=args.epochs, steps=args.steps, dataset=args.dataset,
                          target_epochs=args.target_epochs, target_steps=args.target_steps,
                          target_resolution=args.target_resolution, target_dataset=args.target_data,
@@ -494,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
     _num(p, "--archs", A.FIDELITY_ARCHS, "architectures sampled from the space (default 12)", default=12)
     _num(p, "--seeds", A.FIDELITY_SEEDS, "seeds per architecture and budget (default 2)", default=2)
+    _num(p, "--target-seeds", A.FIDELITY_SEEDS, "seeds per architecture at the target budget (default: --seeds): "
+         "fewer than --seeds measures how many averaged proxy runs rank like the target without paying for more "
+         "target runs")
     _num(p, "--sample-seed", A.SEED, "seed of the architecture sample (default 0)", default=0)
     _num(p, "--epochs", A.EPOCHS, "proxy budget in epochs (default: the space's train section)")
     _num(p, "--steps", A.STEPS, "proxy budget in steps (overrides --epochs)")

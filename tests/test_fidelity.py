@@ -101,6 +101,20 @@ def test_the_architectures_the_budgets_rank_differently_are_named_largest_move_f
     assert "largest rank changes" not in format_fidelity(fidelity_stats(_frame(lambda i, p: p + 20)))
 
 
+def test_the_proxy_as_a_mean_of_runs_is_measured_per_number_of_runs():
+    frame = _frame(lambda i, p: p, noise=6.0, seeds=4)
+    frame = frame[(frame["budget"] == PROXY) | (frame["seed"] < 2)]  # 4 proxy seeds, 2 target seeds
+    stats = fidelity_stats(frame)
+    runs = stats["runs_averaged"]
+    assert [r["runs"] for r in runs] == [1, 2, 3, 4] and runs[-1]["kendall"] == pytest.approx(stats["kendall"])
+    icc = stats["icc_proxy"]["icc"]
+    assert runs[0]["icc"] == pytest.approx(icc) and runs[2]["icc"] == pytest.approx(3 * icc / (1 + 2 * icc))
+    assert stats["runs_for_icc"] >= 1
+    text = format_fidelity(stats)
+    assert f"the proxy as the mean of k runs: k=1 tau {runs[0]['kendall']:.2f} (ICC {icc:.2f})" in text
+    assert f"ICC >= 0.75 needs {stats['runs_for_icc']} run" in text
+
+
 def test_seed_noise_lowers_the_icc():
     stats = fidelity_stats(_frame(lambda i, p: p, noise=20.0, seeds=3))
     assert stats["icc_proxy"]["icc"] < 0.5 and stats["seed_tau_target"] < 0.9  # the seeds no longer agree
@@ -264,6 +278,43 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
     assert {r["budget"] for r in _reuse_trials(source.root, jobs1, settings1, (PROXY, TARGET), "x")} == {TARGET}
     with pytest.raises(LknasError, match="--reuse-from .*not a fidelity run"):
         _reuse_trials(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
+
+
+def test_target_seeds_trains_fewer_target_runs_than_proxy_runs(tmp_path):
+    from test_search import write_space
+
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    proxy = space.train.replace(steps=2)
+    jobs = _make_jobs(sample_archs(space, 3, 0), proxy, {"steps": 4}, 32, proxy.dataset, 4, target_seeds=2)
+    seeds = {b: sorted({j.seed for j in jobs if j.budget == b}) for b in (PROXY, TARGET)}
+    assert seeds == {PROXY: [0, 1, 2, 3], TARGET: [0, 1]} and len(jobs) == 3 * 4 + 3 * 2
+
+
+@pytest.mark.parametrize("target_seeds", [1, 5])
+def test_target_seeds_outside_2_to_seeds_is_refused_naming_the_flag(tmp_path, target_seeds):
+    from test_search import write_space
+
+    from lknas.study.fidelity import run_fidelity
+
+    with pytest.raises(LknasError, match=f"--target-seeds {target_seeds}: give 2 to --seeds"):
+        run_fidelity(write_space(tmp_path / "s.yaml"), out=tmp_path / "run", archs=3, seeds=4,
+                     target_seeds=target_seeds)
+    assert not (tmp_path / "run").exists()  # refused before anything is created
+
+
+def test_target_seeds_above_seeds_exits_2_on_the_command_line(tmp_path, capsys):
+    from test_search import write_space
+
+    from lknas.cli import main
+
+    code = main(["fidelity", "--space", str(write_space(tmp_path / "s.yaml")), "--archs", "3", "--seeds", "3",
+                 "--target-seeds", "4", "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--target-seeds 4: give 2 to --seeds (3)" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
 
 
 def test_reuse_from_reads_trials_jsonl_files_by_what_each_row_records(tmp_path):

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from lknas.study.rank_stats import (betainc, bootstrap_ci, f_cdf, f_ppf, icc_oneway, kendall_tau, rank_agreement,
-                                    rankdata, seed_tau, spearman)
+                                    rankdata, runs_averaged, runs_for_icc, seed_tau, spearman, spearman_brown)
 
 
 def test_rankdata_averages_ties():
@@ -38,6 +39,37 @@ def test_seed_tau_averages_the_pairs_of_seeds():
     gaps[0, 1] = np.nan  # a pair uses the architectures it has both of
     assert seed_tau(gaps) == pytest.approx(1.0)
     assert np.isnan(seed_tau(same[:2]))  # fewer than 3 architectures: no ranking to compare
+
+
+def test_averaging_runs_raises_the_agreement_a_noisy_proxy_reaches():
+    rng = np.random.default_rng(1)
+    truth = np.arange(30, dtype=float)
+    table = truth[:, None] + rng.normal(0, 8, (30, 6))  # each run alone ranks poorly; their mean well
+    runs = runs_averaged(table, truth)
+    assert [r["runs"] for r in runs] == [1, 2, 3, 4, 5, 6]
+    assert [r["subsets"] for r in runs] == [6, 15, 20, 15, 6, 1]  # every k-subset of the 6 seeds
+    taus = [r["kendall"] for r in runs]
+    assert all(a < b for a, b in zip(taus, taus[1:])) and taus[0] < 0.6 < taus[-1]
+    assert runs[-1]["kendall"] == pytest.approx(kendall_tau(table.mean(axis=1), truth))
+    assert runs[0]["kendall_min"] <= runs[0]["kendall"] <= runs[0]["kendall_max"]
+    assert runs_averaged(table, truth, max_subsets=4)[2]["subsets"] == 4  # C(6,3) = 20 capped by a sample
+    gap = table.copy()
+    gap[0, 3] = np.nan  # an architecture missing a seed is left out
+    assert runs_averaged(gap, truth)[-1]["kendall"] == pytest.approx(kendall_tau(table[1:].mean(axis=1), truth[1:]))
+    assert runs_averaged(table[:2], truth[:2]) == []  # no ranking of 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a constant target has no tau: NaN, quietly
+        assert all(math.isnan(r["kendall"]) for r in runs_averaged(table, np.ones(30)))
+
+
+def test_spearman_brown_and_the_runs_an_icc_bar_needs():
+    assert spearman_brown(0.5, 1) == pytest.approx(0.5)
+    assert spearman_brown(0.5, 3) == pytest.approx(0.75)  # 3 runs of ICC 0.5: architectures 3x the noise
+    assert spearman_brown(0.2, 4) == pytest.approx(0.5)
+    assert runs_for_icc(0.5) == 3 and runs_for_icc(0.75) == 1 and runs_for_icc(0.9) == 1
+    assert runs_for_icc(0.495) == 4 and runs_for_icc(0.2) == 12
+    assert runs_for_icc(0.0) is None and runs_for_icc(-0.1) is None and runs_for_icc(float("nan")) is None
+    assert math.isnan(spearman_brown(-0.1, 2))
 
 
 def test_icc_shrout_fleiss_example():

@@ -42,7 +42,7 @@ from lknas.io import write_json_atomic, write_text_atomic
 from lknas.search.store import RunStore, read_records
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
-from lknas.study.rank_stats import rank_agreement, rankdata, seed_tau
+from lknas.study.rank_stats import rank_agreement, rankdata, runs_averaged, runs_for_icc, seed_tau, spearman_brown
 from lknas.study.runner import Job, _read_jobs, _run_jobs, job_train_config
 
 __all__ = ["run_fidelity", "fidelity_stats", "sample_archs", "format_fidelity", "PROXY", "TARGET"]
@@ -94,6 +94,7 @@ def run_fidelity(
     out: str | os.PathLike | None = None,
     archs: int = 12,
     seeds: int = 2,
+    target_seeds: int | None = None,
     sample_seed: int = 0,
     factor: float = 4.0,
     epochs: int | None = None,
@@ -120,6 +121,9 @@ def run_fidelity(
         space: the search space (a bare name resolves to search_spaces/).
         archs, seeds: architectures sampled, seeds per architecture and budget (>= 2: the ICC
             needs repeats).
+        target_seeds: seeds per architecture at the target budget only (2..seeds; default
+            `seeds`): more proxy seeds than target ones, to see how many averaged proxy runs rank
+            like the target (`seeds_averaged`) without paying for the expensive half again.
         factor: target budget = factor x the proxy's steps (or epochs) unless target_epochs /
             target_steps are given. epochs / steps / dataset override the proxy budget.
         target_resolution, target_dataset: the target's input size and data set (default: the
@@ -154,6 +158,10 @@ def run_fidelity(
             raise LknasError(f"--archs {archs}: rank correlations need at least 3 architectures")
         if seeds < 2:
             raise LknasError(f"--seeds {seeds}: the seed noise (ICC) needs at least 2 seeds")
+        target_seeds = seeds if target_seeds is None else target_seeds
+        if not 2 <= target_seeds <= seeds:
+            raise LknasError(f"--target-seeds {target_seeds}: give 2 to --seeds ({seeds}) target seeds per "
+                             f"architecture (the target's ICC needs 2; more proxy seeds than target ones is the use)")
         if factor <= 0 or not math.isfinite(factor):
             raise LknasError(f"--factor {factor}: must be a positive number, e.g. 4")
         space_obj = load_space(space)
@@ -165,9 +173,11 @@ def run_fidelity(
         target_recipe = parse_proxy_set(target_set, "--target-set")
         jobs = _make_jobs(sample_archs(space_obj, archs, sample_seed), proxy, target,
                           target_resolution or proxy.resolution, target_dataset or proxy.dataset, seeds, recipe,
-                          target_recipe)
+                          target_recipe, target_seeds)
         settings = _settings(space_obj, proxy, target, jobs, archs, seeds, sample_seed, factor, address,
                              cpus_per_trial, gpus_per_trial, max_concurrent)
+        if target_seeds != seeds:
+            settings["target_seeds"] = list(range(target_seeds))
         if recipe:
             settings["proxy_set"] = recipe
         if target_recipe:
@@ -201,7 +211,8 @@ def run_fidelity(
                 print(f"reused {len(reused)} of {len(jobs)} trials from {_sources_text(reuse_from)}", file=stream)
             print(f"lknas fidelity: {archs} architectures of {space_obj.name} x {seeds} seeds at the proxy budget "
                   f"({_budget_text(settings['train'])}{_recipe_text(settings)}) and the target budget "
-                  f"({_budget_text(target)}{_recipe_text(settings, 'target_set')})", file=stream)
+                  f"({_budget_text(target)}{_recipe_text(settings, 'target_set')}"
+                  f"{f'; {target_seeds} seeds' if target_seeds != seeds else ''})", file=stream)
         outcome = _run_jobs(store, settings, jobs, erf=False, quiet=quiet, stream=stream)
         try:
             stats = fidelity_stats(store.frame())
@@ -368,14 +379,14 @@ def _scalar(text: str) -> Any:
 
 def _make_jobs(archs: list, proxy: TrainConfig, target: dict[str, Any], target_resolution: int,
                target_dataset: str, seeds: int, recipe: dict[str, Any] | None = None,
-               target_recipe: dict[str, Any] | None = None) -> list[Job]:
+               target_recipe: dict[str, Any] | None = None, target_seeds: int | None = None) -> list[Job]:
     jobs: list[Job] = []
     fixed = {"data_seed": proxy.data_set_seed}  # the seeds vary initialization and order, not the data
-    for budget, train, res, data in ((PROXY, {**fixed, **(recipe or {})}, proxy.resolution, proxy.dataset),
-                                     (TARGET, {**fixed, **(target_recipe or {}), **target}, target_resolution,
-                                      target_dataset)):
+    for budget, train, res, data, n in ((PROXY, {**fixed, **(recipe or {})}, proxy.resolution, proxy.dataset, seeds),
+                                        (TARGET, {**fixed, **(target_recipe or {}), **target}, target_resolution,
+                                         target_dataset, target_seeds or seeds)):
         for i, arch in enumerate(archs):
-            for seed in range(seeds):
+            for seed in range(n):
                 jobs.append(Job(len(jobs), "fidelity", "arch", f"a{i:02d}", float(i), data, seed, res,
                                 arch.to_yaml(), budget=budget, train=dict(train)))
     return jobs
@@ -460,6 +471,12 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     for b in (PROXY, TARGET):  # how well each budget reproduces its own ranking from seed to seed
         table = by_budget[b].pivot_table(index="point", columns="seed", values="accuracy", aggfunc="mean")
         out[f"seed_tau_{b}"] = seed_tau(table.reindex(points).to_numpy(dtype=float))
+        if b == PROXY:  # a proxy of k averaged runs: measured tau per k, Spearman-Brown ICC per k
+            icc1 = agreement.icc_proxy["icc"]
+            out["runs_averaged"] = [{**r, "icc": spearman_brown(icc1, r["runs"])}
+                                    for r in runs_averaged(table.reindex(points).to_numpy(dtype=float),
+                                                           out["target_mean"])]
+            out["runs_for_icc"] = runs_for_icc(icc1)
     seed_std = math.sqrt(agreement.icc_proxy["var_seed"])
     out["seed_std_proxy"] = seed_std
     target_seed_std = math.sqrt(agreement.icc_target["var_seed"]) if agreement.icc_target else None
@@ -510,6 +527,14 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
         lines.append(f"  seed vs seed: Kendall tau {own[PROXY]:.3f} at the proxy, {own[TARGET]:.3f} at the target "
                      "(how well each budget reproduces its own ranking: no proxy can agree with the target much "
                      "more than the target's seeds agree with each other)")
+    runs = stats.get("runs_averaged") or []
+    if len(runs) >= 2 and all(math.isfinite(r["kendall"]) for r in runs):  # not for a constant ranking
+        need = stats.get("runs_for_icc")
+        lines.append("  the proxy as the mean of k runs: " + ", ".join(
+            f"k={r['runs']} tau {r['kendall']:.2f} (ICC {r['icc']:.2f})" for r in runs)
+            + " (tau: measured, the mean over the k-subsets of the seeds; ICC: Spearman-Brown from one run's); "
+            + (f"ICC >= 0.75 needs {need} run{'s' if need > 1 else ''} per architecture" if need else
+               "no number of runs reaches ICC 0.75 (one run's ICC is not positive)"))
     for e in stats.get("kernel_effects", [])[:3]:
         values = ", ".join(f"{k}: {v:.1f}" for k, v in e["values"].items())
         line = (f"  effect of {e['dimension']}: {values} (range {e['range']:.1f} points = "

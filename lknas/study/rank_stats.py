@@ -10,11 +10,14 @@ not seed-to-seed variance. ICC >= 0.75 means the architectures' spread is at lea
 Its interval is Shrout & Fleiss's exact one from the F distribution (normal errors; with unequal
 seed counts, k0 seeds each), with F quantiles from our own regularized incomplete beta function.
 `seed_tau` says how well one budget reproduces its own ranking from seed to seed: a proxy's tau
-against a target can hardly exceed the target's own.
+against a target can hardly exceed the target's own. `runs_averaged` says how the agreement grows
+when the proxy is the mean of k runs: the measured tau for every k up to the seeds measured, and
+the Spearman-Brown ICC of a k-run mean, k*ICC / (1 + (k-1)*ICC), with the runs the ICC 0.75 bar needs.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "seed_tau", "bootstrap_ci", "RankAgreement",
-           "rank_agreement", "betainc", "f_cdf", "f_ppf"]
+           "rank_agreement", "runs_averaged", "runs_for_icc", "spearman_brown", "betainc", "f_cdf", "f_ppf"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
@@ -62,6 +65,56 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     s = float((sx * sy).sum())
     nx, ny = float((sx != 0).sum()), float((sy != 0).sum())
     return s / np.sqrt(nx * ny) if nx > 0 and ny > 0 else float("nan")
+
+
+def spearman_brown(icc: float, k: int) -> float:
+    """The ICC of the mean of `k` runs per architecture, from the ICC of one run."""
+    return k * icc / (1 + (k - 1) * icc) if math.isfinite(icc) and icc > 0 else float("nan")
+
+
+def runs_for_icc(icc: float, bar: float = 0.75) -> int | None:
+    """The fewest runs per architecture whose mean reaches ICC `bar` (Spearman-Brown); None when
+    the single-run ICC is not positive (no number of runs would do)."""
+    if not math.isfinite(icc) or icc <= 0:
+        return None
+    return max(1, math.ceil(bar * (1 - icc) / (icc * (1 - bar)) - 1e-9))
+
+
+def runs_averaged(table: np.ndarray, target: Sequence[float], max_subsets: int = 200,
+                  seed: int = 0) -> list[dict[str, float]]:
+    """How the proxy's agreement with `target` grows with the runs averaged: `table[i, s]` is
+    architecture i's proxy accuracy with seed s (rows with a missing seed are left out), `target[i]`
+    its target mean. For each k from 1 to the seeds, the Kendall tau and Spearman rho of the mean
+    of k of the seeds against the target, averaged over the k-subsets of the seeds (all of them, or
+    `max_subsets` drawn at random when there are more): the agreement a proxy of k runs can expect."""
+    table = np.asarray(table, dtype=float)
+    target = np.asarray(target, dtype=float)
+    keep = np.isfinite(table).all(axis=1) & np.isfinite(target)
+    table, target = table[keep], target[keep]
+    n_seeds = table.shape[1] if table.ndim == 2 else 0
+    if len(target) < 3 or n_seeds == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(1, n_seeds + 1):
+        subsets = list(itertools.combinations(range(n_seeds), k))
+        if len(subsets) > max_subsets:
+            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), max_subsets, replace=False))]
+        taus, rhos = [], []
+        for cols in subsets:
+            mean = table[:, list(cols)].mean(axis=1)
+            taus.append(kendall_tau(mean, target))
+            rhos.append(spearman(mean, target))
+        out.append({"runs": k, "kendall": _finite(np.mean, taus), "spearman": _finite(np.mean, rhos),
+                    "kendall_min": _finite(np.min, taus), "kendall_max": _finite(np.max, taus),
+                    "subsets": len(subsets)})
+    return out
+
+
+def _finite(stat, values: Sequence[float]) -> float:
+    """`stat` of the finite values (NaN when there are none: a constant ranking has no tau)."""
+    kept = [v for v in values if math.isfinite(v)]
+    return float(stat(kept)) if kept else float("nan")
 
 
 def seed_tau(table: np.ndarray) -> float:

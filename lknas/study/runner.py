@@ -306,7 +306,10 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     monitor = SearchMonitor(store, objectives, len(jobs), len(done), quiet=quiet, stream=stream, summary=summary)
     command = settings.get("kind", "scale")
     seeds = len(settings["seeds"])
-    grid = (f"{settings['points']} architectures x {seeds} seeds x 2 budgets" if command == "fidelity"
+    target_seeds = len(settings.get("target_seeds", settings["seeds"]))
+    grid = ((f"{settings['points']} architectures x {seeds} seeds x 2 budgets" if target_seeds == seeds else
+             f"{settings['points']} architectures x ({seeds} proxy + {target_seeds} target seeds)")
+            if command == "fidelity"
             else f"{settings['points']} points x {len(settings['datasets'])} data sets x {seeds} seeds")
     print(f"lknas {command}: {settings['name']}, {len(todo)} of {len(jobs)} trials to run ({grid}); "
           f"results in {store.root}", file=stream, flush=True)
