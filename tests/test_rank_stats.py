@@ -53,6 +53,8 @@ def test_averaging_runs_raises_the_agreement_a_noisy_proxy_reaches():
     assert runs[-1]["kendall"] == pytest.approx(kendall_tau(table.mean(axis=1), truth))
     assert runs[0]["kendall_min"] <= runs[0]["kendall"] <= runs[0]["kendall_max"]
     assert runs_averaged(table, truth, max_subsets=4)[2]["subsets"] == 4  # C(6,3) = 20 capped by a sample
+    many = truth[:, None] + rng.normal(0, 8, (30, 60))  # C(60, 30) subsets: drawn, not enumerated
+    assert [r["subsets"] for r in runs_averaged(many, truth, max_subsets=10)][29] == 10
     gap = table.copy()
     gap[0, 3] = np.nan  # an architecture missing a seed is left out
     assert runs_averaged(gap, truth)[-1]["kendall"] == pytest.approx(kendall_tau(table[1:].mean(axis=1), truth[1:]))

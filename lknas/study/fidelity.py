@@ -123,7 +123,7 @@ def run_fidelity(
             needs repeats).
         target_seeds: seeds per architecture at the target budget only (2..seeds; default
             `seeds`): more proxy seeds than target ones, to see how many averaged proxy runs rank
-            like the target (`seeds_averaged`) without paying for the expensive half again.
+            like the target (`runs_averaged`) without paying for the expensive half again.
         factor: target budget = factor x the proxy's steps (or epochs) unless target_epochs /
             target_steps are given. epochs / steps / dataset override the proxy budget.
         target_resolution, target_dataset: the target's input size and data set (default: the

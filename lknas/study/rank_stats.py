@@ -97,9 +97,10 @@ def runs_averaged(table: np.ndarray, target: Sequence[float], max_subsets: int =
     rng = np.random.default_rng(seed)
     out = []
     for k in range(1, n_seeds + 1):
-        subsets = list(itertools.combinations(range(n_seeds), k))
-        if len(subsets) > max_subsets:
-            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), max_subsets, replace=False))]
+        if math.comb(n_seeds, k) <= max_subsets:
+            subsets = list(itertools.combinations(range(n_seeds), k))
+        else:  # drawn, never enumerated (C(100, 50) subsets would not fit in memory)
+            subsets = [tuple(sorted(rng.choice(n_seeds, k, replace=False))) for _ in range(max_subsets)]
         taus, rhos = [], []
         for cols in subsets:
             mean = table[:, list(cols)].mean(axis=1)
