@@ -468,15 +468,14 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     out["target_mean"] = [float(np.mean(g)) for g in groups[TARGET]]
     out["proxy_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[PROXY]]
     out["target_std"] = [float(np.std(g, ddof=1)) if len(g) > 1 else float("nan") for g in groups[TARGET]]
+    seed_tables = {b: by_budget[b].pivot_table(index="point", columns="seed", values="accuracy", aggfunc="mean")
+                   .reindex(points).to_numpy(dtype=float) for b in (PROXY, TARGET)}  # architecture x seed
     for b in (PROXY, TARGET):  # how well each budget reproduces its own ranking from seed to seed
-        table = by_budget[b].pivot_table(index="point", columns="seed", values="accuracy", aggfunc="mean")
-        out[f"seed_tau_{b}"] = seed_tau(table.reindex(points).to_numpy(dtype=float))
-        if b == PROXY:  # a proxy of k averaged runs: measured tau per k, Spearman-Brown ICC per k
-            icc1 = agreement.icc_proxy["icc"]
-            out["runs_averaged"] = [{**r, "icc": spearman_brown(icc1, r["runs"])}
-                                    for r in runs_averaged(table.reindex(points).to_numpy(dtype=float),
-                                                           out["target_mean"])]
-            out["runs_for_icc"] = runs_for_icc(icc1)
+        out[f"seed_tau_{b}"] = seed_tau(seed_tables[b])
+    icc1 = agreement.icc_proxy["icc"]  # a proxy of k averaged runs: measured tau per k, Spearman-Brown ICC per k
+    out["runs_averaged"] = [{**r, "icc": spearman_brown(icc1, r["runs"])}
+                            for r in runs_averaged(seed_tables[PROXY], out["target_mean"])]
+    out["runs_for_icc"] = runs_for_icc(icc1)
     seed_std = math.sqrt(agreement.icc_proxy["var_seed"])
     out["seed_std_proxy"] = seed_std
     target_seed_std = math.sqrt(agreement.icc_target["var_seed"]) if agreement.icc_target else None
