@@ -80,14 +80,16 @@ def _ctx():
 def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path):
     from lknas.arch import ArchConfig
 
-    timed = []
+    timed, layouts = [], []
 
-    def fake_latency(arch_yaml):
+    def fake_latency(arch_yaml, layout):
         timed.append(ArchConfig.from_yaml(arch_yaml).hash())
-        return {"latency_ms": 2.0 + len(timed), "raw_ms": 2.0, "layout": "nchw", "foreign_load": 0.0, "attempts": 1}
+        layouts.append(layout)
+        return {"latency_ms": 2.0 + len(timed), "raw_ms": 2.0, "layout": layout or "nchw", "foreign_load": 0.0,
+                "attempts": 1}
 
     store = RunStore(tmp_path / "run")
-    rows = [_row(0, 90.0, 5.0), _row(1, 80.0, 3.0), _row(2, 70.0, 9.0)]
+    rows = [_row(0, 90.0, 5.0, latency_layout="channels_last"), _row(1, 80.0, 3.0), _row(2, 70.0, 9.0)]
     for row in rows:
         store.append(row)
     hashes = {f"h{i}": small_arch(kernel=3 + 2 * i).hash() for i in range(3)}
@@ -102,6 +104,7 @@ def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path):
 
     assert run_retime(store, _ctx(), OBJ, 2, 32, stream=Stream(), timer=fake_latency) == 4
     assert timed == [hashes["h0"], hashes["h1"]] * 2  # one round after the other; h2 is far off the front
+    assert layouts == ["channels_last", None] * 2  # the layout the trial chose; none recorded: the timer's rule
     assert read_retimed(store.root) == {"h0": [3.0, 5.0], "h1": [4.0, 6.0]}
     assert any("2 architecture(s) within 20%" in line for line in lines)
     # killed after one timing of the second round: a resumed search times only what is missing
@@ -117,6 +120,32 @@ def test_run_retime_interleaves_rounds_and_resumes_what_is_missing(tmp_path):
     assert run_retime(store, other, OBJ, 1, 32, stream=Stream(), timer=fake_latency) == 2
     assert [len(v) for v in read_retimed(store.root).values()] == [1, 1]
     assert run_retime(store, _ctx(), OBJ, 0, 32, stream=Stream(), timer=fake_latency) == 0  # --retime 0: off
+
+
+def test_each_architecture_is_re_timed_in_the_layout_its_trials_recorded():
+    from lknas.search.retime import _trial_layouts
+
+    raw = pd.DataFrame([_row(0, 90.0, 5.0, latency_layout="nchw"), _row(0, 90.0, 5.0, latency_layout="channels_last"),
+                        _row(0, 90.0, 5.0, latency_layout="channels_last"), _row(1, 80.0, 3.0, latency_layout=None),
+                        _row(2, 70.0, 3.0, latency_layout="bogus")])
+    assert _trial_layouts(raw) == {"h0": "channels_last"}  # the most frequent; unknown values: none pinned
+    assert _trial_layouts(raw.drop(columns="latency_layout")) == {}
+
+
+def test_a_retime_file_timed_in_both_layouts_is_timed_again(tmp_path):
+    from lknas.search.retime import _record_setting
+
+    store = RunStore(tmp_path / "run")
+    for row in (_row(0, 90.0, 5.0), _row(1, 80.0, 3.0)):
+        store.append(row)
+    old = {"version": 1, "setting": _record_setting(_ctx(), 32),
+           "timings": {h: [{"latency_ms": 1.0}] for h in ("h0", "h1")}}
+    (store.root / RETIME_FILE).write_text(json.dumps(old))  # written before timings followed the trial's layout
+    def fake(arch_yaml, layout):
+        return {"latency_ms": 4.0, "raw_ms": 4.0, "layout": "nchw", "foreign_load": 0.0, "attempts": 1}
+
+    assert run_retime(store, _ctx(), OBJ, 1, 32, stream=None, timer=fake) == 2
+    assert read_retimed(store.root) == {"h0": [4.0], "h1": [4.0]}
 
 
 def test_retime_rounds_are_checked_in_the_space_file():
@@ -140,6 +169,8 @@ def test_the_child_timer_times_in_a_fresh_process_with_the_given_settings():
         assert small["latency_ms"] > 0 and small["layout"] in ("nchw", "channels_last") and small["attempts"] >= 1
         assert large["latency_ms"] > 0 and set(large) == set(small)  # one answer per request, same fields
         assert timer._proc.pid != os.getpid() and timer._proc.args[-1] == "lknas.measure.isolated"
+        for layout in ("nchw", "channels_last"):  # a pinned layout is the one timed
+            assert timer(small_arch(kernel=3, widths=(8, 16)).to_yaml(), layout)["layout"] == layout
     finally:
         timer.close()
     assert timer._proc.returncode == 0  # its input closed: it ended

@@ -10,7 +10,7 @@ place either way: a process like the one `lknas latency` runs in, with a 1-CPU t
 It runs `lknas.measure.measure_latency` with the given settings, one architecture per request, and
 answers with JSON lines; it ends when its input does (so a killed parent leaves no timer behind).
 
-    python -m lknas.measure.isolated   # the child's side: settings, then one {"arch_yaml": ...} a line
+    python -m lknas.measure.isolated   # the child's side: settings, then one {"arch_yaml": ..., "layout": ...} a line
 """
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ class ChildTimer:
         self._proc.stdin.write(json.dumps(message) + "\n")
         self._proc.stdin.flush()
 
-    def __call__(self, arch_yaml: str) -> dict[str, Any]:
+    def __call__(self, arch_yaml: str, layout: str | None = None) -> dict[str, Any]:
+        """`measure_latency`'s answer for one architecture; `layout` pins the memory layout (None:
+        the setting's rule, by default both timed and the faster kept)."""
         import json
 
         from lknas.errors import LknasError
 
         try:
-            self._send({"arch_yaml": arch_yaml})
+            self._send({"arch_yaml": arch_yaml, **({"layout": layout} if layout else {})})
             line = self._proc.stdout.readline()
             return json.loads(line)
         except (OSError, ValueError):
@@ -67,7 +69,7 @@ class ChildTimer:
 
 def _serve() -> None:
     """The child's side of `ChildTimer`: the setting on the first line, then one architecture YAML
-    a line, one JSON answer a line."""
+    (and optionally a pinned layout) a line, one JSON answer a line."""
     import json
     import sys
 
@@ -81,11 +83,12 @@ def _serve() -> None:
 
     setting = json.loads(sys.stdin.readline())
     for line in sys.stdin:
-        arch = ArchConfig.from_yaml(json.loads(line)["arch_yaml"])
+        request = json.loads(line)
+        arch = ArchConfig.from_yaml(request["arch_yaml"])
         lat = measure_latency(arch, setting["resolution"], threads=setting["threads"],
                               num_classes=setting["num_classes"], in_chans=setting["in_chans"],
                               device=setting["device"], repeats=setting["repeats"], throughput_batch=None,
-                              reference_ms=setting["reference_ms"])
+                              reference_ms=setting["reference_ms"], layout=request.get("layout"))
         keep = ("latency_ms", "raw_ms", "layout", "foreign_load", "attempts", "reference_measured_ms", "on_cpu")
         print(json.dumps({k: lat[k] for k in keep}), flush=True)
 

@@ -10,8 +10,11 @@ So when the trials are done, every architecture that could be on the front withi
 timing error (the front itself first, then the nearest others, at most `MAX_ARCHS`) is timed again
 with nothing else running: `rounds` times each, in interleaved rounds (every architecture once per
 round, so a slow minute slows all of them alike), with the trials' own settings (threads, repeats,
-both layouts, the run's reference scale), in a fresh process with a trial's OpenMP pool
-(`lknas.measure.isolated`), not in the driver that ran the search. Their mean becomes
+the run's reference scale), in a fresh process with a trial's OpenMP pool
+(`lknas.measure.isolated`), not in the driver that ran the search, and in the memory layout the
+architecture's trial chose and recorded (`latency_layout`, the layout its latency is quoted in):
+deciding the layout again at each timing would keep the faster of two noisy timings and take twice
+as long. Their mean becomes
 the architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report
 and the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own
 timing stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
@@ -117,8 +120,9 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
                margin: float = MARGIN, limit: int = MAX_ARCHS, timer=None) -> int:
     """Time the candidates (`retime_candidates`) `rounds` times each in interleaved rounds, with the
     node's lknas work paused, appending to RUN/retime.json. Returns how many timings it took (0
-    when there was nothing to do). `timer` (arch YAML -> `measure_latency`'s dict) defaults to a
-    fresh child process (`lknas.measure.isolated.ChildTimer`)."""
+    when there was nothing to do). `timer` ((arch YAML, layout) -> `measure_latency`'s dict; the
+    layout is the trial's recorded one, None where it has none) defaults to a fresh child process
+    (`lknas.measure.isolated.ChildTimer`)."""
     if rounds <= 0:
         return 0
     raw = pd.DataFrame(store.rows())  # the trials' own timings decide what is re-timed
@@ -126,13 +130,14 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     if not hashes:
         return 0
     path = store.root / RETIME_FILE
-    setting = _record_setting(ctx, resolution)
+    setting = {**_record_setting(ctx, resolution), "layout": "trial"}  # older files timed both: start again
     record = _read_record(path)
     if record.get("setting") != setting:  # timed at other settings: not comparable, start again
         record = {"version": VERSION, "setting": setting, "timings": {}}
     record.update(rounds=rounds, margin=margin, candidates=hashes)
     timings = record["timings"]
     yaml_of = dict(zip(raw["hash"].astype(str), raw["arch_yaml"]))
+    layout_of = _trial_layouts(raw)
     todo = sum(max(0, rounds - len(timings.get(h, []))) for h in hashes)
     if todo == 0:
         return 0
@@ -150,7 +155,7 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
                 runs = timings.setdefault(h, [])
                 if len(runs) > k:
                     continue
-                lat = timer(yaml_of[h])
+                lat = timer(yaml_of[h], layout_of.get(h))
                 runs.append({"round": k, "latency_ms": lat["latency_ms"], "raw_ms": lat["raw_ms"],
                              "layout": lat["layout"], "foreign": lat["foreign_load"], "attempts": lat["attempts"]})
                 write_json_atomic(path, record)
@@ -160,6 +165,18 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
         if own:
             timer.close()
     return done
+
+
+def _trial_layouts(raw: pd.DataFrame) -> dict[str, str]:
+    """hash -> the memory layout its trials recorded (the most frequent where re-trainings differ;
+    rows without a known layout are left out, so those architectures are timed in both)."""
+    from lknas.measure.layout import LAYOUTS
+
+    if "latency_layout" not in raw.columns:
+        return {}
+    known = raw[raw["latency_layout"].isin(LAYOUTS)]
+    by_hash = known.groupby(known["hash"].astype(str))["latency_layout"]
+    return {str(h): str(group.mode().iloc[0]) for h, group in by_hash}
 
 
 def _record_setting(ctx, resolution: int) -> dict[str, Any]:
