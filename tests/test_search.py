@@ -101,6 +101,10 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path, monkeyp
     retimed = df[df["latency_timings"] > 0]
     assert set(outcome.pareto["hash"]) <= set(retimed["hash"]) and (retimed["latency_timings"] == 3).all()
     assert (out / "retime.json").is_file() and "latency_search_ms" in df.columns
+    # ... each in the layout its trial measured fastest and recorded, the one pareto.csv names
+    layout_of = dict(zip(df["hash"], df["latency_layout"]))
+    retime_runs = json.loads((out / "retime.json").read_text())["timings"]
+    assert retime_runs and all(r["layout"] == layout_of[h] for h, runs in retime_runs.items() for r in runs)
     assert "quiet re-timings" in archs[0].read_text() and "retime: " in (out / "summary.txt").read_text()
     # each trial's trained ERF heatmap, for the report's ERF figure
     heats = [RunStore(out).erf_map(t) for t in df["trial"]]
