@@ -13,11 +13,12 @@ round, so a slow minute slows all of them alike), with the trials' own settings 
 the run's reference scale), in a fresh process with a trial's OpenMP pool
 (`lknas.measure.isolated`), not in the driver that ran the search, and in the memory layout the
 architecture's trial chose and recorded (`latency_layout`, the layout its latency is quoted in):
-deciding the layout again at each timing would keep the faster of two noisy timings and take twice
-as long. Their mean becomes
-the architecture's `latency_ms` for the front, `pareto.csv`, `archs/`, `summary.txt`, the report
-and the confirm plan, with `latency_std_ms` and `latency_timings` beside it; the trial's own
-timing stays in `latency_search_ms`. The Optuna study keeps the in-search values it sampled with.
+deciding the layout again at each timing would keep the faster of two noisy timings (and costs
+0.79-0.91 s a timing against 0.66-0.71 s, `results/benchmarks/search_overhead_retime_layout.md`).
+Their mean becomes the architecture's `latency_ms` for the front, `pareto.csv`, `archs/`,
+`summary.txt`, the report and the confirm plan, with `latency_std_ms` and `latency_timings` beside
+it; the trial's own timing stays in `latency_search_ms`. The Optuna study keeps the in-search
+values it sampled with.
 
 The timings land in `RUN/retime.json`, rewritten atomically after each one: a kill loses at most
 the timing under way, and a resumed search times only what is missing. The file is read
