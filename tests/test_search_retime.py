@@ -138,9 +138,10 @@ def test_a_retime_file_timed_in_both_layouts_is_timed_again(tmp_path):
     store = RunStore(tmp_path / "run")
     for row in (_row(0, 90.0, 5.0), _row(1, 80.0, 3.0)):
         store.append(row)
-    old = {"version": 1, "setting": _record_setting(_ctx(), 32),
-           "timings": {h: [{"latency_ms": 1.0}] for h in ("h0", "h1")}}
+    both = {k: v for k, v in _record_setting(_ctx(), 32).items() if k != "layout"}  # as written before
+    old = {"version": 1, "setting": both, "timings": {h: [{"latency_ms": 1.0}] for h in ("h0", "h1")}}
     (store.root / RETIME_FILE).write_text(json.dumps(old))  # written before timings followed the trial's layout
+
     def fake(arch_yaml, layout):
         return {"latency_ms": 4.0, "raw_ms": 4.0, "layout": "nchw", "foreign_load": 0.0, "attempts": 1}
 

@@ -51,7 +51,7 @@ class ChildTimer:
         from lknas.errors import LknasError
 
         try:
-            self._send({"arch_yaml": arch_yaml, **({"layout": layout} if layout else {})})
+            self._send({"arch_yaml": arch_yaml, "layout": layout})
             line = self._proc.stdout.readline()
             return json.loads(line)
         except (OSError, ValueError):

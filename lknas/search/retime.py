@@ -131,7 +131,7 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
     if not hashes:
         return 0
     path = store.root / RETIME_FILE
-    setting = {**_record_setting(ctx, resolution), "layout": "trial"}  # older files timed both: start again
+    setting = _record_setting(ctx, resolution)
     record = _read_record(path)
     if record.get("setting") != setting:  # timed at other settings: not comparable, start again
         record = {"version": VERSION, "setting": setting, "timings": {}}
@@ -181,11 +181,12 @@ def _trial_layouts(raw: pd.DataFrame) -> dict[str, str]:
 
 
 def _record_setting(ctx, resolution: int) -> dict[str, Any]:
-    """What retime.json's timings were taken with (a change starts them again)."""
+    """What retime.json's timings were taken with (a change starts them again); `layout: trial`:
+    each in its trial's layout (files written before timed both)."""
     from lknas.search.trial import LATENCY_REPEATS
 
     return {"resolution": resolution, "threads": ctx.latency_threads, "reference_ms": ctx.latency_reference_ms,
-            "repeats": LATENCY_REPEATS}
+            "repeats": LATENCY_REPEATS, "layout": "trial"}
 
 
 def timer_setting(ctx, resolution: int) -> dict[str, Any]:
