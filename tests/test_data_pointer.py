@@ -94,3 +94,32 @@ def test_a_full_band_is_the_plain_option_and_keeps_its_data():
 def test_bad_miss_bands(band):
     with pytest.raises(DataError, match="miss must be DEG in 5..90 or LO-HI"):
         build_data(f"pointer:miss={band}", train_size=16, val_size=16, batch_size=8, cache=False)
+
+
+def test_a_distractor_range_draws_each_count_and_keeps_the_disks_clear():
+    labels, img, geo, params = _geometry(n=3000, distractors="0-2")
+    assert (params["min_distractors"], params["distractors"]) == (0, 2)
+    extra = geo["distractors"]
+    shown = (extra >= 0).all(-1)  # (n, 2): which disks are on the image
+    assert (shown[:, 1] <= shown[:, 0]).all()  # a sample keeps its first `count` disks
+    share = np.bincount(shown.sum(1), minlength=3) / len(labels)
+    assert np.allclose(share, 1 / 3, atol=0.04)  # 0, 1 and 2 distractors equally often
+    for place in ("arrow", "disk", "other"):
+        gap = np.linalg.norm(extra - geo[place][:, None, :], axis=-1)[shown]
+        assert gap.min() >= pointer.CLEARANCE - 1e-9
+    ink = img.reshape(len(img), -1).astype(float).sum(1)
+    assert ink[shown.sum(1) == 2].mean() > ink[shown.sum(1) == 0].mean()  # hidden disks are not drawn
+    for count in (0, 1):  # within one label, each count of labels on both sides
+        assert 0.4 < labels[shown.sum(1) == count].mean() < 0.6
+
+
+def test_a_fixed_distractor_count_keeps_its_parameters_and_data():
+    assert "min_distractors" not in pointer.resolve_options({"distractors": "2"})
+    _, _, geo, _ = _geometry(n=64, distractors=2)
+    assert (geo["distractors"] >= 0).all()  # every sample shows both
+
+
+@pytest.mark.parametrize("band", ["2-1", "0-9", "1-1", "0.5-2", "a-b"])
+def test_bad_distractor_ranges(band):
+    with pytest.raises(DataError, match="distractors must be N in 0..8 or LO-HI"):
+        build_data(f"pointer:distractors={band}", train_size=16, val_size=16, batch_size=8, cache=False)

@@ -18,8 +18,10 @@ smoothly with what a network resolves instead of jumping from chance to solved.
 Geometry lives in unit coordinates and is rasterized at any resolution (32..256); lines are
 1 px wide at 64. Options: `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG`
 (smallest miss angle, 5..90, default 30; or `LO-HI`, near misses only, HI up to 180),
-`distractors=N` (0..8 extra disks no arrow points at, default 0), `train=N`, `val=N`. Classes
-are balanced within each chunk of 128 samples.
+`distractors=N` (0..8 extra disks no arrow points at, default 0; or `LO-HI`, each sample's count
+drawn uniformly from LO..HI, so accuracy grows as a net copes with more of them instead of
+jumping from chance to solved), `train=N`, `val=N`. Classes are balanced within each chunk of
+128 samples.
 """
 from __future__ import annotations
 
@@ -115,20 +117,24 @@ def _distractors(rng: np.random.Generator, avoid: np.ndarray, k: int) -> np.ndar
 def render_chunk(rng: np.random.Generator, labels: np.ndarray, resolution: int, params: dict,
                  with_geometry: bool = False):
     """Images (n, R, R) uint8 for `labels` (and, if asked, the geometry: arrow centres, the place
-    each arrow points at, the disk and the other place, as unit (x, y) coordinates)."""
+    each arrow points at, the disk, the other place and the distractor disks (n, k, 2), at -1 where
+    a sample shows fewer, as unit (x, y) coordinates)."""
     n = len(labels)
     lo, hi = params["min_distance"], params["max_distance"]
     a, p, q = _places(rng, n, lo, hi, math.radians(params["miss"]), math.radians(params.get("max_miss", 180.0)))
     aim = np.where(labels[:, None] == 1, p, q)
     img = np.zeros((n, resolution, resolution), dtype=np.uint8)
     _stamp(img, _arrow(a, aim, resolution), _disk(0.35 * resolution / 32))
-    disks = p[:, None, :]
+    disks, extra = p[:, None, :], np.zeros((n, 0, 2))
     if params["distractors"]:
         extra = _distractors(rng, np.stack([a, p, q], axis=1), params["distractors"])
+        if "min_distractors" in params:  # a range: each sample keeps its first `count` disks
+            count = rng.integers(params["min_distractors"], params["distractors"] + 1, n)
+            extra[np.arange(params["distractors"])[None, :] >= count[:, None]] = -1.0  # off the image
         disks = np.concatenate([disks, extra], axis=1)
     _stamp(img, disks, _disk(max(1.0, DISK * resolution)))
     if with_geometry:
-        return img, {"arrow": a, "aim": aim, "disk": p, "other": q}
+        return img, {"arrow": a, "aim": aim, "disk": p, "other": q, "distractors": extra}
     return img
 
 
@@ -146,7 +152,7 @@ def resolve_options(options: dict[str, str]) -> dict:
     from lknas.data.base import DataError
 
     valid = ("distance (LO-HI image widths within 0.05..1.2), miss (5..90 degrees, or LO-HI up to 180), "
-             "distractors (0..8), train, val")
+             "distractors (0..8, or LO-HI), train, val")
     unknown = set(options) - {"distance", "miss", "distractors", "train", "val"}
     if unknown:
         raise DataError(f"pointer: unknown option(s) {sorted(unknown)}; valid: {valid}")
@@ -166,6 +172,13 @@ def resolve_options(options: dict[str, str]) -> dict:
         if high < 180:  # only a band changes the data (and the cache key)
             params["max_miss"] = high
         options = {k: v for k, v in options.items() if k != "miss"}
+    if "-" in options.get("distractors", ""):
+        low, high = _range(options["distractors"])
+        if not (0 <= low < high <= 8 and low == int(low) and high == int(high)):
+            raise DataError(f"pointer: distractors must be N in 0..8 or LO-HI with 0 <= LO < HI <= 8, "
+                            f"got {options['distractors']!r}")
+        params["min_distractors"], params["distractors"] = int(low), int(high)  # a range changes the cache key
+        options = {k: v for k, v in options.items() if k != "distractors"}
     for key, lo, hi, cast in (("miss", 5, 90, float), ("distractors", 0, 8, int)):
         if key in options:
             try:
