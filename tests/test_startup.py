@@ -3,6 +3,7 @@ that make that possible keep `import lknas` complete (public names, timm models)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -119,3 +120,22 @@ def test_lazy_exports_import_the_module_on_first_access(tmp_path, monkeypatch):
     assert lknas_fake_c.X == 42 and "lknas_fake_c.heavy" in sys.modules
     with pytest.raises(AttributeError, match="has no attribute 'Y'"):
         lknas_fake_c.Y  # noqa: B018
+
+
+def test_the_search_driver_reaches_its_trials_without_the_models(tmp_path):
+    # the driver's phases before the trials (data, curriculum check, reference timing, study) need
+    # torch but not timm or torchvision: those imports were 1.5-3 s of the search's start
+    code = textwrap.dedent(f"""
+        import sys
+        from lknas.search import runner
+        runner._init_ray = lambda *a, **k: None
+        def fit(*a, **k):
+            print("models imported:", sorted(m for m in ("timm", "torchvision") if m in sys.modules))
+            raise KeyboardInterrupt
+        runner._fit = fit
+        runner.run_search("peleK_space.yaml", out={str(tmp_path / "run")!r}, quiet=True, trials=2, dataset=
+                          "pointer:train=256,val=64", steps=2)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                         env={**os.environ, "LKNAS_CACHE": str(tmp_path / "cache")})
+    assert "models imported: []" in out.stdout, out.stdout + out.stderr

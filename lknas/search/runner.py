@@ -208,7 +208,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     phase = _Phases()
 
     from lknas.data import build_data
-    from lknas.train.proxy import check_curriculum
+    from lknas.data.curriculum import check_curriculum
 
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
