@@ -3,7 +3,6 @@ that make that possible keep `import lknas` complete (public names, timm models)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -120,30 +119,3 @@ def test_lazy_exports_import_the_module_on_first_access(tmp_path, monkeypatch):
     assert lknas_fake_c.X == 42 and "lknas_fake_c.heavy" in sys.modules
     with pytest.raises(AttributeError, match="has no attribute 'Y'"):
         lknas_fake_c.Y  # noqa: B018
-
-
-def test_the_search_driver_imports_the_models_beside_ray_not_before(tmp_path):
-    # the driver's phases before Ray (data, curriculum check, the quiet reference timing, study)
-    # need torch but not timm or torchvision; those (1.5-3 s) are imported on a thread while Ray
-    # starts, so the sampler's first count does not delay the first trial
-    code = textwrap.dedent(f"""
-        import sys
-        from lknas.search import runner
-        models = lambda: sorted(m for m in ("timm", "torchvision") if m in sys.modules)
-        reference = runner._latency_reference
-        def timed_reference(*a, **k):
-            print("at the reference timing:", models())
-            return reference(*a, **k)
-        runner._latency_reference = timed_reference
-        runner._init_ray = lambda *a, **k: None
-        def fit(*a, **k):
-            print("at the trials:", models())
-            raise KeyboardInterrupt
-        runner._fit = fit
-        runner.run_search("peleK_space.yaml", out={str(tmp_path / "run")!r}, quiet=True, trials=2, dataset=
-                          "pointer:train=256,val=64", steps=2)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
-                         env={**os.environ, "LKNAS_CACHE": str(tmp_path / "cache")})
-    assert "at the reference timing: []" in out.stdout, out.stdout + out.stderr
-    assert "at the trials: ['timm', 'torchvision']" in out.stdout, out.stdout + out.stderr

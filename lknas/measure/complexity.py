@@ -30,7 +30,9 @@ from torch import nn
 
 from lknas.arch import ArchConfig, SparsitySpec
 from lknas.errors import LknasError
+from lknas.models import build_model, reparameterize
 from lknas.ops.dwconv import use_algorithm
+from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
 
 logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
 
@@ -87,9 +89,6 @@ def complexity(
     also `params_nonzero`, `flops_sparse`, `flops_sparse_applied`, `density`,
     `sparsity_targets` and `sparsity_init`.
     """
-    from lknas.models import build_model, reparameterize  # timm: imported when a count is made, not before
-    from lknas.sparsity.targets import deploy_sparse_modules, sparse_parameters
-
     if not isinstance(model, nn.Module):
         model = build_model(model, in_chans=in_chans)
     check_input_size(model, resolution)

@@ -17,7 +17,6 @@ import datetime as dt
 import os
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +208,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     phase = _Phases()
 
     from lknas.data import build_data
-    from lknas.data.curriculum import check_curriculum
+    from lknas.train.proxy import check_curriculum
 
     bundle = build_data(train_cfg.dataset, resolution=train_cfg.resolution, batch_size=train_cfg.batch_size,
                         seed=train_cfg.seed, subset=train_cfg.subset)  # bad data fails before Ray, and is cached
@@ -240,9 +239,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         for note in repaired:
             print(f"resume: {note}", file=stream)
         phase("study")
-        preload = _preload_models()
         _init_ray(settings.get("address"), quiet, search.cpus_per_trial, search.gpus_per_trial)
-        preload.join()
         phase("ray_start")
         from lknas.search.monitor import SearchMonitor
 
@@ -283,26 +280,6 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
               + f"; continue with\n  python -m lknas search --resume {store.root}", file=stream)
     print(f"results: {store.root} (trials.csv, pareto.csv, archs/, study.db, summary.txt)", file=stream)
     return SearchOutcome(store.root, store.frame(), front, interrupted, phase.seconds)
-
-
-def _preload_models() -> threading.Thread:
-    """Import the models and their counting code on a thread while Ray starts: the sampler's first
-    suggestion counts its architecture's FLOPs (`DefineByRun`), and that import (timm, torchvision:
-    2-3 s on the 2-core machine) would otherwise delay the first trial. Ray's start mostly waits
-    for its processes, so the import runs beside it; after the quiet reference timing, never during
-    it. A failure here is left to the import that needs the module, which raises it as usual."""
-    import importlib
-
-    def load() -> None:
-        for name in ("lknas.models.build", "lknas.measure.trial"):
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported by the import that needs it
-                return
-
-    thread = threading.Thread(target=load, name="lknas-preload-models", daemon=True)
-    thread.start()
-    return thread
 
 
 class _Phases:

@@ -274,7 +274,7 @@ def _run_jobs(store: RunStore, settings: dict[str, Any], jobs: list[Job], *, erf
     from lknas.data import build_data
     from lknas.search.store import run_objectives
     from lknas.space.configs import TrainConfig
-    from lknas.data.curriculum import check_curriculum
+    from lknas.train.proxy import check_curriculum
 
     objectives = run_objectives(settings)
     run = settings["search"]

@@ -28,7 +28,6 @@ from torch import nn
 
 from lknas import quiet
 from lknas.arch import ArchConfig
-from lknas.data.curriculum import curriculum_data
 from lknas.measure.layout import resolve_layout, to_layout
 from lknas.models import build_model
 from lknas.space.budget import check_arch_budget
@@ -147,11 +146,35 @@ def curriculum_steps(cfg: TrainConfig, total_steps: int) -> int:
     return min(total_steps, max(1, round(cfg.curriculum_fraction * total_steps)))
 
 
+def _curriculum_data(cfg: TrainConfig, bundle: Any, dev: torch.device | str, steps: int) -> Any:
+    """The easier data set `cfg.curriculum`, drawn like the main set (same resolution, batch size,
+    data and order seeds; a synthetic set at exactly `steps` batches); DataError unless it has the
+    main set's classes and channels."""
+    from lknas.data import SYNTHETIC, DataError, build_data, parse_spec
+
+    synthetic = parse_spec(cfg.curriculum).kind in SYNTHETIC
+    easy = build_data(cfg.curriculum, resolution=getattr(bundle, "resolution", cfg.resolution),
+                      batch_size=cfg.batch_size, seed=cfg.data_set_seed, order_seed=cfg.seed, device=str(dev),
+                      train_size=steps * cfg.batch_size if synthetic else None,
+                      val_size=cfg.batch_size if synthetic else None)
+    for what in ("num_classes", "in_chans"):
+        if getattr(easy, what) != getattr(bundle, what):
+            raise DataError(f"train.curriculum {cfg.curriculum!r} has {what} {getattr(easy, what)} but the data set "
+                            f"has {getattr(bundle, what)}; use an easier form of the same task")
+    return easy
+
+
+def check_curriculum(cfg: TrainConfig, bundle: Any) -> None:
+    """Raise DataError now, before any trial starts, if `cfg.curriculum` cannot serve `bundle`."""
+    if cfg.curriculum:
+        _curriculum_data(cfg, bundle, "cpu", 1)
+
+
 def _curriculum_batches(cfg: TrainConfig, bundle: Any, dev: torch.device, steps: int) -> Iterator:
     """The first `steps` training batches: from `cfg.curriculum`, cycled if it is a real data set."""
     if steps == 0:
         return iter(())
-    easy = curriculum_data(cfg, bundle, str(dev), steps)
+    easy = _curriculum_data(cfg, bundle, dev, steps)
 
     def cycle() -> Iterator:
         while True:
