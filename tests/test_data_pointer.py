@@ -1,6 +1,7 @@
 """The pointer task: labels mean what they say, and nothing but the long-range relation tells them."""
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -109,14 +110,17 @@ def test_a_distractor_range_draws_each_count_and_keeps_the_disks_clear():
         assert gap.min() >= pointer.CLEARANCE - 1e-9
     ink = img.reshape(len(img), -1).astype(float).sum(1)
     assert ink[shown.sum(1) == 2].mean() > ink[shown.sum(1) == 0].mean()  # hidden disks are not drawn
-    for count in (0, 1):  # within one label, each count of labels on both sides
+    for count in (0, 1):  # each count comes with both labels, about equally
         assert 0.4 < labels[shown.sum(1) == count].mean() < 0.6
 
 
 def test_a_fixed_distractor_count_keeps_its_parameters_and_data():
-    assert "min_distractors" not in pointer.resolve_options({"distractors": "2"})
+    assert "min_distractors" not in pointer.resolve_options({"distractors": "2"})  # nor its cache key
     _, _, geo, _ = _geometry(n=64, distractors=2)
     assert (geo["distractors"] >= 0).all()  # every sample shows both
+    b = build_data("pointer:distractors=2,train=256,val=16", resolution=64, batch_size=16, cache=False)
+    digest = hashlib.sha256(b.train.x.numpy().tobytes()).hexdigest()[:16]
+    assert digest == "44cb035cb6cff0da"  # the images generated before ranges existed (134f8af)
 
 
 @pytest.mark.parametrize("band", ["2-1", "0-9", "1-1", "0.5-2", "a-b"])

@@ -19,9 +19,8 @@ Geometry lives in unit coordinates and is rasterized at any resolution (32..256)
 1 px wide at 64. Options: `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG`
 (smallest miss angle, 5..90, default 30; or `LO-HI`, near misses only, HI up to 180),
 `distractors=N` (0..8 extra disks no arrow points at, default 0; or `LO-HI`, each sample's count
-drawn uniformly from LO..HI, so accuracy grows as a net copes with more of them instead of
-jumping from chance to solved), `train=N`, `val=N`. Classes are balanced within each chunk of
-128 samples.
+drawn uniformly from LO..HI), `train=N`, `val=N`. Classes are balanced within each chunk of 128
+samples.
 """
 from __future__ import annotations
 
