@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _num(p, "--seeds", A.FIDELITY_SEEDS, "seeds per architecture and budget (default 2)", default=2)
     _num(p, "--target-seeds", A.FIDELITY_SEEDS, "seeds per architecture at the target budget (default: --seeds): "
          "fewer than --seeds measures how many averaged proxy runs rank like the target without paying for more "
-         "target runs")
+         "target runs; more gives a steadier target when its seeds disagree (see the noise ceiling line)")
     _num(p, "--sample-seed", A.SEED, "seed of the architecture sample (default 0)", default=0)
     _num(p, "--epochs", A.EPOCHS, "proxy budget in epochs (default: the space's train section)")
     _num(p, "--steps", A.STEPS, "proxy budget in steps (overrides --epochs)")

@@ -115,6 +115,31 @@ def test_the_proxy_as_a_mean_of_runs_is_measured_per_number_of_runs():
     assert f"ICC >= 0.75 needs {stats['runs_for_icc']} run" in text
 
 
+def _two_budgets(proxy_means, target_means, noise: float, seeds: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = [{"trial": 0, "status": "ok", "budget": budget, "point": f"a{i:02d}", "seed": s,
+             "accuracy": m + rng.normal(0, noise), "arch_yaml": _arch(3), "resolution": 32}
+            for budget, means in ((PROXY, proxy_means), (TARGET, target_means))
+            for i, m in enumerate(means) for s in range(seeds)]
+    return pd.DataFrame(rows).assign(trial=lambda d: range(len(d)))
+
+
+def test_noise_or_bias_names_a_biased_proxy_and_a_merely_noisy_one():
+    from lknas.report.fidelity_figure import fidelity_figure
+
+    true = np.linspace(60, 90, 20)
+    biased = fidelity_stats(_two_budgets(true[np.r_[10:20, 0:10]], true, noise=0.2))  # half the order wrong
+    assert biased["tau_ceiling"] > 0.95 and biased["tau_corrected"] < 0.5  # precise target, biased proxy
+    text = format_fidelity(biased)
+    assert f"a noise-free proxy would reach Kendall tau {biased['tau_ceiling']:.2f}" in text
+    assert "below 1: part of the disagreement is a bias" in text
+    noisy = fidelity_stats(_two_budgets(true, true, noise=6.0, seeds=3))  # the same order, seeds 6 points apart
+    assert noisy["kendall"] < noisy["tau_ceiling"] < 0.95 and noisy["tau_corrected"] > 0.9
+    assert noisy["kendall"] < noisy["tau_corrected"] and noisy["tau_corrected_ci"][1] == pytest.approx(1.0)
+    fig = fidelity_figure(_two_budgets(true, true, noise=6.0, seeds=3), noisy)
+    assert f"Kendall a noise-free proxy would reach {noisy['tau_ceiling']:.2f}" in fig.layout.title.text
+
+
 def test_seed_noise_lowers_the_icc():
     stats = fidelity_stats(_frame(lambda i, p: p, noise=20.0, seeds=3))
     assert stats["icc_proxy"]["icc"] < 0.5 and stats["seed_tau_target"] < 0.9  # the seeds no longer agree
@@ -293,27 +318,39 @@ def test_target_seeds_trains_fewer_target_runs_than_proxy_runs(tmp_path):
     assert seeds == {PROXY: [0, 1, 2, 3], TARGET: [0, 1]} and len(jobs) == 3 * 4 + 3 * 2
 
 
-@pytest.mark.parametrize("target_seeds", [1, 5])
-def test_target_seeds_outside_2_to_seeds_is_refused_naming_the_flag(tmp_path, target_seeds):
+def test_target_seeds_can_exceed_the_proxy_seeds_for_a_steadier_target(tmp_path):
+    from test_search import write_space
+
+    from lknas.space import load_space
+    from lknas.study.fidelity import _make_jobs
+
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    proxy = space.train.replace(steps=2)
+    jobs = _make_jobs(sample_archs(space, 3, 0), proxy, {"steps": 4}, 32, proxy.dataset, 2, target_seeds=3)
+    seeds = {b: sorted({j.seed for j in jobs if j.budget == b}) for b in (PROXY, TARGET)}
+    assert seeds == {PROXY: [0, 1], TARGET: [0, 1, 2]} and len(jobs) == 3 * 2 + 3 * 3
+
+
+def test_one_target_seed_is_refused_naming_the_flag(tmp_path):
     from test_search import write_space
 
     from lknas.study.fidelity import run_fidelity
 
-    with pytest.raises(LknasError, match=f"--target-seeds {target_seeds}: give 2 to --seeds"):
-        run_fidelity(write_space(tmp_path / "s.yaml"), out=tmp_path / "run", archs=3, seeds=4,
-                     target_seeds=target_seeds)
+    with pytest.raises(LknasError, match="--target-seeds 1: give 2 or more"):
+        run_fidelity(write_space(tmp_path / "s.yaml"), out=tmp_path / "run", archs=3, seeds=4, target_seeds=1)
     assert not (tmp_path / "run").exists()  # refused before anything is created
 
 
-def test_target_seeds_above_seeds_exits_2_on_the_command_line(tmp_path, capsys):
+def test_one_target_seed_exits_2_on_the_command_line(tmp_path, capsys):
     from test_search import write_space
 
     from lknas.cli import main
 
-    code = main(["fidelity", "--space", str(write_space(tmp_path / "s.yaml")), "--archs", "3", "--seeds", "3",
-                 "--target-seeds", "4", "--out", str(tmp_path / "new")])
+    with pytest.raises(SystemExit) as exc:  # refused by the argument parser
+        main(["fidelity", "--space", str(write_space(tmp_path / "s.yaml")), "--archs", "3", "--seeds", "3",
+              "--target-seeds", "1", "--out", str(tmp_path / "new")])
     err = capsys.readouterr().err
-    assert code == 2 and "--target-seeds 4: give 2 to --seeds (3)" in err and "Traceback" not in err
+    assert exc.value.code == 2 and "--target-seeds: must be an integer from 2" in err and "Traceback" not in err
     assert not (tmp_path / "new").exists()
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lknas.study.rank_stats import (betainc, bootstrap_ci, f_cdf, f_ppf, icc_oneway, kendall_tau, rank_agreement,
-                                    rankdata, runs_averaged, runs_for_icc, seed_tau, spearman, spearman_brown)
+                                    rankdata, runs_averaged, runs_for_icc, seed_tau, spearman, spearman_brown,
+                                    tau_ceiling, tau_corrected)
 
 
 def test_rankdata_averages_ties():
@@ -162,3 +163,56 @@ def test_rank_agreement_needs_three_archs():
 
 def test_bootstrap_ci_ignores_nan():
     assert bootstrap_ci([float("nan"), 1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_tau_ceiling_is_the_tau_a_noise_free_ranking_reaches_against_noisy_means():
+    # Greiner's relation on simulated targets: true means N(0, 1), k seeds of noise sd 1.5 averaged
+    rng = np.random.default_rng(0)
+    k, sd = 2, 1.5
+    reliability = 1 / (1 + sd ** 2 / k)
+    taus = []
+    for _ in range(300):
+        true = rng.normal(0, 1, 40)
+        taus.append(kendall_tau(true, true + rng.normal(0, sd, (k, 40)).mean(axis=0)))
+    assert abs(np.mean(taus) - tau_ceiling(reliability)) < 0.015  # the mean's standard error is about 0.005
+    assert tau_ceiling(1.0) == 1.0 and tau_ceiling(0.5) == pytest.approx(0.5)  # asin(sqrt(.5)) = pi / 4
+    assert math.isnan(tau_ceiling(0.0)) and math.isnan(tau_ceiling(float("nan")))
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.6])
+def test_tau_corrected_divides_the_seed_noise_out_and_keeps_a_bias(rho):
+    # proxy and target see the same true means (rho 1: noise only) or partly other ones (rho 0.6: a
+    # bias), each through its own seed noise; 3000 architectures make the estimate precise
+    rng = np.random.default_rng(1)
+    n, k = 3000, 2
+    true = rng.normal(0, 1, n)
+    seen = rho * true + math.sqrt(1 - rho ** 2) * rng.normal(0, 1, n)
+    proxy = seen[:, None] + rng.normal(0, 1.0, (n, k))
+    target = true[:, None] + rng.normal(0, 0.8, (n, k))
+    rel_p, rel_t = icc_oneway(proxy)["icc_mean"], icc_oneway(target)["icc_mean"]
+    tau = kendall_tau(proxy.mean(axis=1), target.mean(axis=1))
+    assert tau < 2 / math.pi * math.asin(rho) - 0.1  # the noise hides part of the agreement
+    assert tau_corrected(tau, rel_p, rel_t) == pytest.approx(2 / math.pi * math.asin(rho), abs=0.03)
+
+
+def test_tau_corrected_is_capped_and_nan_without_reliability():
+    assert tau_corrected(0.9, 0.3, 0.3) == 1.0 and tau_corrected(-0.9, 0.3, 0.3) == -1.0
+    assert math.isnan(tau_corrected(0.5, 0.0, 0.8)) and math.isnan(tau_corrected(float("nan"), 0.5, 0.5))
+
+
+def test_rank_agreement_reports_the_noise_ceiling_and_the_corrected_tau_with_intervals():
+    rng = np.random.default_rng(2)
+    true = rng.normal(0, 1, 30)
+    target = [[m + rng.normal(0, 1.0) for _ in range(2)] for m in true]
+    biased = [[0.5 * m + rng.normal(0, 0.9) + rng.normal(0, 0.3) for _ in range(2)] for m in true]
+    out = rank_agreement(biased, target, resamples=400)
+    d = out.to_dict()
+    assert out.tau_ceiling == pytest.approx(tau_ceiling(out.icc_target["icc_mean"]))
+    assert out.tau_corrected == pytest.approx(tau_corrected(out.kendall, out.icc_proxy["icc_mean"],
+                                                            out.icc_target["icc_mean"]))
+    for key in ("tau_ceiling", "tau_corrected"):
+        lo, hi = d[f"{key}_ci"]
+        assert lo <= d[key] <= hi and lo < hi
+    assert out.kendall < out.tau_ceiling  # a noisy target caps any proxy's tau
+    single = rank_agreement([[1.0, 1.2], [2.0, 2.1], [3.0, 2.9]], [[1.0], [2.0], [3.0]], resamples=10)
+    assert single.icc_target is None and math.isnan(single.tau_ceiling)  # one target seed: no ceiling

@@ -149,7 +149,9 @@ def build_figures(run: str | os.PathLike, erf: bool = True, compare: list[str | 
             "Each sampled architecture's mean top-1 accuracy over seeds at the proxy budget (the search's) "
             "against a larger target budget; bars are the seed standard deviations. A proxy that ranks like the "
             "target puts the points on a rising curve; the title gives the rank correlations with 95% bootstrap "
-            "intervals and the proxy's ICC (the share of variance that is not seed noise).", fig, reason)
+            "intervals, the proxy's ICC (the share of variance that is not seed noise), the Kendall tau a noise-free "
+            "proxy could reach against this target's seed means, and the measured tau with both budgets' seed noise "
+            "divided out (near 1: the budgets disagree by noise only; well below: the proxy is biased).", fig, reason)
         fig, reason = kernel_effect_figure(stats) if stats is not None else (None, why)
         add("fidelity_kernels", "Kernel effects at both budgets",
             "For the kernel dimensions whose values differ most at the proxy: each value's mean accuracy over the "

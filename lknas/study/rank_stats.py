@@ -13,6 +13,13 @@ seed counts, k0 seeds each), with F quantiles from our own regularized incomplet
 against a target can hardly exceed the target's own. `runs_averaged` says how the agreement grows
 when the proxy is the mean of k runs: the measured tau for every k up to the seeds measured, and
 the Spearman-Brown ICC of a k-run mean, k*ICC / (1 + (k-1)*ICC), with the runs the ICC 0.75 bar needs.
+`tau_ceiling` and `tau_corrected` separate noise from bias under a normal model, where Kendall's tau
+and Pearson's r are tied by tau = (2/pi) asin(r) (Greiner's relation) and seed noise scales r by the
+square root of each score's reliability (its ICC of the mean of k seeds): the ceiling is the tau a
+noise-free proxy can expect against the target's k-seed means; the corrected tau is the measured one
+with both budgets' seed noise divided out (Spearman's correction for attenuation). Near 1, the
+proxy and the target rank alike but for noise; well below 1, the proxy is biased and more seeds at
+either budget would not close the gap.
 """
 from __future__ import annotations
 
@@ -25,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "seed_tau", "bootstrap_ci", "RankAgreement",
-           "rank_agreement", "runs_averaged", "runs_for_icc", "spearman_brown", "betainc", "f_cdf", "f_ppf"]
+           "rank_agreement", "runs_averaged", "runs_for_icc", "spearman_brown", "tau_ceiling", "tau_corrected", "betainc",
+           "f_cdf", "f_ppf"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
@@ -78,6 +86,28 @@ def runs_for_icc(icc: float, bar: float = 0.75) -> int | None:
     if not math.isfinite(icc) or icc <= 0:
         return None
     return max(1, math.ceil(bar * (1 - icc) / (icc * (1 - bar)) - 1e-9))
+
+
+def tau_ceiling(reliability: float) -> float:
+    """The Kendall tau a noise-free ranking can expect against scores of this `reliability`
+    (the share of their variance that is true differences: the target's ICC of its k-seed mean);
+    NaN when the reliability is not positive. Normal model, see the module docstring."""
+    if not math.isfinite(reliability) or reliability <= 0:
+        return float("nan")
+    return 2 / math.pi * math.asin(math.sqrt(min(1.0, reliability)))
+
+
+def tau_corrected(tau: float, reliability_proxy: float, reliability_target: float) -> float:
+    """The Kendall tau between two sets of scores with their seed noise divided out: r = sin(pi tau / 2)
+    over the square root of both reliabilities, back to tau, capped at +-1 (sampling error can
+    carry the ratio past 1: read that as "no bias this measurement can see"). NaN when a
+    reliability is not positive."""
+    if not all(math.isfinite(v) for v in (tau, reliability_proxy, reliability_target)):
+        return float("nan")
+    if reliability_proxy <= 0 or reliability_target <= 0:
+        return float("nan")
+    r = math.sin(math.pi * tau / 2) / math.sqrt(min(1.0, reliability_proxy) * min(1.0, reliability_target))
+    return 2 / math.pi * math.asin(max(-1.0, min(1.0, r)))
 
 
 def runs_averaged(table: np.ndarray, target: Sequence[float], max_subsets: int = 200,
@@ -202,6 +232,17 @@ def _icc_interval(ms_between: float, ms_within: float, df1: float, df2: float, k
     return single, mean
 
 
+def _mean_squares(groups: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """The one-way ANOVA's mean squares between and within groups; None without 2 groups and a repeat."""
+    sizes = np.array([g.size for g in groups], dtype=float)
+    if len(groups) < 2 or sizes.sum() - len(groups) < 1:
+        return None
+    grand = np.concatenate(groups).mean()
+    ss_between = float(sum(g.size * (g.mean() - grand) ** 2 for g in groups))
+    ss_within = float(sum(((g - g.mean()) ** 2).sum() for g in groups))
+    return ss_between / (len(groups) - 1), ss_within / (sizes.sum() - len(groups))
+
+
 def icc_oneway(groups: Sequence[Sequence[float]], level: float = 0.95) -> dict[str, float]:
     """One-way random-effects ICC over groups (architectures) of replicates (seeds).
 
@@ -217,11 +258,7 @@ def icc_oneway(groups: Sequence[Sequence[float]], level: float = 0.95) -> dict[s
     total = sizes.sum()
     if n_groups < 2 or total - n_groups < 1:
         raise ValueError("the ICC needs at least 2 architectures and one of them with 2 or more seeds")
-    grand = np.concatenate(data).mean()
-    ss_between = float(sum(len(g) * (g.mean() - grand) ** 2 for g in data))
-    ss_within = float(sum(((g - g.mean()) ** 2).sum() for g in data))
-    ms_between = ss_between / (n_groups - 1)
-    ms_within = ss_within / (total - n_groups)
+    ms_between, ms_within = _mean_squares(data)
     k0 = (total - (sizes ** 2).sum() / total) / (n_groups - 1)
     var_arch = max(0.0, (ms_between - ms_within) / k0)
     var_seed = ms_within
@@ -245,6 +282,15 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, f
     return float(lo), float(hi)
 
 
+def _reliability(groups: Sequence[np.ndarray]) -> float:
+    """ICC(1,k) of the group means, (MSB - MSW) / MSB, without intervals (for bootstrap replicates)."""
+    squares = _mean_squares(groups)
+    if squares is None:
+        return float("nan")
+    ms_between, ms_within = squares
+    return (ms_between - ms_within) / ms_between if ms_between > 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class RankAgreement:
     """Agreement of the ranking at a cheap budget with the ranking at a target budget."""
@@ -257,17 +303,24 @@ class RankAgreement:
     icc_proxy: dict[str, float]
     icc_target: dict[str, float] | None
     resamples: int
+    tau_ceiling: float = float("nan")
+    tau_ceiling_ci: tuple[float, float] = (float("nan"), float("nan"))
+    tau_corrected: float = float("nan")
+    tau_corrected_ci: tuple[float, float] = (float("nan"), float("nan"))
 
     def to_dict(self) -> dict:
         return {"archs": self.archs, "spearman": self.spearman, "spearman_ci": list(self.spearman_ci),
                 "kendall": self.kendall, "kendall_ci": list(self.kendall_ci), "icc_proxy": self.icc_proxy,
-                "icc_target": self.icc_target, "resamples": self.resamples}
+                "icc_target": self.icc_target, "resamples": self.resamples, "tau_ceiling": self.tau_ceiling,
+                "tau_ceiling_ci": list(self.tau_ceiling_ci), "tau_corrected": self.tau_corrected,
+                "tau_corrected_ci": list(self.tau_corrected_ci)}
 
 
 def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[float]],
                    resamples: int = 2000, seed: int = 0) -> RankAgreement:
     """Rank correlation between the per-architecture mean accuracies at the two budgets, with
-    bootstrap intervals, and the ICC at each budget. `proxy[i]` / `target[i]` are architecture
+    bootstrap intervals, the ICC at each budget, and (with 2+ target seeds somewhere) the noise
+    ceiling and the noise-corrected tau with theirs. `proxy[i]` / `target[i]` are architecture
     i's accuracies over seeds (the same architectures in the same order)."""
     if len(proxy) != len(target):
         raise ValueError("proxy and target must list the same architectures")
@@ -279,7 +332,7 @@ def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[f
     mp = np.array([p.mean() for p, _ in pairs])
     mt = np.array([t.mean() for _, t in pairs])
     rng = np.random.default_rng(seed)
-    rhos, taus = [], []
+    rhos, taus, ceilings, corrected = [], [], [], []
     n = len(pairs)
     for _ in range(resamples):
         idx = rng.integers(0, n, n)
@@ -287,9 +340,23 @@ def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[f
         bt = [pairs[i][1][rng.integers(0, pairs[i][1].size, pairs[i][1].size)].mean() for i in idx]
         rhos.append(spearman(bp, bt))
         taus.append(kendall_tau(bp, bt))
+        # the noise statistics resample architectures only: redrawing 2 seeds with replacement would
+        # give half the replicates no seed spread at all and inflate both reliabilities
+        ap, at = [pairs[i][0] for i in idx], [pairs[i][1] for i in idx]
+        rel_t = _reliability(at)
+        ceilings.append(tau_ceiling(rel_t))
+        corrected.append(tau_corrected(kendall_tau([g.mean() for g in ap], [g.mean() for g in at]),
+                                       _reliability(ap), rel_t))
     multi_t = sum(t.size >= 2 for _, t in pairs) >= 1
+    icc_p = icc_oneway([p for p, _ in pairs])
+    icc_t = icc_oneway([t for _, t in pairs]) if multi_t else None
+    kendall = kendall_tau(mp, mt)
+    noise = {}
+    if icc_t:  # replicates whose reliability is not positive give NaN: left out of the interval
+        noise = {"tau_ceiling": tau_ceiling(icc_t["icc_mean"]), "tau_ceiling_ci": bootstrap_ci(ceilings),
+                 "tau_corrected": tau_corrected(kendall, icc_p["icc_mean"], icc_t["icc_mean"]),
+                 "tau_corrected_ci": bootstrap_ci(corrected)}
     return RankAgreement(
-        archs=n, spearman=spearman(mp, mt), spearman_ci=bootstrap_ci(rhos), kendall=kendall_tau(mp, mt),
-        kendall_ci=bootstrap_ci(taus), icc_proxy=icc_oneway([p for p, _ in pairs]),
-        icc_target=icc_oneway([t for _, t in pairs]) if multi_t else None, resamples=resamples,
+        archs=n, spearman=spearman(mp, mt), spearman_ci=bootstrap_ci(rhos), kendall=kendall,
+        kendall_ci=bootstrap_ci(taus), icc_proxy=icc_p, icc_target=icc_t, resamples=resamples, **noise,
     )
