@@ -137,7 +137,7 @@ def test_noise_or_bias_names_a_biased_proxy_and_a_merely_noisy_one():
     assert noisy["kendall"] < noisy["tau_ceiling"] < 0.95 and noisy["tau_corrected"] > 0.9
     assert noisy["kendall"] < noisy["tau_corrected"] and noisy["tau_corrected_ci"][1] == pytest.approx(1.0)
     fig = fidelity_figure(_two_budgets(true, true, noise=6.0, seeds=3), noisy)
-    assert f"Kendall a noise-free proxy would reach {noisy['tau_ceiling']:.2f}" in fig.layout.title.text
+    assert f"Kendall tau a noise-free proxy could reach: {noisy['tau_ceiling']:.2f}" in fig.layout.title.text
 
 
 def test_seed_noise_lowers_the_icc():

@@ -44,8 +44,8 @@ def fidelity_figure(df: pd.DataFrame, stats: dict) -> go.Figure:
              f"(seed sd {math.sqrt(icc['var_seed']):.1f}, architecture sd {math.sqrt(icc['var_arch']):.1f} points)")
     ceiling, corrected = stats.get("tau_ceiling"), stats.get("tau_corrected")
     if isinstance(ceiling, float) and math.isfinite(ceiling):  # noise or bias, as the text report says
-        title += f"<br>Kendall a noise-free proxy would reach {ceiling:.2f}" + (
-            f"; ours without both budgets' seed noise {corrected:.2f}"
+        title += f"<br>Kendall tau a noise-free proxy could reach: {ceiling:.2f}" + (
+            f"; ours with both budgets' seed noise divided out: {corrected:.2f}"
             if isinstance(corrected, float) and math.isfinite(corrected) else "")
     fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), legend_title="kernel type",
                       xaxis_title="top-1 accuracy at the proxy budget (%, mean over seeds, bars: sd)",
