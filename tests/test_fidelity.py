@@ -133,10 +133,11 @@ def test_noise_or_bias_names_a_biased_proxy_and_a_merely_noisy_one():
     text = format_fidelity(biased)
     assert f"a noise-free proxy would reach Kendall tau {biased['tau_ceiling']:.2f}" in text
     assert "below 1: part of the disagreement is a bias" in text
-    noisy = fidelity_stats(_two_budgets(true, true, noise=6.0, seeds=3))  # the same order, seeds 6 points apart
+    frame = _two_budgets(true, true, noise=6.0, seeds=3)  # the same order, seeds 6 points apart
+    noisy = fidelity_stats(frame)
     assert noisy["kendall"] < noisy["tau_ceiling"] < 0.95 and noisy["tau_corrected"] > 0.9
     assert noisy["kendall"] < noisy["tau_corrected"] and noisy["tau_corrected_ci"][1] == pytest.approx(1.0)
-    fig = fidelity_figure(_two_budgets(true, true, noise=6.0, seeds=3), noisy)
+    fig = fidelity_figure(frame, noisy)
     assert f"Kendall tau a noise-free proxy could reach: {noisy['tau_ceiling']:.2f}" in fig.layout.title.text
 
 
@@ -305,7 +306,8 @@ def test_reuse_from_takes_both_budgets_so_more_archs_train_only_the_new_jobs(tmp
         _reuse_trials(tmp_path, mine, my_settings, (PROXY, TARGET), "--reuse-from")
 
 
-def test_target_seeds_trains_fewer_target_runs_than_proxy_runs(tmp_path):
+@pytest.mark.parametrize("seeds, target_seeds", [(4, 2), (2, 3)])  # fewer target runs, or a steadier target
+def test_target_seeds_set_the_target_runs_apart_from_the_proxy_runs(tmp_path, seeds, target_seeds):
     from test_search import write_space
 
     from lknas.space import load_space
@@ -313,22 +315,11 @@ def test_target_seeds_trains_fewer_target_runs_than_proxy_runs(tmp_path):
 
     space = load_space(write_space(tmp_path / "s.yaml"))
     proxy = space.train.replace(steps=2)
-    jobs = _make_jobs(sample_archs(space, 3, 0), proxy, {"steps": 4}, 32, proxy.dataset, 4, target_seeds=2)
-    seeds = {b: sorted({j.seed for j in jobs if j.budget == b}) for b in (PROXY, TARGET)}
-    assert seeds == {PROXY: [0, 1, 2, 3], TARGET: [0, 1]} and len(jobs) == 3 * 4 + 3 * 2
-
-
-def test_target_seeds_can_exceed_the_proxy_seeds_for_a_steadier_target(tmp_path):
-    from test_search import write_space
-
-    from lknas.space import load_space
-    from lknas.study.fidelity import _make_jobs
-
-    space = load_space(write_space(tmp_path / "s.yaml"))
-    proxy = space.train.replace(steps=2)
-    jobs = _make_jobs(sample_archs(space, 3, 0), proxy, {"steps": 4}, 32, proxy.dataset, 2, target_seeds=3)
-    seeds = {b: sorted({j.seed for j in jobs if j.budget == b}) for b in (PROXY, TARGET)}
-    assert seeds == {PROXY: [0, 1], TARGET: [0, 1, 2]} and len(jobs) == 3 * 2 + 3 * 3
+    jobs = _make_jobs(sample_archs(space, 3, 0), proxy, {"steps": 4}, 32, proxy.dataset, seeds,
+                      target_seeds=target_seeds)
+    found = {b: sorted({j.seed for j in jobs if j.budget == b}) for b in (PROXY, TARGET)}
+    assert found == {PROXY: list(range(seeds)), TARGET: list(range(target_seeds))}
+    assert len(jobs) == 3 * seeds + 3 * target_seeds
 
 
 def test_one_target_seed_is_refused_naming_the_flag(tmp_path):

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["rankdata", "spearman", "kendall_tau", "icc_oneway", "seed_tau", "bootstrap_ci", "RankAgreement",
-           "rank_agreement", "runs_averaged", "runs_for_icc", "spearman_brown", "tau_ceiling", "tau_corrected", "betainc",
-           "f_cdf", "f_ppf"]
+           "rank_agreement", "runs_averaged", "runs_for_icc", "spearman_brown", "tau_ceiling", "tau_corrected",
+           "betainc", "f_cdf", "f_ppf"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
@@ -342,11 +342,9 @@ def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[f
         taus.append(kendall_tau(bp, bt))
         # the noise statistics resample architectures only: redrawing 2 seeds with replacement would
         # give half the replicates no seed spread at all and inflate both reliabilities
-        ap, at = [pairs[i][0] for i in idx], [pairs[i][1] for i in idx]
-        rel_t = _reliability(at)
+        rel_t = _reliability([pairs[i][1] for i in idx])
         ceilings.append(tau_ceiling(rel_t))
-        corrected.append(tau_corrected(kendall_tau([g.mean() for g in ap], [g.mean() for g in at]),
-                                       _reliability(ap), rel_t))
+        corrected.append(tau_corrected(kendall_tau(mp[idx], mt[idx]), _reliability([pairs[i][0] for i in idx]), rel_t))
     multi_t = sum(t.size >= 2 for _, t in pairs) >= 1
     icc_p = icc_oneway([p for p, _ in pairs])
     icc_t = icc_oneway([t for _, t in pairs]) if multi_t else None
