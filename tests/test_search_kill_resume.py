@@ -24,7 +24,7 @@ from lknas.search.store import RunLogWarning, RunStore
 from tests.fake_search import STUDY, fake_search, log_records
 from tests.test_search import write_space
 
-TRIALS = 40
+TRIALS = 60  # at 40, a fast machine finished the search after 9 kills (5 records a kill)
 KILLS = 20
 
 
