@@ -177,7 +177,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs, steps=args.steps, dataset=args.dataset, subset=args.subset,
         batch_size=args.batch_size, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, time_budget=args.time_budget, address=args.address, from_=args.from_,
-        ray_storage=args.ray_storage, confirm=args.confirm, retime=args.retime,
+        ray_storage=args.ray_storage, confirm=args.confirm, retime=args.retime, trial_seeds=args.trial_seeds,
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
@@ -432,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "when that costs at most 30%% of the search, else 1 for the most accurate members that fit)")
     _num(p, "--retime", A.RETIME, "after the search, time the architectures near the latency front again on the "
          "idle node, in this many interleaved rounds; the front uses their mean (default 3; 0: off)", metavar="N")
+    _num(p, "--trial-seeds", A.TRIAL_SEEDS, "train every trial with N seeds and rank it by their mean accuracy (space: "
+         "search.trial_seeds, default 1): for a proxy that `lknas fidelity` finds noisy; N times the cost", metavar="N")
     p.add_argument("--quiet", action="store_true", help="log lines instead of the live progress view")
     p.add_argument("--verbose", action="store_true", help="keep Ray's own hints (token authentication, Tuner.restore)")
     p.set_defaults(func=_cmd_search)

@@ -108,6 +108,7 @@ THROUGHPUT_BATCH = Number(int, 0, L.MAX_BATCH_SIZE)  # 0 skips the throughput
 SUBSET = Number(int, 1, L.MAX_SUBSET)
 TRIALS = Number(int, 1, L.MAX_TRIALS)
 RETIME = Number(int, 0, L.MAX_RETIME_ROUNDS)  # 0: no quiet re-timing of the latency front
+TRIAL_SEEDS = Number(int, 1, L.MAX_TRIAL_SEEDS)  # training seeds averaged per search trial
 CONCURRENT = Number(int, 1, L.MAX_CONCURRENT)
 SEEDS = Number(int, 1, L.MAX_SEEDS_PER_POINT)
 NUM_CLASSES = Number(int, 1, L.MAX_CLASSES)

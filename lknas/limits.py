@@ -47,6 +47,7 @@ MAX_SECONDS = 10_000_000.0  # time limits and budgets (about 115 days)
 MAX_SEED = 2**31 - 1  # a search adds the finished-trial count: numpy seeds stay below 2**32
 MAX_TRIALS = 100_000
 MAX_RETIME_ROUNDS = 20  # quiet re-timing rounds of a search's latency front
+MAX_TRIAL_SEEDS = 10  # training seeds averaged in one search trial
 MAX_CONCURRENT = 1024
 MAX_CPUS_PER_TRIAL = 1024.0
 MAX_GPUS_PER_TRIAL = 64.0

@@ -60,7 +60,8 @@ def test_every_numeric_flag_has_a_range_shown_in_its_help():
     ["count", "X", "--resolution", "0"], ["count", "X", "--num-classes", "-1"], ["latency", "--arch", "X", "--repeats", "0"],
     ["train-proxy", "--arch", "X", "--epochs", "0"], ["train-proxy", "--arch", "X", "--lr", "nan"],
     ["train-proxy", "--arch", "X", "--lr", "inf"], ["train", "--arch", "X", "--data", "d", "--batch-size", "0"],
-    ["search", "--trials", "0"], ["search", "--steps", "0"], ["search", "--time-budget", "-1"],
+    ["search", "--trials", "0"], ["search", "--trial-seeds", "0"], ["search", "--steps", "0"],
+    ["search", "--time-budget", "-1"],
     ["search", "--cpus-per-trial", "0"], ["search", "--gpus-per-trial", "1.5"], ["search", "--seed", "-1"],
     ["train", "--arch", "X", "--data", "d", "--drop-path", "1"], ["latency", "--arch", "X", "--device", "tpu"],
     ["erf", "--arch", "X", "--epochs", "2.5"],
@@ -125,6 +126,8 @@ def test_a_resolution_below_the_architectures_stride_is_refused(capsys, tmp_path
 def test_resume_refuses_the_flags_it_would_ignore(capsys, tmp_path):
     code, err = run(capsys, "search", "--resume", str(write_fake_run(tmp_path / "run")), "--epochs", "3")
     assert code == 2 and "cannot take --epochs 3" in err
+    code, err = run(capsys, "search", "--resume", str(write_fake_run(tmp_path / "run")), "--trial-seeds", "2")
+    assert code == 2 and "cannot take --trial-seeds 2" in err  # its trials' accuracies would not be alike
 
 
 def test_a_one_class_image_folder_is_refused(tmp_path):

@@ -113,6 +113,14 @@ def test_the_proxy_as_a_mean_of_runs_is_measured_per_number_of_runs():
     text = format_fidelity(stats)
     assert f"the proxy as the mean of k runs: k=1 tau {runs[0]['kendall']:.2f} (ICC {icc:.2f})" in text
     assert f"ICC >= 0.75 needs {stats['runs_for_icc']} run" in text
+    assert stats["runs_for_icc"] == 1 and "--trial-seeds" not in text  # one run already reaches the bar
+
+
+def test_the_runs_a_noisy_proxy_needs_are_named_as_a_search_flag():
+    frame = _frame(lambda i, p: p, noise=15.0, seeds=4)
+    stats = fidelity_stats(frame[(frame["budget"] == PROXY) | (frame["seed"] < 2)])
+    assert stats["runs_for_icc"] == 3
+    assert "ICC >= 0.75 needs 3 runs per architecture (`lknas search --trial-seeds 3`)" in format_fidelity(stats)
 
 
 def _two_budgets(proxy_means, target_means, noise: float, seeds: int = 2) -> pd.DataFrame:

@@ -132,3 +132,112 @@ def test_search_confirms_its_front_with_other_seeds(local_ray, tmp_path):
     again = run_search(resume=out, quiet=True)
     assert len(load_results(out)) == len(df) and not again.interrupted
     assert all(math.isfinite(v) for v in again.pareto["accuracy_mean"])
+
+
+def test_noise_columns_count_a_trials_own_seeds():
+    # search.trial_seeds 2: each trial's accuracy is the mean of its runs, which count as its seeds
+    front = pd.DataFrame([_row(0, 80.0, 1.0, accuracy_seeds=[79.0, 81.0]),
+                          _row(1, 81.5, 2.0, accuracy_seeds=[79.0, 84.0])])
+    confirm = pd.DataFrame([_row(2, 82.0, 1.0, phase="confirm", confirms=0)])
+    out = noise_columns(front, pd.concat([front, confirm]), OBJ).set_index("trial")
+    assert out.loc[0, "seeds"] == 3 and out.loc[0, "accuracy_mean"] == pytest.approx(80.667, abs=1e-3)
+    assert out.loc[1, "seeds"] == 2 and out.loc[1, "accuracy_std"] == pytest.approx(3.5355, abs=1e-3)
+    assert out.loc[1, "within_noise"] and "trial 0" in out.loc[1, "noise_note"]  # 81.5 +- 3.5 vs 80.7 +- 1.5
+
+
+def test_plan_confirm_after_trial_seeds_costs_one_run_and_takes_new_seeds(tmp_path):
+    # the same 10 trials of 10 s as above, each now 2 runs of 5 s: one extra seed per front member
+    # costs half a trial, and the seeds 0 and 1 are taken
+    rows = [_row(t, 50.0 + t, 1.0 + t, accuracy_seeds=[49.0 + t, 51.0 + t]) for t in range(10)]
+    store = _store(tmp_path, rows)
+    plan = plan_confirm(store, OBJ, "auto", base_seed=0, trial_seeds=2)
+    assert plan.members == [9, 8, 7, 6, 5, 4] and plan.train_seeds == [2]  # 6 x 5 s = 30 of 100 s
+    assert plan_confirm(store, OBJ, 2, base_seed=3, trial_seeds=2).train_seeds == [5, 6]
+    assert plan_confirm(store, OBJ, 2, base_seed=3).train_seeds == [4, 5]  # one run per trial: as before
+
+
+@pytest.mark.xdist_group("ray")
+@pytest.mark.ray
+def test_search_trains_every_trial_with_its_seeds_and_ranks_their_mean(local_ray, tmp_path):
+    from test_search import write_space
+
+    from lknas.search import load_results, run_search
+
+    out = tmp_path / "run"
+    outcome = run_search(write_space(tmp_path / "s.yaml", trials=2, confirm="1", steps=3), out=out, quiet=True,
+                         trial_seeds=2)
+    df = load_results(out)
+    search = df[df["phase"].fillna("") != "confirm"]
+    confirm = df[df["phase"] == "confirm"]
+    assert len(search) == 2
+    for _, row in search.iterrows():
+        assert list(row["train_seeds"]) == [0, 1] and len(row["accuracy_seeds"]) == 2
+        assert row["accuracy"] == pytest.approx(sum(row["accuracy_seeds"]) / 2)
+        assert len(row["accuracy_curve"]) == row["epoch"]
+    assert set(confirm["seed"].astype(int)) == {2} and confirm["accuracy_seeds"].isna().all()
+    assert (outcome.pareto["seeds"] == 3).all()
+    assert json.loads((out / "run.json").read_text())["search"]["trial_seeds"] == 2
+    assert "(3 seeds)" in (out / "summary.txt").read_text()
+
+
+def test_a_trial_trains_its_seeds_on_one_data_set_and_reports_their_mean(monkeypatch):
+    import lknas.data
+    import lknas.measure.trial
+    from lknas.search import trial as trial_mod
+    from lknas.space.configs import TrainConfig
+
+    built, trained, reports = [], [], []
+
+    class Bundle:
+        train = [0] * 2  # two batches an epoch
+
+    def fake_build(dataset, **kw):
+        built.append((kw["seed"], kw["order_seed"]))
+        return Bundle()
+
+    def fake_measure(arch, cfg, bundle, report=None, **kw):
+        trained.append((cfg.seed, kw["erf"]))
+        for epoch, acc in enumerate([60.0 + cfg.seed, 70.0 + 2 * cfg.seed], start=1):
+            report({"epoch": epoch, "accuracy": acc, "val_loss": 1.0, "train_loss": 1.0})
+        return {"status": "ok", "accuracy": 70.0 + 2 * cfg.seed, "val_loss": 0.5 + cfg.seed, "train_loss": 0.4,
+                "epochs": 2, "train_time": 3.0, "measure_time": 1.0, "params": 10, "flops": 20}
+
+    monkeypatch.setattr(lknas.data, "build_data", fake_build)
+    monkeypatch.setattr(lknas.measure.trial, "measure_trial", fake_measure)
+    monkeypatch.setattr(trial_mod, "report", reports.append)
+    cfg = TrainConfig(dataset="shapes", steps=4, seed=5)
+    ctx = trial_mod.TrialContext(space_file="", trial_seeds=3)
+    trial_mod._train_and_report(None, cfg, ctx, {"train": {}}, seeds=3)
+    assert [s for s, _ in trained] == [5, 6, 7] and [e for _, e in trained] == [False, False, True]  # ERF once
+    assert built == [(5, 5), (5, 6), (5, 7)]  # one data set (seed 5), three orders
+    *epochs, final = reports
+    assert [r["epoch"] for r in epochs] == [1]  # the last run's epochs, the last one only in the final row
+    assert epochs[0]["accuracy"] == pytest.approx(66.0)  # epoch 1 of the three runs: 65, 66, 67
+    assert final["accuracy_seeds"] == [80.0, 82.0, 84.0] and final["accuracy"] == pytest.approx(82.0)
+    assert final["train_seeds"] == [5, 6, 7] and final["val_loss"] == pytest.approx(6.5)
+    assert final["train_time"] == pytest.approx(9.0) and final["accuracy_curve"] == pytest.approx([66.0, 82.0])
+
+
+def test_a_trial_whose_run_fails_stops_there_with_that_status(monkeypatch):
+    import lknas.data
+    import lknas.measure.trial
+    from lknas.search import trial as trial_mod
+    from lknas.space.configs import TrainConfig
+
+    class Bundle:
+        train = [0]
+
+    reports, trained = [], []
+    monkeypatch.setattr(lknas.data, "build_data", lambda dataset, **kw: Bundle())
+
+    def fake_measure(arch, cfg, bundle, report=None, **kw):
+        trained.append(cfg.seed)
+        status = "ok" if cfg.seed == 0 else "diverged"
+        return {"status": status, "accuracy": 75.0 if status == "ok" else 50.0, "epochs": 1}
+
+    monkeypatch.setattr(lknas.measure.trial, "measure_trial", fake_measure)
+    monkeypatch.setattr(trial_mod, "report", reports.append)
+    trial_mod._train_and_report(None, TrainConfig(dataset="shapes", steps=1), trial_mod.TrialContext(space_file=""),
+                                {"train": {}}, seeds=3)
+    assert trained == [0, 1] and reports[-1]["status"] == "diverged"
+    assert reports[-1]["accuracy_seeds"] == [75.0, 50.0]

@@ -1,8 +1,9 @@
 """The confirm phase: after the search, the Pareto set is re-trained with extra seeds.
 
 A search ranks architectures by one training run each; a front member may lead only by luck.
-Each front member is trained again with training seeds `seed + 1 .. seed + N` (same architecture,
-same budget, so also another draw of a synthetic data set), as Ray Tune trials through the
+Each front member is trained again with training seeds `seed + S .. seed + S + N - 1` (S the
+seeds each search trial trained, `search.trial_seeds`; same architecture, same budget, the same
+synthetic data set), one run each, as Ray Tune trials through the
 search's own trainable, logged in `trials.jsonl` with `phase: confirm` and `confirms: <trial>`.
 The Optuna study is not told: these are measurements of known points, not samples.
 
@@ -54,11 +55,12 @@ def _wall(rows: pd.DataFrame) -> float:
     return float(pd.to_numeric(rows[col], errors="coerce").fillna(0).sum())
 
 
-def _most_accurate_affordable(front: pd.DataFrame, total: float) -> tuple[list[int], float]:
+def _most_accurate_affordable(front: pd.DataFrame, total: float, trial_seeds: int = 1) -> tuple[list[int], float]:
     """The front members, most accurate first, whose one extra seed each fits in AUTO_SHARE of
     the search's `total` wall time (a member that does not fit is passed over for the next), and
-    the wall time they cost."""
+    the wall time they cost (a trial's wall time over the `trial_seeds` runs it trained)."""
     walls = pd.to_numeric(front.get("wall_time", pd.Series(0.0, index=front.index)), errors="coerce").fillna(0)
+    walls = walls / max(1, trial_seeds)
     chosen, spent = [], 0.0
     for i in front.sort_values("accuracy", ascending=False, kind="stable").index:
         if spent + float(walls[i]) <= AUTO_SHARE * total:
@@ -68,8 +70,10 @@ def _most_accurate_affordable(front: pd.DataFrame, total: float) -> tuple[list[i
 
 
 def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: int | str,
-                 base_seed: int = 0) -> ConfirmPlan:
-    """The plan for `setting` (a count, or 'auto') from the run's finished search trials."""
+                 base_seed: int = 0, trial_seeds: int = 1) -> ConfirmPlan:
+    """The plan for `setting` (a count, or 'auto') from the run's finished search trials, each of
+    which trained `trial_seeds` runs (seeds `base_seed` onwards): an extra seed is one run, and
+    the seeds go on after theirs."""
     if not any(o.name == "accuracy" for o in objectives):
         return ConfirmPlan(0, setting, reason="accuracy is not an objective: nothing to confirm")
     df = store.frame()
@@ -77,18 +81,18 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
     if front.empty:
         return ConfirmPlan(0, setting, reason="the Pareto set is empty")
     members = [int(t) for t in front["trial"]]
-    total, per_seed = _wall(search_rows(df)), _wall(front)
+    total, per_seed = _wall(search_rows(df)), _wall(front) / max(1, trial_seeds)
     share_of = (lambda n: n * per_seed / total) if total > 0 else (lambda n: float("inf"))
     if setting == "auto":
         n = next((k for k in (2, 1) if share_of(k) <= AUTO_SHARE), 0)
         if n == 0:
-            part, spent = _most_accurate_affordable(front, total) if total > 0 else ([], 0.0)
+            part, spent = _most_accurate_affordable(front, total, trial_seeds) if total > 0 else ([], 0.0)
             if len(part) < 2:
                 return ConfirmPlan(0, setting, members, [], share_of(1), f"skipped: even one extra seed would cost "
                                    f"{share_of(1):.0%} of the search (auto confirms up to {AUTO_SHARE:.0%}); "
                                    f"ask for it with --confirm 1")
             share = spent / total
-            return ConfirmPlan(1, setting, part, [base_seed + 1], share, (
+            return ConfirmPlan(1, setting, part, [base_seed + max(1, trial_seeds)], share, (
                 f"auto: 1 extra seed for the {len(part)} most accurate of the {len(members)} front members, "
                 f"estimated {share:.0%} of the search (all {len(members)} would cost {share_of(1):.0%}; auto "
                 f"confirms up to {AUTO_SHARE:.0%}; --confirm 1 confirms all)"))
@@ -98,7 +102,7 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
         if n <= 0:
             return ConfirmPlan(0, setting, members, [], None, "off (--confirm 0)")
         reason = f"--confirm {n}: estimated {share_of(n):.0%} of the search"
-    seeds = [base_seed + i for i in range(1, n + 1)]
+    seeds = [base_seed + max(1, trial_seeds) - 1 + i for i in range(1, n + 1)]
     return ConfirmPlan(n, setting, members, seeds, share_of(n), reason)
 
 

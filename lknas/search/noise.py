@@ -2,11 +2,12 @@
 and which front members lead only within that noise.
 
 A confirm trial (`phase: confirm`, see `lknas.search.confirm`) re-trains one front member with
-another seed; it is never a front point of its own. A front member's lead is *within noise* when
+another seed; it is never a front point of its own. A trial that trained several seeds itself
+(`search.trial_seeds`) counts each of its runs (`accuracy_seeds`). A front member's lead is *within noise* when
 another front member that is at least as good on every other objective has a mean accuracy that
 the member does not beat by more than two standard errors of the difference,
 2 * sqrt(s_a^2 / n_a + s_b^2 / n_b): the cheaper one is then as good as far as the seeds can tell.
-With a single seed (no confirm trials) nothing can be said, and `within_noise` is left empty.
+With a single seed (no confirm trials, one run per trial) nothing can be said, and `within_noise` is left empty.
 """
 from __future__ import annotations
 
@@ -37,7 +38,13 @@ def search_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _seed_values(df: pd.DataFrame, row: pd.Series) -> list[float]:
-    values = [float(row["accuracy"])]
+    """Each seed's accuracy: the trial's runs (`accuracy_seeds`, with `search.trial_seeds` > 1), else
+    its one accuracy, then its confirm re-trainings'."""
+    runs = row.get("accuracy_seeds")
+    if isinstance(runs, (list, tuple)) and runs and all(isinstance(v, (int, float)) for v in runs):
+        values = [float(v) for v in runs]
+    else:
+        values = [float(row["accuracy"])]
     if "confirms" in df.columns:
         extra = df[(df["confirms"] == row["trial"]) & (df["status"] == "ok")]["accuracy"]
         values += [float(v) for v in extra if isinstance(v, (int, float)) and math.isfinite(v)]

@@ -39,7 +39,7 @@ from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
 _SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "grace_period", "reduction_factor", "seed", "cpus_per_trial",
-                     "gpus_per_trial", "max_concurrent", "time_budget", "confirm", "retime")
+                     "gpus_per_trial", "max_concurrent", "time_budget", "confirm", "retime", "trial_seeds")
 _TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
 
 
@@ -225,7 +225,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     threads = max(1, int(search.cpus_per_trial))
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
-                       threads=threads, device=device, latency_threads=threads,
+                       threads=threads, device=device, latency_threads=threads, trial_seeds=search.trial_seeds,
                        latency_reference_ms=_latency_reference(store, settings, train_cfg.resolution, bundle.in_chans,
                                                                device, threads))
     phase("latency_reference")
@@ -357,7 +357,7 @@ def _confirm_phase(store: RunStore, settings: dict[str, Any], search: SearchConf
     if saved is not None and saved.get("setting") == search.confirm:
         plan = ConfirmPlan(**saved)
     else:
-        plan = plan_confirm(store, search.objectives, search.confirm, base_seed)
+        plan = plan_confirm(store, search.objectives, search.confirm, base_seed, trial_seeds=search.trial_seeds)
         settings["confirm_plan"] = plan.to_dict()
         store.write_settings(settings)
     jobs = confirm_jobs(store, plan)

@@ -51,6 +51,7 @@ class TrialContext:
     latency_threads: int | None = 1
     erf: bool = True
     latency_reference_ms: float | None = None  # the reference net's time before the first trial (CPU runs)
+    trial_seeds: int = 1  # training seeds per search trial (a confirm re-training trains one)
 
 
 def _space(ctx: TrialContext):
@@ -159,7 +160,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     if infeasible:
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
-    _train_and_report(arch, cfg, ctx, base)
+    _train_and_report(arch, cfg, ctx, base, seeds=1 if seed is not None else max(1, ctx.trial_seeds))
 
 
 def train_record(cfg: TrainConfig) -> dict[str, Any]:
@@ -216,29 +217,75 @@ def trial_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return -(-(cfg.steps or cfg.epochs * per_epoch) // per_epoch)
 
 
-def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, base: dict[str, Any]) -> None:
+def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, base: dict[str, Any],
+                      seeds: int = 1) -> None:
+    """Train `seeds` runs of the architecture one after the other (training seeds `cfg.seed`,
+    `cfg.seed + 1`, ...; the same synthetic data set, as a confirm re-training keeps it) and report
+    their mean accuracy. Per-epoch reports come from the last run, with each epoch's accuracy
+    averaged over the runs, so a scheduler ranks the same mean; the ERF, the trained weights'
+    sparse counts and the layout are the last run's."""
     from lknas.data import build_data
     from lknas.measure.trial import measure_trial
 
-    start = time.perf_counter()
-    bundle = build_data(cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size, seed=cfg.data_set_seed,
-                        subset=cfg.subset, device=ctx.device, order_seed=cfg.seed)
-    base["data_time"] = time.perf_counter() - start
-    epochs = trial_epochs(cfg, len(bundle.train))
-    curve: list[float] = []  # accuracy after each epoch: a scheduler's rungs are rebuilt from it at resume
+    runs: list[dict[str, Any]] = []
+    curves: list[list[float]] = []
+    data_time = 0.0
+    for i in range(seeds):
+        run_cfg = cfg if i == 0 else cfg.replace(seed=cfg.seed + i, data_seed=cfg.data_set_seed)
+        last = i == seeds - 1
+        start = time.perf_counter()
+        bundle = build_data(run_cfg.dataset, resolution=run_cfg.resolution, batch_size=run_cfg.batch_size,
+                            seed=run_cfg.data_set_seed, subset=run_cfg.subset, device=ctx.device,
+                            order_seed=run_cfg.seed)
+        data_time += time.perf_counter() - start
+        epochs = trial_epochs(run_cfg, len(bundle.train))
+        curve: list[float] = []  # accuracy after each epoch: a scheduler's rungs are rebuilt from it at resume
+        curves.append(curve)
 
-    def per_epoch_report(metrics: dict[str, Any]) -> None:
-        curve.append(float(metrics["accuracy"]))
-        if metrics["epoch"] < epochs:  # the last epoch is reported once measured in full
-            report({**base, "epoch": metrics["epoch"], "accuracy": metrics["accuracy"],
-                    "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"], CURVE_KEY: list(curve)})
+        def per_epoch_report(metrics: dict[str, Any], curve=curve, last=last, epochs=epochs) -> None:
+            curve.append(float(metrics["accuracy"]))
+            if last and metrics["epoch"] < epochs:  # the last epoch is reported once measured in full
+                mean = _mean_curve(curves)[:len(curve)]  # the runs before have trained every epoch already
+                report({**base, "data_time": data_time, "epoch": metrics["epoch"], "accuracy": mean[-1],
+                        "val_loss": metrics["val_loss"], "train_loss": metrics["train_loss"], CURVE_KEY: mean})
 
-    metrics = measure_trial(arch, cfg, bundle, report=per_epoch_report, device=ctx.device, latency=False, erf=ctx.erf,
-                            erf_map=ctx.erf)
-    metrics = effective_counts(metrics)
-    final = {**base, **metrics, "epoch": metrics.get("epochs", 0), CURVE_KEY: curve}
+        metrics = measure_trial(arch, run_cfg, bundle, report=per_epoch_report, device=ctx.device, latency=False,
+                                erf=ctx.erf and last, erf_map=ctx.erf and last)
+        runs.append(effective_counts(metrics))
+        if metrics.get("status") != "ok":  # diverged, out of memory, stopped: the trial ends with it
+            break
+    metrics = _combine_runs(runs, cfg.seed) if len(runs) > 1 else runs[0]
+    base["data_time"] = data_time
+    final = {**base, **metrics, "epoch": metrics.get("epochs", 0), CURVE_KEY: _mean_curve(curves[:len(runs)])}
     if metrics.get("layout"):  # the layout it trained in, so that `lknas train-proxy --arch` repeats it exactly
         final["train"] = {**base["train"], "layout": metrics["layout"]}
     if final["status"] == "stopped":
         final["status"] = "truncated"
     report(final)
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    """Each epoch's accuracy averaged over the runs that reached it."""
+    longest = max((len(c) for c in curves), default=0)
+    return [sum(c[e] for c in curves if len(c) > e) / sum(1 for c in curves if len(c) > e) for e in range(longest)]
+
+
+MEAN_OVER_RUNS = ("accuracy", "val_loss", "train_loss")
+SUMMED_OVER_RUNS = ("train_time", "measure_time")
+
+
+def _combine_runs(runs: list[dict[str, Any]], first_seed: int) -> dict[str, Any]:
+    """One trial's metrics from several runs: the last run's, with `accuracy`, `val_loss` and
+    `train_loss` averaged, the times summed, and `accuracy_seeds` / `train_seeds` listing each
+    run's accuracy and seed. A run that did not finish gives the trial its status (the mean is
+    then over the runs so far)."""
+    out = dict(runs[-1])
+    for key in MEAN_OVER_RUNS:
+        values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        if values:
+            out[key] = sum(values) / len(values)
+    for key in SUMMED_OVER_RUNS:
+        out[key] = sum(r.get(key) or 0.0 for r in runs)
+    out["accuracy_seeds"] = [r.get("accuracy") for r in runs]
+    out["train_seeds"] = [first_seed + i for i in range(len(runs))]
+    return out

@@ -12,8 +12,8 @@ from typing import Any
 
 from lknas.limits import (
     MAX_BATCH_SIZE, MAX_CLASSES, MAX_CONCURRENT, MAX_COUNT, MAX_CPUS_PER_TRIAL, MAX_EPOCHS, MAX_GPUS_PER_TRIAL, MAX_LR,
-    MAX_REDUCTION_FACTOR, MAX_RESOLUTION, MAX_RETIME_ROUNDS, MAX_SECONDS, MAX_SEED, MAX_STEPS, MAX_SUBSET, MAX_TRIALS,
-    MAX_WEIGHT_DECAY, MIN_RESOLUTION,
+    MAX_REDUCTION_FACTOR, MAX_RESOLUTION, MAX_RETIME_ROUNDS, MAX_SECONDS, MAX_SEED, MAX_STEPS, MAX_SUBSET,
+    MAX_TRIAL_SEEDS, MAX_TRIALS, MAX_WEIGHT_DECAY, MIN_RESOLUTION,
 )
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
@@ -98,6 +98,7 @@ class SearchConfig:
     time_budget: float | None = None
     confirm: int | str = "auto"  # extra seeds for the Pareto set after the search (see lknas.search.confirm)
     retime: int = 3  # quiet re-timing rounds of the latency front after the search (see lknas.search.retime)
+    trial_seeds: int = 1  # training seeds per trial, its accuracy their mean (a noisy proxy: `lknas fidelity`)
 
     @property
     def directions(self) -> list[str]:
@@ -183,9 +184,10 @@ SEARCH_FIELDS: dict[str, Field] = {
     "gpus_per_trial": float_field("gpus_per_trial", 0, MAX_GPUS_PER_TRIAL, searchable=False),
     "time_budget": float_field("time_budget", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
     "retime": int_field("retime", 0, MAX_RETIME_ROUNDS, searchable=False),
+    "trial_seeds": int_field("trial_seeds", 1, MAX_TRIAL_SEEDS, searchable=False),
 }
 SEARCH_KEYS = ("sampler", "objectives", "trials", "scheduler", "grace_period", "reduction_factor", "seed",
-               "max_concurrent", "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm", "retime")
+               "max_concurrent", "cpus_per_trial", "gpus_per_trial", "time_budget", "confirm", "retime", "trial_seeds")
 MAX_CONFIRM_SEEDS = 10
 
 

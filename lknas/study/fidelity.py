@@ -39,6 +39,7 @@ import pandas as pd
 
 from lknas.errors import LknasError
 from lknas.io import write_json_atomic, write_text_atomic
+from lknas.limits import MAX_TRIAL_SEEDS
 from lknas.search.store import RunStore, read_records
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
@@ -547,7 +548,8 @@ def format_fidelity(stats: dict[str, Any], settings: dict[str, Any] | None = Non
         lines.append("  the proxy as the mean of k runs: " + ", ".join(
             f"k={r['runs']} tau {r['kendall']:.2f} (ICC {r['icc']:.2f})" for r in runs)
             + " (tau: measured, the mean over the k-subsets of the seeds; ICC: Spearman-Brown from one run's); "
-            + (f"ICC >= 0.75 needs {need} run{'s' if need > 1 else ''} per architecture" if need else
+            + (f"ICC >= 0.75 needs {need} run{'s' if need > 1 else ''} per architecture"
+               + (f" (`lknas search --trial-seeds {need}`)" if 1 < need <= MAX_TRIAL_SEEDS else "") if need else
                "no number of runs reaches ICC 0.75 (one run's ICC is not positive)"))
     for e in stats.get("kernel_effects", [])[:3]:
         values = ", ".join(f"{k}: {v:.1f}" for k, v in e["values"].items())
