@@ -1,6 +1,7 @@
 """The confirm phase: the Pareto set re-trained with extra seeds; noise shown and judged."""
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -164,8 +165,10 @@ def test_search_trains_every_trial_with_its_seeds_and_ranks_their_mean(local_ray
     from lknas.search import load_results, run_search
 
     out = tmp_path / "run"
+    printed = io.StringIO()
     outcome = run_search(write_space(tmp_path / "s.yaml", trials=2, confirm="1", steps=3), out=out, quiet=True,
-                         trial_seeds=2)
+                         trial_seeds=2, stream=printed)
+    assert "2 trials to run (2 training seeds each, ranked by their mean)" in printed.getvalue()
     df = load_results(out)
     search = df[df["phase"].fillna("") != "confirm"]
     confirm = df[df["phase"] == "confirm"]

@@ -246,7 +246,8 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         prestart = _retime_prestart(settings, search, ctx, train_cfg.resolution)
         monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
                                 summary=summary, on_tail=prestart.start if prestart is not None else None)
-        print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run, sampler "
+        seeds = f" ({search.trial_seeds} training seeds each, ranked by their mean)" if search.trial_seeds > 1 else ""
+        print(f"lknas search: {space_obj.name}, {remaining} of {search.trials} trials to run{seeds}, sampler "
               f"{search.sampler}, objectives {', '.join(f'{o.name} ({o.mode})' for o in search.objectives)}; "
               f"results in {store.root}", file=stream, flush=True)
         try:
