@@ -24,7 +24,7 @@ from lknas.search.store import RunLogWarning, RunStore
 from tests.fake_search import STUDY, fake_search, log_records
 from tests.test_search import write_space
 
-TRIALS = 60  # at 40, a fast machine finished the search after 9 kills (5 records a kill)
+TRIALS = 150  # far more than KILLS kills consume (at 40 a fast machine finished after 9 kills, ~5 records each)
 KILLS = 20
 
 
