@@ -37,6 +37,20 @@ def test_export_pareto_writes_loadable_yamls_with_provenance(run_dir, tmp_path):
     assert lknas.load_arch(files[0]).hash() == small_arch(kernel=7).hash()
 
 
+def test_export_records_the_runs_of_a_trial_trained_with_several_seeds(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.write_settings({"space_name": "tiny", "search": {"objectives": [{"name": "accuracy", "mode": "max"}]}})
+    arch = small_arch(kernel=5)
+    store.append({"trial": 0, "status": "ok", "hash": arch.hash(), "summary": arch.summary(),
+                  "arch_yaml": arch.to_yaml(), "accuracy": 80.0, "accuracy_seeds": [79.0, 81.0],
+                  "train_seeds": [0, 1], "latency_ms": 1.0})
+    (f,) = export_archs(store.root, tmp_path / "exp", trial=0)
+    metrics = lknas.load_space(f).raw["provenance"]["metrics"]
+    assert metrics["accuracy"] == 80.0 and metrics["accuracy_seeds"] == [79.0, 81.0]
+    assert metrics["train_seeds"] == [0, 1]
+
+
 def test_export_one_trial_and_the_best(run_dir, tmp_path):
     (f,) = export_archs(run_dir, tmp_path, trial=2)
     assert lknas.load_arch(f).hash() == small_arch(kernel=9).hash()

@@ -62,6 +62,16 @@ def select_rows(store: RunStore, *, pareto: bool = False, trial: int | None = No
     return ok.sort_values(column, ascending=mode == "min", kind="stable").head(1)
 
 
+def _runs(row: pd.Series) -> dict[str, list]:
+    """A trial's runs (`search.trial_seeds` > 1): each run's accuracy and its training seed."""
+    out = {}
+    for key in ("accuracy_seeds", "train_seeds"):
+        value = row.get(key)
+        if isinstance(value, (list, tuple)):
+            out[key] = [_clean(v) for v in value]
+    return out
+
+
 def _clean(value: Any) -> Any:
     if hasattr(value, "item"):
         value = value.item()
@@ -88,7 +98,7 @@ def export_archs(run: str | os.PathLike, out: str | os.PathLike | None = None, *
         data["provenance"] = {
             "run": str(store.root), "space": space, "trial": int(row["trial"]), "hash": arch.hash(),
             "status": row["status"], "summary": arch.summary(),
-            "metrics": {k: _clean(row[k]) for k in _METRIC_KEYS if k in row and pd.notna(row[k])},
+            "metrics": {k: _clean(row[k]) for k in _METRIC_KEYS if k in row and pd.notna(row[k])} | _runs(row),
             "exported": dt.datetime.now().isoformat(timespec="seconds"),
         }
         if isinstance(row.get("train"), dict) and row["train"]:
