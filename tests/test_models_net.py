@@ -124,6 +124,20 @@ def test_replk_stage_alternates_replk_and_convffn():
     assert model.stages[0].blocks[0].lk.channels == 12  # dw_ratio 1.5
 
 
+@pytest.mark.parametrize("block, zeroed", [("replk", 6), ("unirep", 3), ("convnext", 0)])
+def test_zero_init_last_makes_every_residual_block_start_as_the_identity(block, zeroed):
+    from lknas.models.blocks import zero_init_last
+
+    torch.manual_seed(0)
+    model = build_model(tiny_arch(block, KERNELS["dense"], depths=(2, 1)), num_classes=3)
+    assert zero_init_last(model) == zeroed  # replk: 3 RepLK blocks + 3 ConvFFNs; ConvNeXt has no BN to zero
+    model.eval()
+    for blk in (b for stage in model.stages for b in stage.blocks if zeroed):
+        bn = blk.pw2.bn if hasattr(blk, "pw2") else blk.fc2_bn
+        x = torch.randn(2, bn.num_features, 8, 8)
+        assert torch.equal(blk(x), x)  # a zero-scale BN: the branch adds exactly 0
+
+
 def test_kernel_sizes_cycle_over_blocks():
     arch = tiny_arch("unirep", KernelSpec(size=(9, 3), type="dilated", reparam=None), depths=(1, 3))
     model = build_model(arch)

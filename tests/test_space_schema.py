@@ -152,6 +152,7 @@ def test_stage_shape_errors():
         (space(search={"sampler": "bayes"}), "search.sampler", "tpe, nsga2"),
         (space(search={"trials": 0}), "search.trials", ">= 1"),
         (space(search={"trial_seeds": 0}), "search.trial_seeds", ">= 1"),
+        (space(train={"zero_init_last": "yes"}), "train.zero_init_last", "true or false"),
         (space(search={"objectives": []}), "search.objectives", "non-empty"),
         (space(search={"objectives": ["accuracy", "accuracy"]}), "search.objectives[1]", "twice"),
         (space(search={"objectives": [{"name": "params", "mode": "maximize"}]}), "search.objectives[0].mode",

@@ -143,3 +143,15 @@ def test_ema_decay_is_checked_like_the_other_train_settings(tmp_path, value, ok)
     else:
         with pytest.raises(LknasError, match="ema_decay"):
             load_space(path)
+
+
+def test_zero_init_last_is_a_train_setting_that_the_proxy_applies(monkeypatch):
+    import lknas.models.blocks as blocks
+
+    calls = []
+    real = blocks.zero_init_last
+    monkeypatch.setattr(blocks, "zero_init_last", lambda model: calls.append(real(model)))
+    train_proxy(small_arch(), CFG.replace(epochs=1), ToyData())
+    assert calls == []
+    train_proxy(small_arch(), CFG.replace(epochs=1, zero_init_last=True), ToyData())
+    assert calls == [0]  # applied to the model before training (this ConvNeXt net has no BN to zero)

@@ -189,3 +189,21 @@ class UniRepLKBlock(nn.Module):
         if isinstance(self.norm, nn.BatchNorm2d) and isinstance(self.lk, DEPLOY_KERNEL_MODULES):
             self.lk.fold_bn_(self.norm)
             self.norm = nn.Identity()
+
+
+@torch.no_grad()
+def zero_init_last(model: nn.Module) -> int:
+    """Zero the last BatchNorm's scale of every residual branch (RepLKNet's block and ConvFFN,
+    UniRepLKNet's block), so that each block starts as the identity: timm's `zero_init_last`
+    for ResNets (Goyal et al., 2017). Returns how many were zeroed."""
+    zeroed = 0
+    for m in model.modules():
+        bn = None
+        if isinstance(m, (RepLKBlock, ConvFFN)) and isinstance(m.pw2.bn, nn.BatchNorm2d):
+            bn = m.pw2.bn
+        elif isinstance(m, UniRepLKBlock) and isinstance(m.fc2_bn, nn.BatchNorm2d):
+            bn = m.fc2_bn
+        if bn is not None and bn.weight is not None:
+            bn.weight.zero_()
+            zeroed += 1
+    return zeroed

@@ -17,7 +17,7 @@ from lknas.limits import (
 )
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
-    Field, Invalid, Issues, describe, did_you_mean, enum_field, float_field, int_field,
+    Field, Invalid, Issues, bool_field, describe, did_you_mean, enum_field, float_field, int_field,
     is_number, key_text, parse_field, str_field,
 )
 
@@ -51,6 +51,7 @@ class TrainConfig:
     curriculum_fraction: float = 0.25  # the share of the steps spent on it
     ema_decay: float | None = None  # evaluate an EMA of the weights (timm's ModelEmaV3) with this decay
     schedule: str | None = None  # None (written `cosine`): one cosine; `restart`: a second one when the curriculum ends
+    zero_init_last: bool = False  # every residual branch's last BN scale starts at 0 (timm's zero_init_last)
     layout: str = "auto"  # memory layout: nchw | channels_last | auto (measured fastest; LKNAS_LAYOUT overrides auto)
 
     @property
@@ -171,6 +172,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "ema_decay": float_field("ema_decay", 0, 1, lo_open=True, hi_open=True, nullable=True, searchable=False),
     "schedule": Field("schedule", "enum", lambda v: _schedule(v), False, valid="cosine, restart"),
     "layout": enum_field("layout", ("auto", "nchw", "channels_last"), searchable=False),
+    "zero_init_last": bool_field("zero_init_last", searchable=False),
 }
 SEARCH_FIELDS: dict[str, Field] = {
     "sampler": enum_field("sampler", SAMPLERS, searchable=False),

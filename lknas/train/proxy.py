@@ -217,6 +217,10 @@ def train_proxy(
     start = time.perf_counter()
     try:
         model = build_model(arch, num_classes=num_classes, in_chans=bundle.in_chans).to(dev)
+        if cfg.zero_init_last:
+            from lknas.models.blocks import zero_init_last
+
+            zero_init_last(model)
         pinned = layout if layout is not None else (cfg.layout if cfg.layout != "auto" else None)
         result.layout, result.layout_ms = _training_layout(pinned, model, arch, cfg, bundle, dev)
         to_layout(model, result.layout)
