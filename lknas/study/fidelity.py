@@ -262,11 +262,17 @@ def _fingerprint(train: dict[str, Any], job: Job) -> str:
     return _identity(job.arch_yaml, job_train_config(train, job).to_dict())
 
 
+# Train settings added after trials were shipped whose default is the behaviour before them: at
+# that value a setting counts as absent, so the older rows, which do not record it, still match.
+OFF_BY_DEFAULT = {"zero_init_last": False}
+
+
 def _identity(arch_yaml: str, train: dict[str, Any]) -> str:
     """The fingerprint of an architecture trained with `train` (a TrainConfig's dict, or the `train`
     a trial's row records). The memory layout is left out: it changes rounding, not the experiment,
-    and a row records the layout `auto` resolved to."""
-    kept = {k: v for k, v in train.items() if v is not None and k != "layout"}
+    and a row records the layout `auto` resolved to; so are settings at their OFF_BY_DEFAULT value."""
+    kept = {k: v for k, v in train.items()
+            if v is not None and k != "layout" and not (k in OFF_BY_DEFAULT and v == OFF_BY_DEFAULT[k])}
     return json.dumps([arch_yaml, kept], sort_keys=True, default=str)
 
 
