@@ -238,6 +238,23 @@ def _flip_map(t: torch.Tensor, h: int, wd: int) -> torch.Tensor:
     return t.view(c, b, h, wd).flip(2, 3).view(c, b, h * wd)
 
 
+def _matrix_builder(w: torch.Tensor, h: int, wd: int, hankel: bool):
+    """fill(t, c0, c1): channels c0..c1's (HW x HW) matrices written into the buffer `t`, returned
+    as a (c1 - c0, HW, HW) view: the Hankel V (`hankel`) or the gathered Toeplitz T."""
+    c, _, kh, kw = w.shape
+    if hankel:
+        q = _hankel_source(w, h, wd)
+        return lambda t, c0, c1: _hankel_fill(t, q[c0:c1], h, wd)
+    idx = _map_index(h, wd, kh, kw, w.device)
+    wx = F.pad(w.reshape(c, kh * kw), (0, 1))  # zero slot at the end
+
+    def fill(t: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
+        torch.index_select(wx[c0:c1], 1, idx, out=t)
+        return t.view(c1 - c0, h * wd, h * wd)
+
+    return fill
+
+
 def _hankel_index(h: int, w: int, kh: int, kw: int, device: torch.device) -> torch.Tensor:
     """`_map_index` with the output pixels in reverse order: the kernel tap of each V[i, o']."""
     key = ("hankel", h, w, kh, kw, device)
@@ -260,21 +277,11 @@ class _GemmFn(torch.autograd.Function):
         hw = h * wd
         hankel = hw >= HANKEL_MIN_HW
         xc = x.reshape(b, c, hw).transpose(0, 1)  # (C, B, HW)
-        if hankel:
-            q = _hankel_source(w, h, wd)
-        else:
-            idx = _map_index(h, wd, kh, kw, x.device)
-            wx = F.pad(w.reshape(c, kh * kw), (0, 1))  # zero slot at the end
+        fill = _matrix_builder(w, h, wd, hankel)
         y = x.new_empty(c, b, hw)
         for c0 in range(0, c, chunk):
             c1 = min(c, c0 + chunk)
-            t = _buffer("a", (c1 - c0, hw * hw), x)
-            if hankel:
-                mat = _hankel_fill(t, q[c0:c1], h, wd)
-            else:
-                torch.index_select(wx[c0:c1], 1, idx, out=t)
-                mat = t.view(c1 - c0, hw, hw)
-            torch.bmm(xc[c0:c1], mat, out=y[c0:c1])
+            torch.bmm(xc[c0:c1], fill(_buffer("a", (c1 - c0, hw * hw), x), c0, c1), out=y[c0:c1])
         ctx.save_for_backward(x, w)
         ctx.chunk, ctx.layout = chunk, layout
         return _from_cbp(_flip_map(y, h, wd) if hankel else y, h, wd, layout)
@@ -293,24 +300,16 @@ class _GemmFn(torch.autograd.Function):
         # (2.4x the whole pass on 64x128x8x8, 31x31); one NCHW copy first
         gyc = gy.contiguous().reshape(b, c, hw).transpose(0, 1)
         if hankel:  # V's columns are the output pixels reversed: so are dL/dy's
-            gyc = gyc.reshape(c, b, h, wd).flip(2, 3).reshape(c, b, hw)
-            q = _hankel_source(w, h, wd) if need_x else None
-            idx = _hankel_index(h, wd, kh, kw, x.device)
-        else:
-            idx = _map_index(h, wd, kh, kw, x.device)
-            wx = F.pad(w.reshape(c, kh * kw), (0, 1))
+            gyc = _flip_map(gyc, h, wd)
+        idx = (_hankel_index if hankel else _map_index)(h, wd, kh, kw, x.device)  # dL/dw's scatter
+        fill = _matrix_builder(w, h, wd, hankel) if need_x else None
         xc = x.reshape(b, c, hw).transpose(0, 1)
         gx = x.new_empty(c, b, hw) if need_x else None
         gw = torch.zeros(c, kh * kw + 1, dtype=_acc_dtype(w.dtype), device=w.device) if need_w else None
         for c0 in range(0, c, chunk):
             c1 = min(c, c0 + chunk)
             if need_x:
-                t = _buffer("a", (c1 - c0, hw * hw), x)
-                if hankel:
-                    mat = _hankel_fill(t, q[c0:c1], h, wd)
-                else:
-                    torch.index_select(wx[c0:c1], 1, idx, out=t)
-                    mat = t.view(c1 - c0, hw, hw)
+                mat = fill(_buffer("a", (c1 - c0, hw * hw), x), c0, c1)
                 torch.bmm(gyc[c0:c1], mat.transpose(1, 2), out=gx[c0:c1])
             if need_w:
                 gt = _buffer("b", (c1 - c0, hw, hw), x)
