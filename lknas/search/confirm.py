@@ -60,7 +60,7 @@ def _most_accurate_affordable(front: pd.DataFrame, total: float, trial_seeds: in
     the search's `total` wall time (a member that does not fit is passed over for the next), and
     the wall time they cost (a trial's wall time over the `trial_seeds` runs it trained)."""
     walls = pd.to_numeric(front.get("wall_time", pd.Series(0.0, index=front.index)), errors="coerce").fillna(0)
-    walls = walls / max(1, trial_seeds)
+    walls = walls / trial_seeds
     chosen, spent = [], 0.0
     for i in front.sort_values("accuracy", ascending=False, kind="stable").index:
         if spent + float(walls[i]) <= AUTO_SHARE * total:
@@ -81,7 +81,7 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
     if front.empty:
         return ConfirmPlan(0, setting, reason="the Pareto set is empty")
     members = [int(t) for t in front["trial"]]
-    total, per_seed = _wall(search_rows(df)), _wall(front) / max(1, trial_seeds)
+    total, per_seed = _wall(search_rows(df)), _wall(front) / trial_seeds
     share_of = (lambda n: n * per_seed / total) if total > 0 else (lambda n: float("inf"))
     if setting == "auto":
         n = next((k for k in (2, 1) if share_of(k) <= AUTO_SHARE), 0)
@@ -92,7 +92,7 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
                                    f"{share_of(1):.0%} of the search (auto confirms up to {AUTO_SHARE:.0%}); "
                                    f"ask for it with --confirm 1")
             share = spent / total
-            return ConfirmPlan(1, setting, part, [base_seed + max(1, trial_seeds)], share, (
+            return ConfirmPlan(1, setting, part, [base_seed + trial_seeds], share, (
                 f"auto: 1 extra seed for the {len(part)} most accurate of the {len(members)} front members, "
                 f"estimated {share:.0%} of the search (all {len(members)} would cost {share_of(1):.0%}; auto "
                 f"confirms up to {AUTO_SHARE:.0%}; --confirm 1 confirms all)"))
@@ -102,7 +102,7 @@ def plan_confirm(store: RunStore, objectives: tuple[Objective, ...], setting: in
         if n <= 0:
             return ConfirmPlan(0, setting, members, [], None, "off (--confirm 0)")
         reason = f"--confirm {n}: estimated {share_of(n):.0%} of the search"
-    seeds = [base_seed + max(1, trial_seeds) - 1 + i for i in range(1, n + 1)]
+    seeds = [base_seed + trial_seeds - 1 + i for i in range(1, n + 1)]
     return ConfirmPlan(n, setting, members, seeds, share_of(n), reason)
 
 

@@ -160,7 +160,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     if infeasible:
         report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
-    _train_and_report(arch, cfg, ctx, base, seeds=1 if seed is not None else max(1, ctx.trial_seeds))
+    _train_and_report(arch, cfg, ctx, base, seeds=1 if seed is not None else ctx.trial_seeds)
 
 
 def train_record(cfg: TrainConfig) -> dict[str, Any]:
