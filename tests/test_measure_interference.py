@@ -44,6 +44,58 @@ def test_own_work_is_not_foreign_and_the_arithmetic(monkeypatch):
     assert watch.sample.foreign == pytest.approx(1.0) and watch.sample.wall_s == pytest.approx(1.0)
 
 
+def _ticks(monkeypatch, node, own, clock, cpus=2):
+    """Feed CpuWatch these node / own tick readings and clock values; returns the sleeps it asked for."""
+    node, own, clock, slept = iter(node), iter(own), iter(clock), []
+    monkeypatch.setattr(interference, "_TICK", 100)
+    monkeypatch.setattr(interference, "_cpus", lambda: cpus)
+    monkeypatch.setattr(interference, "_node_busy_ticks", lambda: next(node))
+    monkeypatch.setattr(interference, "_own_ticks", lambda: next(own))
+    monkeypatch.setattr(interference.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(interference.time, "sleep", slept.append)
+    return slept
+
+
+def test_a_short_window_is_not_padded_when_its_reading_is_clear_of_the_threshold(monkeypatch):
+    """0.4 s of which ours 0.4 s: no foreign load, +- 2 ticks per CPU = 0.1 cores of doubt, far
+    below 0.3: the verdict cannot change, so the block ends without the pad's sleep."""
+    slept = _ticks(monkeypatch, [1000, 1040, 1040], [500, 540, 540], [10.0, 10.4, 10.4, 10.4])
+    with CpuWatch(min_window_s=0.5, threshold=0.3) as watch:
+        pass
+    assert slept == [] and watch.sample.foreign == pytest.approx(0.0) and watch.sample.wall_s == pytest.approx(0.4)
+
+
+def test_a_short_window_near_the_threshold_is_padded(monkeypatch):
+    """0.25 cores of foreign load read over 0.4 s (+- 0.1): it could be above 0.3, so the window is
+    padded to its minimum and read again."""
+    slept = _ticks(monkeypatch, [1000, 1050, 1070], [500, 540, 550], [10.0, 10.4, 11.0])
+    with CpuWatch(min_window_s=1.0, threshold=0.3) as watch:
+        pass
+    assert slept == [pytest.approx(0.6)]
+    assert watch.sample.foreign == pytest.approx(0.2) and watch.sample.wall_s == pytest.approx(1.0)
+
+
+def test_without_a_threshold_a_short_window_is_always_padded(monkeypatch):
+    slept = _ticks(monkeypatch, [1000, 1000], [500, 500], [10.0, 10.1, 10.5])
+    with CpuWatch(min_window_s=0.5) as watch:
+        pass
+    assert slept == [pytest.approx(0.4)] and watch.sample.wall_s == pytest.approx(0.5)
+
+
+def test_the_latency_timing_judges_its_window_against_max_foreign(monkeypatch):
+    """measure_latency hands its repeat threshold to the watch, so a quiet timing is not padded."""
+    thresholds = []
+    real = latency_mod.CpuWatch
+
+    def watch(*args, **kwargs):
+        thresholds.append(kwargs.get("threshold"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency_mod, "CpuWatch", watch)
+    measure_latency(small_arch(), 32, warmup=0, repeats=1, throughput_batch=None, max_foreign=0.25)
+    assert thresholds and set(thresholds) == {0.25}
+
+
 def test_without_proc_nothing_is_measured(monkeypatch):
     monkeypatch.setattr(interference, "_node_busy_ticks", lambda: None)
     with CpuWatch() as watch:

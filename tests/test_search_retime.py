@@ -178,3 +178,22 @@ def test_the_child_timer_times_in_a_fresh_process_with_the_given_settings():
     broken = ChildTimer({"resolution": 32})  # settings it cannot use: a clear error, not a hang
     with pytest.raises(LknasError, match="timing process failed"):
         broken(small_arch().to_yaml())
+
+
+def test_a_child_timer_closed_without_waiting_returns_at_once_and_is_reaped():
+    """The search closes its retime timer with wait=False: its exit (torch's teardown) overlaps the
+    search's next steps, and a thread reaps it, so no zombie is left behind."""
+    import time
+
+    from lknas.measure.isolated import ChildTimer
+
+    timer = ChildTimer({"resolution": 32, "threads": 1, "repeats": 2, "reference_ms": None, "num_classes": 2,
+                        "in_chans": 3, "device": "cpu"})
+    assert timer(small_arch(kernel=3, widths=(8, 16)).to_yaml())["latency_ms"] > 0  # torch imported: a slow exit
+    start = time.perf_counter()
+    timer.close(wait=False)
+    assert time.perf_counter() - start < 0.2
+    deadline = time.monotonic() + 30
+    while timer._proc.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert timer._proc.returncode == 0

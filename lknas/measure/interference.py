@@ -12,7 +12,11 @@ reason: another thread of this process, another process, the hypervisor). `on_cp
 meaningful when the thread does all the work itself (torch at 1 thread), so it is None otherwise.
 The latency measurement repeats a timing while `foreign` is too high or `on_cpu` too low. Clock ticks are coarse
 (10 ms), so a window shorter than `min_window_s` is padded with a sleep: the foreign load is then
-the average over the timing and the moment after it.
+the average over the timing and the moment after it. Given the `threshold` the caller judges the
+load against, the pad is slept only when the short window's reading could lie on either side of
+it (each CPU's tick counter can be off by one tick at either end): the latency measurement's
+timings run under the node lock, where a pad stalls every trial on the node, and a retime-phase
+timing of 0.3 s was padded by 0.2 s.
 
 Linux only: elsewhere (no /proc) `foreign` is None, and no timing is ever repeated.
 """
@@ -50,6 +54,10 @@ def _own_ticks() -> int | None:
     return int(rest[11]) + int(rest[12])  # fields 14 and 15 of proc(5)
 
 
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
 def available() -> bool:
     """True where the node's and the process's CPU times can be read."""
     return _node_busy_ticks() is not None and _own_ticks() is not None
@@ -70,9 +78,11 @@ class CpuWatch:
     """`with CpuWatch() as w: ...` then `w.sample`: the other processes' load during the block
     (padded to `min_window_s`)."""
 
-    def __init__(self, min_window_s: float = 0.5, single_thread: bool = False) -> None:
+    def __init__(self, min_window_s: float = 0.5, single_thread: bool = False,
+                 threshold: float | None = None) -> None:
         self.min_window_s = min_window_s
         self.single_thread = single_thread
+        self.threshold = threshold  # the load the caller compares with: no pad when the verdict is already clear
         self.sample: CpuSample | None = None
 
     def __enter__(self) -> CpuWatch:
@@ -87,12 +97,24 @@ class CpuWatch:
             self.sample = CpuSample(None, busy, on_cpu)
             return
         short = self.min_window_s - busy
+        if short > 0 and self.threshold is not None and self._clear(busy):
+            short = 0.0
         if short > 0:
             time.sleep(short)
-        wall = time.perf_counter() - self._t0
+        self.sample = self._read(time.perf_counter() - self._t0, on_cpu)
+
+    def _read(self, wall: float, on_cpu: float | None) -> CpuSample:
         node, own = _node_busy_ticks(), _own_ticks()
         if node is None or own is None:
-            self.sample = CpuSample(None, wall, on_cpu)
-            return
+            return CpuSample(None, wall, on_cpu)
         node_s, own_s = (node - self._node) / _TICK, (own - self._own) / _TICK
-        self.sample = CpuSample(foreign=max(0.0, node_s - own_s) / wall, wall_s=wall, on_cpu=on_cpu)
+        return CpuSample(foreign=max(0.0, node_s - own_s) / wall, wall_s=wall, on_cpu=on_cpu)
+
+    def _clear(self, wall: float) -> bool:
+        """True when the load over the `wall` seconds so far is on one side of `threshold` even
+        with every CPU's tick count off by one at both ends (node and process: 2 per CPU)."""
+        sample = self._read(wall, None)
+        if sample.foreign is None or wall <= 0:
+            return False
+        error = 2 * _cpus() / _TICK / wall
+        return abs(sample.foreign - self.threshold) > error

@@ -124,7 +124,7 @@ def measure_latency(
         ref_x = torch.randn(1, in_chans, resolution, resolution, device=dev)
         while True:
             attempts.append(_attempt(net, x, dev, layout, warmup, repeats, throughput_batch, ref, ref_x,
-                                     reference_ms))
+                                     reference_ms, max_foreign))
             if max_foreign is None or _clean(attempts[-1], max_foreign) or time.monotonic() >= deadline:
                 break
             time.sleep(RETRY_PAUSE_S)  # outside the node lock: the trials go on while the other load passes
@@ -158,14 +158,16 @@ def measure_latency(
 
 def _attempt(net: nn.Module, x: torch.Tensor, dev: torch.device, layout: str | None, warmup: int, repeats: int,
              throughput_batch: int | None, ref: nn.Module, ref_x: torch.Tensor,
-             nominal_ms: float | None) -> dict[str, Any]:
+             nominal_ms: float | None, max_foreign: float | None = None) -> dict[str, Any]:
     """One timing with the node's lknas work paused and the garbage collector off, watched for
-    other processes' load and for the timing thread leaving its CPU (`CpuWatch`)."""
+    other processes' load and for the timing thread leaving its CPU (`CpuWatch`, whose window is
+    padded only when its reading could be on either side of `max_foreign`)."""
     setting = layout_setting(layout)
     gc_was_on = gc.isenabled()
     gc.disable()  # a collection inside a timed call is the process's noise, not the model's (as timeit does)
     try:
-        with quiet.exclusive(), CpuWatch(single_thread=dev.type == "cpu" and torch.get_num_threads() == 1) as watch:
+        with quiet.exclusive(), CpuWatch(single_thread=dev.type == "cpu" and torch.get_num_threads() == 1,
+                                         threshold=max_foreign) as watch:
             out = _paired_attempt(net, x, dev, setting, warmup, repeats, throughput_batch, ref, ref_x, nominal_ms)
     finally:
         if gc_was_on:

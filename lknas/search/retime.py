@@ -164,7 +164,7 @@ def run_retime(store, ctx, objectives: tuple[Objective, ...], rounds: int, resol
             print(f"retime: round {k + 1} of {rounds} done", file=stream, flush=True)
     finally:
         if own:
-            timer.close()
+            timer.close(wait=False)  # its exit overlaps what the search does next
     return done
 
 
@@ -219,7 +219,7 @@ class TimerPrestart:
     def close(self) -> None:
         timer = self.take()
         if timer is not None:
-            timer.close()
+            timer.close(wait=False)
 
 
 def _read_record(path: Path) -> dict[str, Any]:

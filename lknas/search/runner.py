@@ -345,7 +345,7 @@ def _retime_phase(store: RunStore, settings: dict[str, Any], search: SearchConfi
         return True
     finally:
         if timer is not None:
-            timer.close()
+            timer.close(wait=False)  # its exit overlaps what the search does next
     return False
 
 
