@@ -102,12 +102,15 @@ def _write_space(raw: dict, tmp: Path, epochs: int | None, steps: int | None) ->
 
 
 def _quiet_latencies(yamls: list[tuple[str, str]], resolution: int, num_classes: int, in_chans: int,
-                     reference_ms: float | None, passes: int = 2) -> list[dict[str, float]]:
+                     reference_ms: float | None, passes: int = 2,
+                     layouts: dict[str, str] | None = None) -> list[dict[str, float]]:
     """The same protocol as in the search, scaled to the same reference time, in a fresh process
     (`lknas.measure.isolated`: not the driver that ran the search); per architecture the median of
     QUIET_REPEATS timings, so the yardstick is steadier than the values it ranks. `passes`
     independent such yardsticks (the second ranks against the first: the ceiling), all
-    interleaved round by round."""
+    interleaved round by round. Each timing decides the memory layout as a trial does (both timed,
+    the faster kept), or with `layouts` (hash -> layout) times the given one, as the retime phase
+    does: its yardstick."""
     from lknas.measure.isolated import ChildTimer
     from lknas.search.trial import LATENCY_REPEATS
 
@@ -119,7 +122,7 @@ def _quiet_latencies(yamls: list[tuple[str, str]], resolution: int, num_classes:
         for _ in range(QUIET_REPEATS):
             for p in range(passes):
                 for h, y in yamls:
-                    runs[h][p].append(timer(y)["latency_ms"])
+                    runs[h][p].append(timer(y, (layouts or {}).get(h))["latency_ms"])
     finally:
         timer.close()
     return [{h: statistics.median(runs[h][p]) for h in runs} for p in range(passes)]
@@ -173,18 +176,28 @@ def _run(mode: str, space: Path, tmp: Path, concurrency: int) -> dict:
     raw_cv = [statistics.stdev(r) / statistics.mean(r) for r in
               (rows["latency_raw_ms"].astype(float).tolist() for _, rows in ok.groupby("hash")
                if "latency_raw_ms" in rows) if len(r) > 1]
-    # the retime phase: its mean per architecture against the quiet yardstick, over the re-timed ones
+    # the retime phase: its mean per architecture against a quiet yardstick timed as it times (each
+    # architecture in the layout its retime recorded, not the faster of both at each timing), over the
+    # re-timed ones; their first in-search timing against the trials' yardstick
     front = [h for h in retimed if h in quiet]
     first_in_search = {h: float(rows["latency_ms"].iloc[0]) for h, rows in ok.groupby("hash")}
     retime = {"archs": len(front), "rounds": max((len(v) for v in retimed.values()), default=0)}
     if len(front) >= 3:
+        layouts = {h: runs[0]["layout"] for h, runs in retime_runs.items() if runs and runs[0].get("layout")}
+        pinned, pinned_again = _quiet_latencies([(h, y) for h, y in yamls if h in front], train.resolution,
+                                                data.num_classes, data.in_chans, reference, layouts=layouts)
+        for a in per_arch:
+            if a["hash"] in pinned:
+                a.update(quiet_layout=layouts.get(a["hash"]), quiet_pinned_ms=round(pinned[a["hash"]], 4),
+                         quiet_pinned_again_ms=round(pinned_again[a["hash"]], 4))
         retime.update(
-            spearman_mean_vs_quiet=spearman([statistics.fmean(retimed[h]) for h in front], [quiet[h] for h in front]),
+            spearman_mean_vs_quiet=spearman([statistics.fmean(retimed[h]) for h in front], [pinned[h] for h in front]),
             spearman_in_search_vs_quiet=spearman([first_in_search[h] for h in front], [quiet[h] for h in front]),
-            spearman_quiet_vs_quiet=spearman([quiet_again[h] for h in front], [quiet[h] for h in front]),
+            spearman_quiet_vs_quiet=spearman([pinned_again[h] for h in front], [pinned[h] for h in front]),
             max_round_cv=max(statistics.stdev(retimed[h]) / statistics.fmean(retimed[h]) for h in front
                              if len(retimed[h]) > 1),
-            max_mean_vs_quiet=max(abs(statistics.fmean(retimed[h]) / quiet[h] - 1) for h in front))
+            max_mean_vs_quiet=max(abs(statistics.fmean(retimed[h]) / pinned[h] - 1) for h in front),
+            yardstick="each architecture in its retime layout")
     return {"mode": mode, "trials": len(df), "ok": len(ok), "wall_s": wall, "archs": per_arch, "retime": retime,
             "reference_ms": reference, "max_cv_unscaled": max(raw_cv) if raw_cv else None,
             "max_cv": max(repeated) if repeated else None,
@@ -296,7 +309,10 @@ def _write_md(report: dict, out: Path, stem: str = "latency_repeatability") -> N
             detail.append(f"| {r['mode']} | {a['summary']} | {a['trials']} | {values} | {load} | "
                           f"{a['quiet_ms']:.2f} | {spread} |")
     retime = ["", "The retime phase (`lknas.search.retime`): the architectures near the latency front timed "
-              "again after the trials, in interleaved rounds on the idle node; the front uses their mean.", "",
+              "again after the trials, in interleaved rounds on the idle node, each in the memory layout its trial "
+              "chose; the front uses their mean. Its yardstick (`quiet, pinned`; files before 2026-12-04: the "
+              "faster of both layouts at each timing, which is not what the retime times) times each in the same "
+              "layout; their first in-search timing is ranked against the trials' yardstick (`quiet`).", "",
               "| timing | archs re-timed | rounds | Spearman, re-timed mean vs quiet | Spearman, their first "
               "in-search timing vs quiet | quiet again vs quiet (the ceiling) | largest CV across rounds | "
               "largest mean vs quiet |", "|---|---|---|---|---|---|---|---|"]
@@ -311,9 +327,11 @@ def _write_md(report: dict, out: Path, stem: str = "latency_repeatability") -> N
             if a.get("retimed_ms"):
                 searched = ", ".join(f"{v:.2f}" for v in a["latency_ms"])
                 again = a.get("quiet_again_ms", float("nan"))
+                pinned = (f"; quiet, pinned ({a['quiet_layout']}) {a['quiet_pinned_ms']:.2f}, again "
+                          f"{a['quiet_pinned_again_ms']:.2f}" if "quiet_pinned_ms" in a else "")
                 retime.append(f"- {r['mode']}: {a['summary']}: in-search {searched}; re-timed "
                               f"{', '.join(f'{v:.2f}' for v in a['retimed_ms'])}; quiet {a['quiet_ms']:.2f}, "
-                              f"again {again:.2f} ms")
+                              f"again {again:.2f}{pinned} ms")
     text = (f"# Latency inside a search: repeatability and ranking\n\n`{report['command']}`\n\n"
             + "\n".join(lines + detail + (retime if len(retime) > 5 else [])) + "\n")
     write_text_atomic(out / f"{stem}.md", text)
