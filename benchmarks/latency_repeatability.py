@@ -9,9 +9,10 @@ sampler draws each of its few architectures several times. Then:
   of the latencies its different trials measured; target <= 10%;
 - ranking: Spearman's rho between each trial's in-search latency and a quiet re-measurement of
   its architecture afterwards (nothing else running, same protocol, scaled to the run's reference
-  time, median of 3, in a fresh process); target >= 0.9. Architectures whose latencies differ by less than the timing
-  noise (a few %) cannot be ordered by any timing, so the per-architecture table is the fuller
-  picture.
+  time, median of 6 timings over 3 fresh processes; a second such re-measurement from 3 other
+  processes, ranked against the first, is the ceiling); target >= 0.9. Architectures whose
+  latencies differ by less than the timing noise (a few %) cannot be ordered by any timing, so the
+  per-architecture table is the fuller picture.
 
 - the retime phase (`lknas.search.retime`): the architectures it re-timed after the trials, their
   mean over its rounds ranked against the same quiet yardstick (and their first in-search timing,
@@ -48,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the dimensions left free (everything else fixed at its first value): 3 kernel designs x 3 depths
 # of stage 3, so that the few architectures drawn repeatedly differ in latency
 FREE = {"kernel_type": None, "stages[2].depth": None}
-QUIET_REPEATS = 3  # timings per architecture in the quiet re-measurement
+QUIET_REPEATS = 2  # timings per architecture in each process of the quiet re-measurement
+QUIET_PROCESSES = 3  # fresh processes per quiet re-measurement (a pass): a net's speed varies between processes
 
 
 def _derived_space(base: str, tmp: Path, epochs: int | None, trials: int, steps: int | None = None,
@@ -104,27 +106,31 @@ def _write_space(raw: dict, tmp: Path, epochs: int | None, steps: int | None) ->
 def _quiet_latencies(yamls: list[tuple[str, str]], resolution: int, num_classes: int, in_chans: int,
                      reference_ms: float | None, passes: int = 2,
                      layouts: dict[str, str] | None = None) -> list[dict[str, float]]:
-    """The same protocol as in the search, scaled to the same reference time, in a fresh process
-    (`lknas.measure.isolated`: not the driver that ran the search); per architecture the median of
-    QUIET_REPEATS timings, so the yardstick is steadier than the values it ranks. `passes`
-    independent such yardsticks (the second ranks against the first: the ceiling), all
-    interleaved round by round. Each timing decides the memory layout as a trial does (both timed,
-    the faster kept), or with `layouts` (hash -> layout) times the given one, as the retime phase
-    does: its yardstick."""
+    """The same protocol as in the search, scaled to the same reference time, in fresh processes
+    (`lknas.measure.isolated`: not the driver that ran the search). A pass is QUIET_PROCESSES
+    processes, each timing every architecture QUIET_REPEATS times in interleaved rounds; its value
+    per architecture is the median of those timings, so the yardstick averages over what differs
+    between processes (where a net's buffers land: the in-search timings each come from another
+    trial process) and is steadier than the values it ranks. `passes` independent yardsticks from
+    disjoint processes, started in alternation (the second ranks against the first: the ceiling,
+    across processes as the in-search timings are). Each timing decides the memory layout as a
+    trial does (both timed, the faster kept), or with `layouts` (hash -> layout) times the given
+    one, as the retime phase does: its yardstick."""
     from lknas.measure.isolated import ChildTimer
     from lknas.search.trial import LATENCY_REPEATS
 
-    timer = ChildTimer({"resolution": resolution, "threads": 1, "repeats": LATENCY_REPEATS,
-                        "reference_ms": reference_ms, "num_classes": num_classes, "in_chans": in_chans,
-                        "device": "cpu"})
+    setting = {"resolution": resolution, "threads": 1, "repeats": LATENCY_REPEATS, "reference_ms": reference_ms,
+               "num_classes": num_classes, "in_chans": in_chans, "device": "cpu"}
     runs = {h: [[] for _ in range(passes)] for h, _ in yamls}
-    try:
-        for _ in range(QUIET_REPEATS):
-            for p in range(passes):
-                for h, y in yamls:
-                    runs[h][p].append(timer(y, (layouts or {}).get(h))["latency_ms"])
-    finally:
-        timer.close()
+    for _ in range(QUIET_PROCESSES):
+        for p in range(passes):
+            timer = ChildTimer(setting)
+            try:
+                for _ in range(QUIET_REPEATS):
+                    for h, y in yamls:
+                        runs[h][p].append(timer(y, (layouts or {}).get(h))["latency_ms"])
+            finally:
+                timer.close()
     return [{h: statistics.median(runs[h][p]) for h in runs} for p in range(passes)]
 
 
