@@ -244,3 +244,27 @@ def test_a_trial_whose_run_fails_stops_there_with_that_status(monkeypatch):
                                 {"train": {}}, seeds=3)
     assert trained == [0, 1] and reports[-1]["status"] == "diverged"
     assert reports[-1]["accuracy_seeds"] == [75.0, 50.0]
+
+
+def test_an_architecture_trained_again_is_on_the_front_once_and_confirmed_once(tmp_path):
+    """A sampler can propose an architecture again: its trials tie (same seed, same re-timed
+    latency) and all sat on the front, so the confirm phase re-trained it with the same seed once
+    per trial (measured: 3 of 4 re-trainings of a search were one architecture)."""
+    rows = [_row(0, 80.0, 1.0), _row(1, 85.0, 2.0), _row(2, 70.0, 0.5)]
+    rows += [{**_row(t, 85.0, 2.0), "hash": "h1"} for t in (3, 5)]  # architecture h1 again, twice
+    rows.append({**_row(4, 80.0, 1.0), "hash": "h0"})
+    rows.append({**_row(6, 60.0, 0.4), "hash": None})  # rows without a hash are never merged
+    rows.append({**_row(7, 59.0, 0.3), "hash": None})
+    from tests.helpers import small_arch
+
+    rows = [{**r, "arch_yaml": small_arch().to_yaml()} for r in rows]
+    store = _store(tmp_path, rows)
+    front = store.pareto(OBJ)
+    assert sorted(front["trial"]) == [0, 1, 2, 6, 7]  # the earliest trial of each architecture
+    assert list(front["accuracy"]) == sorted(front["accuracy"], reverse=True)  # still best first
+    plan = plan_confirm(store, OBJ, 1, base_seed=0)
+    jobs = confirm_jobs(store, plan)
+    assert sorted(j[CONFIRMS_KEY] for j in jobs) == [0, 1, 2, 6, 7]  # one re-training per architecture
+    store.refresh(OBJ)
+    assert len(pd.read_csv(store.root / "pareto.csv")) == 5
+    assert len(list((store.root / "archs").glob("*.yaml"))) == 5

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lknas.search.noise import CONFIRM_PHASE, noise_columns, search_rows
-from lknas.search.store import FEASIBLE, PARAM_PREFIX, pareto_mask
+from lknas.search.store import FEASIBLE, PARAM_PREFIX, first_per_architecture, pareto_mask
 from lknas.study.edf import error_edfs, kernel_type_of
 
 __all__ = ["KERNEL_COLORS", "color_of", "with_kernel_type", "pareto_figure", "scaling_figure", "edf_figure",
@@ -83,6 +83,7 @@ def pareto_figure(df: pd.DataFrame, x: str = "latency_ms", y: str = "accuracy", 
     for col, group in enumerate(groups, start=1):
         part_all = ok if group is None else ok[ok[panels] == group]
         mask = np.array(pareto_mask(part_all[[y, x]].astype(float).values.tolist(), [y_mode, x_mode]))
+        mask[mask] = first_per_architecture(part_all[mask])  # an architecture trained again: its first trial
         n_front += int(mask.sum())
         for kt in types:
             sel = (part_all["kernel_type"] == kt).values

@@ -43,8 +43,8 @@ from lknas.search.retime import apply_retimed, read_retimed
 from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
-__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "nondominated_fronts", "parse_record",
-           "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
+__all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "first_per_architecture", "nondominated_fronts",
+           "parse_record", "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
 
 PARAM_PREFIX = "param."
 FEASIBLE = "ok"  # the only status that can be on the Pareto front
@@ -121,6 +121,24 @@ def pareto_mask(values: list[list[float]], modes: list[str]) -> list[bool]:
         return []
     front = set(nondominated_fronts(minimized(values, modes))[0])
     return [i in front for i in range(len(values))]
+
+
+def first_per_architecture(frame: pd.DataFrame) -> np.ndarray:
+    """A boolean array over `frame`'s rows: False for a trial of an architecture (`hash`) that an
+    earlier trial in `frame` also trained, so each architecture counts once; rows without a hash
+    are all kept."""
+    keep = np.ones(len(frame), dtype=bool)
+    if frame.empty or "hash" not in frame.columns or "trial" not in frame.columns:
+        return keep
+    order = np.argsort(pd.to_numeric(frame["trial"], errors="coerce").to_numpy(), kind="stable")
+    seen = set()
+    for pos in order:
+        key = frame["hash"].iloc[pos]
+        if key is None or (isinstance(key, float) and key != key):
+            continue
+        keep[pos] = key not in seen
+        seen.add(key)
+    return keep
 
 
 class RunStore:
@@ -255,7 +273,10 @@ class RunStore:
     def pareto(self, objectives: tuple[Objective, ...], df: pd.DataFrame | None = None) -> pd.DataFrame:
         """Feasible, fully trained search trials that no other such trial dominates, best first
         objective first, with their seed noise (`lknas.search.noise`: accuracy mean +- std over
-        the confirm re-trainings, `within_noise`)."""
+        the confirm re-trainings, `within_noise`). Each architecture (`hash`) is on it once: a
+        sampler can propose an architecture again, and its trials then tie (the same training seed,
+        and after the retime phase the same latency); the earliest stands for it, so the confirm
+        phase re-trains it once and pareto.csv, archs/ and the report list it once."""
         df = self.frame() if df is None else df
         if df.empty or "status" not in df.columns:
             return df.iloc[0:0]
@@ -271,6 +292,7 @@ class RunStore:
             return df.iloc[0:0]
         mask = pareto_mask(points, [o.mode for o in objectives])
         front = ok.loc[[i for i, keep in zip(index, mask) if keep]]
+        front = front[first_per_architecture(front)]
         first = objectives[0]
         front = front.sort_values(metric_of(first), ascending=first.mode == "min", kind="stable")
         return noise_columns(front, df, objectives)
