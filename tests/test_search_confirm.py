@@ -13,6 +13,7 @@ from lknas.search.noise import noise_columns
 from lknas.search.store import RunStore
 from lknas.search.trial import CONFIRMS_KEY, NUMBER_KEY, SEED_KEY
 from lknas.space.configs import Objective
+from tests.helpers import small_arch
 
 OBJ = (Objective("accuracy", "max"), Objective("latency", "min"))
 
@@ -255,8 +256,6 @@ def test_an_architecture_trained_again_is_on_the_front_once_and_confirmed_once(t
     rows.append({**_row(4, 80.0, 1.0), "hash": "h0"})
     rows.append({**_row(6, 60.0, 0.4), "hash": None})  # rows without a hash are never merged
     rows.append({**_row(7, 59.0, 0.3), "hash": None})
-    from tests.helpers import small_arch
-
     rows = [{**r, "arch_yaml": small_arch().to_yaml()} for r in rows]
     store = _store(tmp_path, rows)
     front = store.pareto(OBJ)

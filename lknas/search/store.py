@@ -44,7 +44,8 @@ from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
 
 __all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "first_per_architecture", "nondominated_fronts",
-           "parse_record", "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX", "FEASIBLE"]
+           "parse_record", "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX",
+           "FEASIBLE"]
 
 PARAM_PREFIX = "param."
 FEASIBLE = "ok"  # the only status that can be on the Pareto front
