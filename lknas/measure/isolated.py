@@ -64,19 +64,20 @@ class ChildTimer:
         the exit (torch's teardown: ~0.6 s on the 2-core machine) to a thread that reaps it."""
         try:
             self._proc.stdin.close()
-            if not wait:
-                import threading
+        except OSError:
+            pass
+        if wait:
+            self._reap()
+        else:
+            import threading
 
-                threading.Thread(target=self._reap, name="lknas-timer-reaper", daemon=True).start()
-                return
-            self._proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - best effort: never hide the caller's error
-            self._proc.kill()
+            threading.Thread(target=self._reap, name="lknas-timer-reaper", daemon=True).start()
 
     def _reap(self) -> None:
+        """Wait for the child's exit; one that does not end within 30 s is killed."""
         try:
             self._proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - a child that does not end is killed
+        except Exception:  # noqa: BLE001 - best effort: never hide the caller's error
             self._proc.kill()
             self._proc.wait()
 

@@ -135,7 +135,7 @@ def first_per_architecture(frame: pd.DataFrame) -> np.ndarray:
     seen = set()
     for pos in order:
         key = frame["hash"].iloc[pos]
-        if key is None or (isinstance(key, float) and key != key):
+        if pd.isna(key):
             continue
         keep[pos] = key not in seen
         seen.add(key)
