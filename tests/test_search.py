@@ -83,6 +83,8 @@ def test_multi_objective_search_writes_every_result(local_ray, tmp_path, monkeyp
     assert list(outcome.timings) == ["data", "latency_reference", "study", "ray_start", "trials", "retime", "confirm",
                                      "results"]
     assert all(v >= 0 for v in outcome.timings.values()) and outcome.timings["trials"] > 0
+    # each CPU trial timed its deploy model in its worker's fresh timing process, throughput too
+    assert set(df["latency_process"]) == {"child"} and (df["throughput"] > 0).all()
     # every latency is scaled to the one reference time the run measured before its first trial
     reference = json.loads((out / "run.json").read_text())["latency_reference"]
     assert reference["ms"] > 0 and reference["resolution"] == 32 and reference["threads"] == 1

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChildTimer"]
+__all__ = ["ChildTimer", "ANSWER_KEYS"]
+
+ANSWER_KEYS = ("latency_ms", "raw_ms", "throughput", "device", "threads", "method", "waited_s", "layout",
+               "foreign_load", "attempts", "reference_measured_ms", "on_cpu")  # what the child sends back
 
 
 class ChildTimer:
     """Times architectures in a fresh Python process, one at a time, with `measure_latency` and the
     trials' settings (`setting`: resolution, threads, repeats, reference_ms, num_classes, in_chans,
-    device); see the module docstring. `pin_openmp=False` leaves OpenMP's pool at its default.
-    `benchmarks/latency_repeatability.py` uses it for its quiet yardstick too."""
+    device; optionally throughput_batch, None by default); see the module docstring.
+    `pin_openmp=False` leaves OpenMP's pool at its default. The search's CPU trials time their
+    deploy model in one (`lknas.search.trial`), the retime phase in another, and
+    `benchmarks/latency_repeatability.py` its quiet yardstick."""
 
     def __init__(self, setting: dict[str, Any], pin_openmp: bool = True):
         import os
@@ -102,10 +107,10 @@ def _serve() -> None:
         arch = ArchConfig.from_yaml(request["arch_yaml"])
         lat = measure_latency(arch, setting["resolution"], threads=setting["threads"],
                               num_classes=setting["num_classes"], in_chans=setting["in_chans"],
-                              device=setting["device"], repeats=setting["repeats"], throughput_batch=None,
-                              reference_ms=setting["reference_ms"], layout=request.get("layout"))
-        keep = ("latency_ms", "raw_ms", "layout", "foreign_load", "attempts", "reference_measured_ms", "on_cpu")
-        print(json.dumps({k: lat[k] for k in keep}), flush=True)
+                              device=setting["device"], repeats=setting["repeats"],
+                              throughput_batch=setting.get("throughput_batch"), reference_ms=setting["reference_ms"],
+                              layout=request.get("layout"))
+        print(json.dumps({k: lat[k] for k in ANSWER_KEYS}), flush=True)
 
 
 if __name__ == "__main__":
