@@ -2,6 +2,8 @@
 worker on the CPU, the trial's own process on request, on a GPU, or when the child fails."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lknas.errors import LknasError
@@ -73,3 +75,58 @@ def test_a_failing_child_is_dropped_and_the_trial_times_itself(monkeypatch, caps
     assert trial_mod._TIMERS == {}  # the next trial starts a new child
     deploy_latency(small_arch(), 32, CTX)
     assert len(calls) == 2 and calls[0]["throughput_batch"] == trial_mod.THROUGHPUT_BATCH
+
+
+def test_a_trial_times_in_the_nodes_service_when_the_search_started_one(tmp_path):
+    import shutil
+    import tempfile
+
+    from lknas.measure.isolated import ChildTimer
+
+    short = tempfile.mkdtemp(prefix="lknas-t-")
+    path = f"{short}/timer.sock"
+    service = ChildTimer(None, socket_path=path)
+    try:
+        ctx = TrialContext(space_file="", latency_service=path)
+        lat = deploy_latency(small_arch(), 32, ctx)
+        assert lat["process"] == "service" and lat["latency_ms"] > 0 and lat["throughput"] > 0
+        assert trial_mod._TIMERS == {}  # no timing process of the worker's own
+    finally:
+        service.close()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_service_that_does_not_answer_falls_back_to_the_workers_own_child(tmp_path, capsys):
+    stale = tmp_path / "timer.sock"
+    stale.write_text("")  # a path left behind, nobody listening
+    lat = deploy_latency(small_arch(), 32, TrialContext(space_file="", latency_service=str(stale)))
+    assert lat["process"] == "child" and lat["latency_ms"] > 0
+    assert "did not answer" in capsys.readouterr().err
+    # another node's service (its path absent here): the worker's child, without a warning
+    lat = deploy_latency(small_arch(), 32, TrialContext(space_file="", latency_service=str(tmp_path / "absent")))
+    assert lat["process"] == "child" and capsys.readouterr().err == ""
+
+
+def test_the_search_starts_a_service_only_for_cpu_trials_left_to_run(monkeypatch):
+    from lknas.search.runner import _timing_service
+    from lknas.space.configs import SearchConfig
+
+    class Store:  # as many finished search trials as `done`
+        def __init__(self, done):
+            self.done = done
+
+        def rows(self):
+            return [{"trial": i, "status": "ok"} for i in range(self.done)]
+
+    monkeypatch.setenv(LATENCY_PROCESS_ENV, "trial")
+    assert _timing_service(Store(0), SearchConfig(trials=2)) is None  # the trials time in their own process
+    monkeypatch.delenv(LATENCY_PROCESS_ENV)
+    assert _timing_service(Store(2), SearchConfig(trials=2)) is None  # nothing left to run
+    monkeypatch.setenv("LKNAS_TRIAL_DEVICE", "cuda")
+    assert _timing_service(Store(0), SearchConfig(trials=2, gpus_per_trial=1)) is None  # GPU trials
+    monkeypatch.delenv("LKNAS_TRIAL_DEVICE")
+    service = _timing_service(Store(1), SearchConfig(trials=2))
+    try:
+        assert service is not None and service.socket_path.endswith(f"timer-{os.getpid()}.sock")
+    finally:
+        service.close()

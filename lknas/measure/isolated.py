@@ -10,37 +10,71 @@ place either way: a process like the one `lknas latency` runs in, with a 1-CPU t
 It runs `lknas.measure.measure_latency` with the given settings, one architecture per request, and
 answers with JSON lines; it ends when its input does (so a killed parent leaves no timer behind).
 
-    python -m lknas.measure.isolated   # the child's side: settings, then one {"arch_yaml": ..., "layout": ...} a line
+With `socket_path` the child is also the node's timing service: other processes (a search's Ray
+workers) send it a request each over that Unix socket (`request_timing`: the setting and the
+architecture), and it times them one at a time, in the same process as its parent's requests.
+One torch import per search instead of one per worker, and every timing of a search in one
+process, so a process-level offset (where a net's buffers land moves one timing by up to 7%)
+is shared by every architecture instead of told apart by trial.
+
+    python -m lknas.measure.isolated [--socket PATH]   # the child's side: settings, then one
+                                                       # {"arch_yaml": ..., "layout": ...} a line
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChildTimer", "ANSWER_KEYS"]
+__all__ = ["ChildTimer", "request_timing", "service_path", "ANSWER_KEYS", "REQUEST_TIMEOUT_S"]
 
 ANSWER_KEYS = ("latency_ms", "raw_ms", "throughput", "device", "threads", "method", "waited_s", "layout",
                "foreign_load", "attempts", "reference_measured_ms", "on_cpu")  # what the child sends back
+REQUEST_TIMEOUT_S = 300.0  # a service request's wait, queueing and start-up included, before it gives up
 
 
 class ChildTimer:
     """Times architectures in a fresh Python process, one at a time, with `measure_latency` and the
     trials' settings (`setting`: resolution, threads, repeats, reference_ms, num_classes, in_chans,
     device; optionally throughput_batch, None by default); see the module docstring.
-    `pin_openmp=False` leaves OpenMP's pool at its default. The search's CPU trials time their
-    deploy model in one (`lknas.search.trial`), the retime phase in another, and
-    `benchmarks/latency_repeatability.py` its quiet yardstick."""
+    `pin_openmp=False` leaves OpenMP's pool at its default; `socket_path` makes it a timing
+    service too (`request_timing`), and `setting` (the parent's own requests') may then be set
+    later (`timer.setting = ...`, before the first call; `threads` then sizes OpenMP's pool).
+    A search's driver starts one for its trials and its retime phase (`lknas.search.runner`), a
+    worker without one its own (`lknas.search.trial`), and `benchmarks/latency_repeatability.py`
+    times its quiet yardstick in them."""
 
-    def __init__(self, setting: dict[str, Any], pin_openmp: bool = True):
+    def __init__(self, setting: dict[str, Any] | None, pin_openmp: bool = True, socket_path: str | None = None,
+                 threads: int | None = None):
         import os
         import subprocess
         import sys
 
         env = {k: v for k, v in os.environ.items() if pin_openmp or k != "OMP_NUM_THREADS"}
-        if pin_openmp and setting.get("threads"):  # as Ray sets it for a trial of that many CPUs
-            env["OMP_NUM_THREADS"] = str(setting["threads"])
-        self._proc = subprocess.Popen([sys.executable, "-m", "lknas.measure.isolated"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self._send(setting)
+        threads = (setting or {}).get("threads") or threads
+        if pin_openmp and threads:  # as Ray sets it for a trial of that many CPUs
+            env["OMP_NUM_THREADS"] = str(threads)
+        command = [sys.executable, "-m", "lknas.measure.isolated"] + (["--socket", socket_path] if socket_path else [])
+        self.socket_path = socket_path
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)
+        self.setting, self._sent = setting, False  # sent with the first request: a service may learn it late
+        if socket_path:
+            self._wait_for_socket(socket_path)
+
+    def _wait_for_socket(self, path: str, timeout: float = 30.0) -> None:
+        """Return once the service's socket is bound (before the child imports torch: a fraction of
+        a second), so a request sent from now on queues instead of finding no service."""
+        import os
+        import time
+
+        from lknas.errors import LknasError
+
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self._proc.kill()
+                lines = self._proc.stderr.read().strip().splitlines()
+                raise LknasError(f"the timing service did not start at {path}: {lines[-1] if lines else 'no message'}")
+            time.sleep(0.01)
 
     def _send(self, message: Any) -> None:
         import json
@@ -56,6 +90,9 @@ class ChildTimer:
         from lknas.errors import LknasError
 
         try:
+            if not self._sent:
+                self._send(self.setting)
+                self._sent = True
             self._send({"arch_yaml": arch_yaml, "layout": layout})
             line = self._proc.stdout.readline()
             return json.loads(line)
@@ -87,30 +124,161 @@ class ChildTimer:
             self._proc.wait()
 
 
+def service_path() -> str | None:
+    """Where a new timing service's socket goes: this process's own path in the node's lock
+    directory (`lknas.quiet.lock_dir`); None when that is too long for a Unix socket. Sockets
+    there whose search process is gone (killed with its service) are removed."""
+    import os
+
+    from lknas.quiet import lock_dir
+
+    folder = lock_dir()
+    for old in folder.glob("timer-*.sock"):  # left by a search killed with its service: its driver is gone
+        pid = old.name[len("timer-"):-len(".sock")]
+        if pid.isdigit() and not _alive(int(pid)):
+            old.unlink(missing_ok=True)
+    path = str(folder / f"timer-{os.getpid()}.sock")
+    return path if len(path.encode()) < 100 else None
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def request_timing(socket_path: str, setting: dict[str, Any], arch_yaml: str, layout: str | None = None,
+                   timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+    """`measure_latency`'s answer (`ANSWER_KEYS`) for one architecture, timed by the timing
+    service at `socket_path` (a `ChildTimer` started with it) with `setting` (as `ChildTimer`'s).
+
+    Raises:
+        LknasError: the service is not there, fails, or does not answer within `timeout` seconds.
+    """
+    import json
+    import socket
+
+    from lknas.errors import LknasError
+
+    message = json.dumps({"setting": setting, "arch_yaml": arch_yaml, "layout": layout}) + "\n"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(socket_path)
+            conn.sendall(message.encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+    except (OSError, ValueError) as err:
+        raise LknasError(f"the timing service at {socket_path} did not answer: {err or type(err).__name__}") from None
+    if "error" in answer:
+        raise LknasError(f"the timing service at {socket_path} failed: {answer['error']}")
+    return answer
+
+
+def _time(setting: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    from lknas.arch import ArchConfig
+    from lknas.measure import measure_latency
+
+    arch = ArchConfig.from_yaml(request["arch_yaml"])
+    lat = measure_latency(arch, setting["resolution"], threads=setting["threads"],
+                          num_classes=setting["num_classes"], in_chans=setting["in_chans"],
+                          device=setting["device"], repeats=setting["repeats"],
+                          throughput_batch=setting.get("throughput_batch"), reference_ms=setting["reference_ms"],
+                          layout=request.get("layout"))
+    return {k: lat[k] for k in ANSWER_KEYS}
+
+
+def _listen(path: str):
+    """The service's socket, bound before torch is imported so that early requests queue."""
+    import os
+    import socket
+
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    return server
+
+
+def _serve_socket(server, lock) -> None:
+    """Answer the socket's requests one connection at a time; a request that fails gets its error
+    back and the service goes on."""
+    import json
+
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:  # closed: the service is ending
+            return
+        with conn:
+            try:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data)
+                with lock:
+                    answer = _time(request["setting"], request)
+            except Exception as err:  # noqa: BLE001 - the requester reports it; the service serves the next
+                answer = {"error": f"{type(err).__name__}: {err}"}
+            try:
+                conn.sendall((json.dumps(answer) + "\n").encode())
+            except OSError:
+                pass  # the requester gave up
+
+
 def _serve() -> None:
     """The child's side of `ChildTimer`: the setting on the first line, then one architecture YAML
-    (and optionally a pinned layout) a line, one JSON answer a line."""
-    import json
+    (and optionally a pinned layout) a line, one JSON answer a line; with `--socket PATH`, also
+    the service's requests (`request_timing`), one timing at a time."""
     import sys
+
+    path = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else None
+    server = _listen(path) if path else None  # first: requests queue from here on
+
+    import json
+    import os
+    import threading
 
     from lknas import quiet
     from lknas.ops.allocator import keep_freed_memory
 
     keep_freed_memory()  # as in the trials whose timings these repeat
     with quiet.working():  # importing torch is work on the node: no trial times its latency meanwhile
-        from lknas.arch import ArchConfig
-        from lknas.measure import measure_latency
+        import lknas.arch  # noqa: F401
+        import lknas.measure  # noqa: F401
 
-    setting = json.loads(sys.stdin.readline())
-    for line in sys.stdin:
-        request = json.loads(line)
-        arch = ArchConfig.from_yaml(request["arch_yaml"])
-        lat = measure_latency(arch, setting["resolution"], threads=setting["threads"],
-                              num_classes=setting["num_classes"], in_chans=setting["in_chans"],
-                              device=setting["device"], repeats=setting["repeats"],
-                              throughput_batch=setting.get("throughput_batch"), reference_ms=setting["reference_ms"],
-                              layout=request.get("layout"))
-        print(json.dumps({k: lat[k] for k in ANSWER_KEYS}), flush=True)
+    lock = threading.Lock()
+    if server is not None:
+        threading.Thread(target=_serve_socket, args=(server, lock), name="lknas-timing-service", daemon=True).start()
+    try:
+        first = sys.stdin.readline()  # a service whose parent never timed ends without a setting
+        setting = json.loads(first) if first.strip() else None
+        for line in sys.stdin if setting is not None else ():
+            with lock:
+                answer = _time(setting, json.loads(line))
+            print(json.dumps(answer), flush=True)
+    finally:
+        if server is not None:
+            server.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

@@ -191,6 +191,37 @@ def _latency_reference(store: RunStore, settings: dict[str, Any], resolution: in
 def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
             overrides: dict[str, Any]) -> SearchOutcome:
     search = _search_config(settings, space_obj, str(store.settings_file))
+    service = _timing_service(store, search)
+    try:
+        return _search_with(store, space_obj, settings, resume, quiet, stream, overrides, search, service)
+    finally:
+        if service is not None:
+            service.close(wait=False)  # its exit overlaps what the caller does next
+
+
+def _timing_service(store: RunStore, search: SearchConfig):
+    """The node's timing service (`lknas.measure.isolated.ChildTimer` with a socket) for this
+    search's CPU trials and its retime phase: one fresh process times every deploy model, started
+    before the data are built so that its torch import overlaps them. None for GPU trials,
+    LKNAS_LATENCY_PROCESS=trial, or when no trial is left to run."""
+    from lknas.device import trial_device
+    from lknas.measure.isolated import ChildTimer, service_path
+    from lknas.search.trial import latency_process
+
+    device = trial_device(search.gpus_per_trial)
+    if device != "cpu" or search.trials - _searched(store) <= 0:
+        return None
+    if latency_process(TrialContext(space_file="", device=device)) != "child" or (path := service_path()) is None:
+        return None
+    try:
+        return ChildTimer(None, socket_path=path, threads=max(1, int(search.cpus_per_trial)))
+    except LknasError as err:  # each worker then starts its own timing process
+        print(f"lknas: {err}; each Ray worker times in a process of its own", file=sys.stderr)
+        return None
+
+
+def _search_with(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
+                 overrides: dict[str, Any], search: SearchConfig, service) -> SearchOutcome:
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
         from lknas.search.seeds import seed_points
@@ -226,6 +257,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     ctx = TrialContext(space_file=str(store.space_file.resolve()), train_overrides=train_overrides,
                        num_classes=train_cfg.num_classes or bundle.num_classes, in_chans=bundle.in_chans,
                        threads=threads, device=device, latency_threads=threads, trial_seeds=search.trial_seeds,
+                       latency_service=service.socket_path if service is not None else None,
                        latency_reference_ms=_latency_reference(store, settings, train_cfg.resolution, bundle.in_chans,
                                                                device, threads))
     phase("latency_reference")
@@ -243,7 +275,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
         phase("ray_start")
         from lknas.search.monitor import SearchMonitor
 
-        prestart = _retime_prestart(settings, search, ctx, train_cfg.resolution)
+        prestart = _retime_prestart(settings, search, ctx, train_cfg.resolution) if service is None else None
         monitor = SearchMonitor(store, search.objectives, search.trials, done, quiet=quiet, stream=stream,
                                 summary=summary, on_tail=prestart.start if prestart is not None else None)
         seeds = f" ({search.trial_seeds} training seeds each, ranked by their mean)" if search.trial_seeds > 1 else ""
@@ -262,7 +294,7 @@ def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], r
     searched = _searched(store) >= search.trials
     try:
         if searched and not interrupted:
-            interrupted = _retime_phase(store, settings, search, ctx, train_cfg.resolution, stream, prestart)
+            interrupted = _retime_phase(store, settings, search, ctx, train_cfg.resolution, stream, prestart, service)
             phase("retime")
     finally:
         if prestart is not None:  # started for a phase that did not run (an interrupted search)
@@ -328,23 +360,26 @@ def _retime_prestart(settings: dict[str, Any], search: SearchConfig, ctx: TrialC
 
 
 def _retime_phase(store: RunStore, settings: dict[str, Any], search: SearchConfig, ctx: TrialContext,
-                  resolution: int, stream, prestart=None) -> bool:
+                  resolution: int, stream, prestart=None, service=None) -> bool:
     """Time the architectures near the latency front again on the idle node (`lknas.search.retime`),
-    with `prestart`'s timer when the tail started it. True if interrupted."""
-    from lknas.search.retime import run_retime
+    in the search's timing service when it has one (the process that timed its trials), else with
+    `prestart`'s timer when the tail started it. True if interrupted."""
+    from lknas.search.retime import run_retime, timer_setting
 
     skip = _retime_skip(settings, search, ctx)
     if skip is not None:
         if skip:
             print(skip, file=stream)
         return False
-    timer = prestart.take() if prestart is not None else None
+    if service is not None:
+        service.setting = timer_setting(ctx, resolution)
+    timer = service if service is not None else prestart.take() if prestart is not None else None
     try:
         run_retime(store, ctx, search.objectives, search.retime, resolution, stream=stream, timer=timer)
     except KeyboardInterrupt:
         return True
     finally:
-        if timer is not None:
+        if timer is not None and timer is not service:
             timer.close(wait=False)  # its exit overlaps what the search does next
     return False
 

@@ -8,7 +8,8 @@ training when the sample is infeasible, else trains and measures it, reporting e
 
 Both halves do their work inside `lknas.quiet.working()`, and the latency is timed under
 `lknas.quiet.exclusive()`: no trial's deploy model is timed while another trial (or the driver's
-counting) computes on the same node.
+counting) computes on the same node. A CPU trial times in its worker's fresh timing process
+(`deploy_latency`), not in the worker that has just trained a net.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from lknas.search.samplers import record_constraints
 from lknas.search.store import PARAM_PREFIX
 from lknas.space.configs import Constraints, TrainConfig
 
-__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "deploy_latency", "latency_process",
+__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "deploy_latency", "latency_process", "timing_setting",
            "INTERNAL_KEYS", "CURVE_KEY"]
 
 NUMBER_KEY = "lknas.trial"
@@ -54,6 +55,7 @@ class TrialContext:
     erf: bool = True
     latency_reference_ms: float | None = None  # the reference net's time before the first trial (CPU runs)
     trial_seeds: int = 1  # training seeds per search trial (a confirm re-training trains one)
+    latency_service: str | None = None  # the node's timing service (its Unix socket), where the driver started one
 
 
 def _space(ctx: TrialContext):
@@ -214,11 +216,11 @@ _TIMERS: dict[str, Any] = {}  # this worker's timing processes, one per setting
 
 
 def latency_process(ctx: TrialContext) -> str:
-    """Where a trial times its deploy model: `child`, a fresh Python process the worker keeps for
-    its trials (CPU trials; `lknas.measure.isolated`), or `trial`, the trial's own process (GPU
-    trials, and CPU ones with LKNAS_LATENCY_PROCESS=trial). A Ray worker that has just trained a
-    net times the next one up to 5% slower than a fresh process does (ranked 0.88 against a quiet
-    re-measurement in `benchmarks/latency_repeatability.py`, 0.92 from a child)."""
+    """Where a trial times its deploy model: `child`, a fresh Python process (CPU trials; the
+    driver's timing service where it started one, else one the worker starts and keeps for its
+    trials: `lknas.measure.isolated`), or `trial`, the trial's own process (GPU trials, and CPU
+    ones with LKNAS_LATENCY_PROCESS=trial). A Ray worker that has just trained a net timed the
+    next one 4-5% slow (median over a run; `benchmarks/latency_repeatability.py`)."""
     import os
 
     from lknas.errors import LknasError
@@ -232,20 +234,35 @@ def latency_process(ctx: TrialContext) -> str:
     return choice
 
 
+def timing_setting(ctx: TrialContext, resolution: int) -> dict[str, Any]:
+    """How a trial times its deploy model (`lknas.measure.isolated.ChildTimer`'s setting)."""
+    return {"resolution": resolution, "threads": ctx.latency_threads, "reference_ms": ctx.latency_reference_ms,
+            "repeats": LATENCY_REPEATS, "num_classes": ctx.num_classes, "in_chans": ctx.in_chans,
+            "device": "cpu" if ctx.device == "cpu" else ctx.device, "throughput_batch": THROUGHPUT_BATCH}
+
+
 def deploy_latency(arch: ArchConfig, resolution: int, ctx: TrialContext) -> dict[str, Any]:
     """`measure_latency`'s answer for the trial's deploy model, timed where `latency_process`
-    says, plus `process`: where it was timed. The worker gives up its share of the node while its
-    child times (the child's exclusive timing would wait for it), and a child that fails is
-    replaced by a timing in the trial's process (`process: trial`), with a warning."""
+    says, plus `process`: `service` (the node's timing service, `ctx.latency_service`), `child`
+    (the worker's own timing process: no service, or it is on another node or failed) or `trial`.
+    The worker gives up its share of the node while another process times (that timing's
+    exclusive lock would wait for it); a failure falls back to the next place, with a warning."""
+    import os
     import sys
 
     from lknas.errors import LknasError
     from lknas.measure import measure_latency
 
-    setting = {"resolution": resolution, "threads": ctx.latency_threads, "reference_ms": ctx.latency_reference_ms,
-               "repeats": LATENCY_REPEATS, "num_classes": ctx.num_classes, "in_chans": ctx.in_chans,
-               "device": "cpu" if ctx.device == "cpu" else ctx.device, "throughput_batch": THROUGHPUT_BATCH}
+    setting = timing_setting(ctx, resolution)
     if latency_process(ctx) == "child":
+        if ctx.latency_service and os.path.exists(ctx.latency_service):
+            from lknas.measure.isolated import request_timing
+
+            try:
+                with quiet.idle():
+                    return {**request_timing(ctx.latency_service, setting, arch.to_yaml()), "process": "service"}
+            except LknasError as err:
+                print(f"lknas: {err}; timing this trial's deploy model in the worker's own process", file=sys.stderr)
         key = repr(sorted(setting.items()))
         try:
             timer = _TIMERS.get(key)
