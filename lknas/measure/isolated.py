@@ -52,29 +52,19 @@ class ChildTimer:
         threads = (setting or {}).get("threads") or threads
         if pin_openmp and threads:  # as Ray sets it for a trial of that many CPUs
             env["OMP_NUM_THREADS"] = str(threads)
-        command = [sys.executable, "-m", "lknas.measure.isolated"] + (["--socket", socket_path] if socket_path else [])
+        command = [sys.executable, "-m", "lknas.measure.isolated"]
         self.socket_path = socket_path
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env)
+        server = _listen(socket_path) if socket_path else None  # bound here: requests queue from now on
+        if server is not None:
+            command += ["--socket", socket_path, "--socket-fd", str(server.fileno())]
+        try:
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=env,
+                                          pass_fds=(server.fileno(),) if server is not None else ())
+        finally:
+            if server is not None:
+                server.close()  # the child's copy serves it
         self.setting, self._sent = setting, False  # sent with the first request: a service may learn it late
-        if socket_path:
-            self._wait_for_socket(socket_path)
-
-    def _wait_for_socket(self, path: str, timeout: float = 30.0) -> None:
-        """Return once the service's socket is bound (before the child imports torch: a fraction of
-        a second), so a request sent from now on queues instead of finding no service."""
-        import os
-        import time
-
-        from lknas.errors import LknasError
-
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(path):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self._proc.kill()
-                lines = self._proc.stderr.read().strip().splitlines()
-                raise LknasError(f"the timing service did not start at {path}: {lines[-1] if lines else 'no message'}")
-            time.sleep(0.01)
 
     def _send(self, message: Any) -> None:
         import json
@@ -200,7 +190,8 @@ def _time(setting: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listen(path: str):
-    """The service's socket, bound before torch is imported so that early requests queue."""
+    """The service's listening socket, bound by the parent and handed to the child, so requests
+    queue from the start (the child's imports take seconds)."""
     import os
     import socket
 
@@ -243,16 +234,18 @@ def _serve_socket(server, lock) -> None:
 
 def _serve() -> None:
     """The child's side of `ChildTimer`: the setting on the first line, then one architecture YAML
-    (and optionally a pinned layout) a line, one JSON answer a line; with `--socket PATH`, also
-    the service's requests (`request_timing`), one timing at a time."""
+    (and optionally a pinned layout) a line, one JSON answer a line; with `--socket PATH
+    --socket-fd N` (the listening socket its parent bound), also the service's requests
+    (`request_timing`), one timing at a time."""
     import sys
-
-    path = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else None
-    server = _listen(path) if path else None  # first: requests queue from here on
 
     import json
     import os
+    import socket
     import threading
+
+    path = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else None
+    server = socket.socket(fileno=int(sys.argv[sys.argv.index("--socket-fd") + 1])) if path else None
 
     from lknas import quiet
     from lknas.ops.allocator import keep_freed_memory

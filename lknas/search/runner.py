@@ -215,7 +215,7 @@ def _timing_service(store: RunStore, search: SearchConfig):
         return None
     try:
         return ChildTimer(None, socket_path=path, threads=max(1, int(search.cpus_per_trial)))
-    except LknasError as err:  # each worker then starts its own timing process
+    except (LknasError, OSError) as err:  # each worker then starts its own timing process
         print(f"lknas: {err}; each Ray worker times in a process of its own", file=sys.stderr)
         return None
 
