@@ -162,18 +162,23 @@ def request_timing(socket_path: str, setting: dict[str, Any], arch_yaml: str, la
             conn.settimeout(timeout)
             conn.connect(socket_path)
             conn.sendall(message.encode())
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-        answer = json.loads(data)
+            answer = json.loads(_read_line(conn))
     except (OSError, ValueError) as err:
         raise LknasError(f"the timing service at {socket_path} did not answer: {err or type(err).__name__}") from None
     if "error" in answer:
         raise LknasError(f"the timing service at {socket_path} failed: {answer['error']}")
     return answer
+
+
+def _read_line(conn) -> bytes:
+    """One JSON message from a socket: the bytes up to its newline (or the peer's close)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _time(setting: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
@@ -215,13 +220,7 @@ def _serve_socket(server, lock) -> None:
             return
         with conn:
             try:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(1 << 16)
-                    if not chunk:
-                        break
-                    data += chunk
-                request = json.loads(data)
+                request = json.loads(_read_line(conn))
                 with lock:
                     answer = _time(request["setting"], request)
             except Exception as err:  # noqa: BLE001 - the requester reports it; the service serves the next

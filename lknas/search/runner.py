@@ -191,9 +191,10 @@ def _latency_reference(store: RunStore, settings: dict[str, Any], resolution: in
 def _search(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
             overrides: dict[str, Any]) -> SearchOutcome:
     search = _search_config(settings, space_obj, str(store.settings_file))
+    phase = _Phases()  # "data" includes the service's start and the driver's imports, as before it
     service = _timing_service(store, search)
     try:
-        return _search_with(store, space_obj, settings, resume, quiet, stream, overrides, search, service)
+        return _search_with(store, space_obj, settings, resume, quiet, stream, overrides, search, service, phase)
     finally:
         if service is not None:
             service.close(wait=False)  # its exit overlaps what the caller does next
@@ -221,7 +222,7 @@ def _timing_service(store: RunStore, search: SearchConfig):
 
 
 def _search_with(store: RunStore, space_obj: SearchSpace, settings: dict[str, Any], resume, quiet: bool, stream,
-                 overrides: dict[str, Any], search: SearchConfig, service) -> SearchOutcome:
+                 overrides: dict[str, Any], search: SearchConfig, service, phase: _Phases) -> SearchOutcome:
     points: list[dict[str, Any]] = []
     if resume is None and overrides.get("from_"):
         from lknas.search.seeds import seed_points
@@ -236,7 +237,6 @@ def _search_with(store: RunStore, space_obj: SearchSpace, settings: dict[str, An
         store.write_settings(settings)
     train_overrides = settings["train_overrides"]
     train_cfg = space_obj.train.replace(**train_overrides)
-    phase = _Phases()
 
     from lknas.data import build_data
     from lknas.train.proxy import check_curriculum

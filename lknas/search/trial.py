@@ -27,8 +27,8 @@ from lknas.search.samplers import record_constraints
 from lknas.search.store import PARAM_PREFIX
 from lknas.space.configs import Constraints, TrainConfig
 
-__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "deploy_latency", "latency_process", "timing_setting",
-           "INTERNAL_KEYS", "CURVE_KEY"]
+__all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "deploy_latency", "latency_process",
+           "timing_setting", "INTERNAL_KEYS", "CURVE_KEY"]
 
 NUMBER_KEY = "lknas.trial"
 INFEASIBLE_KEY = "lknas.infeasible"
@@ -204,9 +204,9 @@ def _static(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, counts: dict 
     else:
         out = effective_counts(measure_static(arch, cfg.resolution, ctx.num_classes, ctx.in_chans))
     lat = deploy_latency(arch, cfg.resolution, ctx)
-    out.update(latency_ms=lat["latency_ms"], latency_raw_ms=lat["raw_ms"], throughput=lat["throughput"], latency_device=lat["device"],
-               latency_threads=lat["threads"], latency_method=lat["method"], latency_wait=lat["waited_s"],
-               latency_layout=lat["layout"], latency_foreign=lat["foreign_load"], latency_on_cpu=lat["on_cpu"],
+    out.update(latency_ms=lat["latency_ms"], latency_raw_ms=lat["raw_ms"], throughput=lat["throughput"],
+               latency_device=lat["device"], latency_threads=lat["threads"], latency_method=lat["method"],
+               latency_wait=lat["waited_s"], latency_layout=lat["layout"], latency_foreign=lat["foreign_load"], latency_on_cpu=lat["on_cpu"],
                latency_attempts=lat["attempts"], latency_process=lat["process"])
     return out
 
