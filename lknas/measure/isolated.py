@@ -12,10 +12,10 @@ answers with JSON lines; it ends when its input does (so a killed parent leaves 
 
 With `socket_path` the child is also the node's timing service: other processes (a search's Ray
 workers) send it a request each over that Unix socket (`request_timing`: the setting and the
-architecture), and it times them one at a time, in the same process as its parent's requests.
-One torch import per search instead of one per worker, and every timing of a search in one
-process, so a process-level offset (where a net's buffers land moves one timing by up to 7%)
-is shared by every architecture instead of told apart by trial.
+architecture), and it times them one at a time, in the same process as its parent's requests:
+one torch import per search instead of one per worker. (Every timing of a search then comes from
+one process; that did not rank nets 1-3% apart any better, since one process can time two such
+nets a few % apart in either order: `results/benchmarks/latency_timing_process.md`.)
 
     python -m lknas.measure.isolated [--socket PATH]   # the child's side: settings, then one
                                                        # {"arch_yaml": ..., "layout": ...} a line
@@ -236,11 +236,10 @@ def _serve() -> None:
     (and optionally a pinned layout) a line, one JSON answer a line; with `--socket PATH
     --socket-fd N` (the listening socket its parent bound), also the service's requests
     (`request_timing`), one timing at a time."""
-    import sys
-
     import json
     import os
     import socket
+    import sys
     import threading
 
     path = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else None

@@ -8,8 +8,8 @@ training when the sample is infeasible, else trains and measures it, reporting e
 
 Both halves do their work inside `lknas.quiet.working()`, and the latency is timed under
 `lknas.quiet.exclusive()`: no trial's deploy model is timed while another trial (or the driver's
-counting) computes on the same node. A CPU trial times in its worker's fresh timing process
-(`deploy_latency`), not in the worker that has just trained a net.
+counting) computes on the same node. A CPU trial times in a fresh process (`deploy_latency`: the
+search's timing service, else one of its worker's own), not in the worker that has just trained.
 """
 from __future__ import annotations
 
