@@ -81,9 +81,11 @@ def test_a_new_service_path_clears_sockets_of_searches_that_are_gone(tmp_path, m
 
     monkeypatch.setenv("LKNAS_QUIET_DIR", str(tmp_path))
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    gone = tmp_path / f"timer-{ended.stdout.strip()}.sock"
-    alive = tmp_path / f"timer-{os.getppid()}.sock"
+    gone = tmp_path / f"timer-{ended.stdout.strip()}-0a1b2c3d.sock"
+    alive = tmp_path / f"timer-{os.getppid()}-0a1b2c3d.sock"
     for path in (gone, alive):
         path.write_text("")
-    assert service_path() == str(tmp_path / f"timer-{os.getpid()}.sock")
+    first, second = service_path(), service_path()
+    assert first.startswith(str(tmp_path / f"timer-{os.getpid()}-")) and first.endswith(".sock")
+    assert second != first  # a service still ending never removes the next one's socket
     assert not gone.exists() and alive.exists()

@@ -127,6 +127,6 @@ def test_the_search_starts_a_service_only_for_cpu_trials_left_to_run(monkeypatch
     monkeypatch.delenv("LKNAS_TRIAL_DEVICE")
     service = _timing_service(Store(1), SearchConfig(trials=2))
     try:
-        assert service is not None and service.socket_path.endswith(f"timer-{os.getpid()}.sock")
+        assert service is not None and f"timer-{os.getpid()}-" in service.socket_path
     finally:
         service.close()

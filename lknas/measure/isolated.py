@@ -115,19 +115,22 @@ class ChildTimer:
 
 
 def service_path() -> str | None:
-    """Where a new timing service's socket goes: this process's own path in the node's lock
+    """Where a new timing service's socket goes: a new path of this process's in the node's lock
     directory (`lknas.quiet.lock_dir`); None when that is too long for a Unix socket. Sockets
     there whose search process is gone (killed with its service) are removed."""
     import os
 
     from lknas.quiet import lock_dir
 
+    import secrets
+
     folder = lock_dir()
     for old in folder.glob("timer-*.sock"):  # left by a search killed with its service: its driver is gone
-        pid = old.name[len("timer-"):-len(".sock")]
+        pid = old.name[len("timer-"):-len(".sock")].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             old.unlink(missing_ok=True)
-    path = str(folder / f"timer-{os.getpid()}.sock")
+    # a new name each time: a service still ending (it removes its socket on exit) never takes the next one's
+    path = str(folder / f"timer-{os.getpid()}-{secrets.token_hex(4)}.sock")
     return path if len(path.encode()) < 100 else None
 
 
