@@ -41,6 +41,7 @@ __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_
 _SEARCH_OVERRIDES = ("trials", "sampler", "scheduler", "grace_period", "reduction_factor", "seed", "cpus_per_trial",
                      "gpus_per_trial", "max_concurrent", "time_budget", "confirm", "retime", "trial_seeds")
 _TRAIN_OVERRIDES = ("epochs", "steps", "dataset", "batch_size", "subset", "resolution")
+_OTHER_OVERRIDES = ("objectives", "address", "ray_storage", "from_")
 
 
 @dataclass
@@ -127,11 +128,19 @@ def run_search(
     """Run (or resume) a search. `overrides` take precedence over the space's `search`/`train`
     sections: trials, sampler, objectives (tuple of Objective), scheduler, grace_period and
     reduction_factor (asha / moasha: `lknas.search.schedulers`), seed, cpus_per_trial,
-    gpus_per_trial, max_concurrent, time_budget, epochs, steps, dataset, batch_size, subset,
-    resolution, address, ray_storage (Ray Tune's storage_path: NFS or s3:// on multi-node clusters), from_ (architectures to evaluate first: see `lknas.search.seeds`).
+    gpus_per_trial, max_concurrent, time_budget, confirm, retime, trial_seeds, epochs, steps,
+    dataset, batch_size, subset, resolution, address, ray_storage (Ray Tune's storage_path: NFS or
+    s3:// on multi-node clusters), from_ (architectures to evaluate first: `lknas.search.seeds`).
     At resume only the flags of `resume.CHANGEABLE_AT_RESUME` may change; they are saved to run.json.
     The run directory is held (`RunStore.hold`) from before anything is written until the search
-    returns: a second search on it fails with RunBusyError (a LknasError) before Ray starts."""
+    returns: a second search on it fails with RunBusyError (a LknasError) before Ray starts.
+
+    Raises:
+        TypeError: an override this function does not know (`trails=5`), before anything is read
+            or written; the message names it and the closest known name.
+        LknasError: a malformed space, settings that do not fit it, or a run that cannot start.
+    """
+    _check_override_names(overrides)
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
@@ -166,6 +175,22 @@ def run_search(
             shutil.copyfile(space_obj.file, store.space_file)
             store.write_settings(settings)
         return _search(store, space_obj, settings, resume, quiet, stream, overrides)
+
+
+def _check_override_names(overrides: dict[str, Any]) -> None:
+    """TypeError for keyword arguments `run_search` does not take, as Python raises for a fixed
+    signature (they would otherwise be dropped without a word)."""
+    import difflib
+
+    known = _SEARCH_OVERRIDES + _TRAIN_OVERRIDES + _OTHER_OVERRIDES
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(f"run_search() got unexpected keyword argument(s) {', '.join(hints)}; it takes "
+                        f"space, resume, out, quiet, stream and {', '.join(known)}")
 
 
 def _latency_reference(store: RunStore, settings: dict[str, Any], resolution: int, in_chans: int, device: str,
