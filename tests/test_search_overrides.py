@@ -8,8 +8,13 @@ from lknas.errors import LknasError
 from lknas.search import runner
 
 
-def test_a_misspelt_override_is_refused_by_name_before_anything_is_written(tmp_path):
+def test_a_misspelt_override_is_refused_by_name_before_anything_is_written(tmp_path, monkeypatch):
     out = tmp_path / "run"
+
+    def no_space(*args, **kwargs):  # reached only if the names were not checked first: fail fast, start no search
+        raise AssertionError("run_search read the space before checking its keyword arguments")
+
+    monkeypatch.setattr(runner, "load_space", no_space)
     with pytest.raises(TypeError) as err:
         runner.run_search("peleK_space.yaml", out=out, quiet=True, trails=5, lr=1e-3)
     message = str(err.value)
