@@ -301,8 +301,33 @@ def _num(p: argparse.ArgumentParser, flag: str, number: A.Number, help: str, **k
     p.add_argument(flag, type=number, help=A.with_range(help, number), **kw)
 
 
+def _file_arg(p: argparse.ArgumentParser, flag: str, help: str, required: bool = True) -> None:
+    """The command's input file, accepted either way: `lknas validate SPACE.yaml` or `lknas validate
+    --space SPACE.yaml` (a user who ran `search --space` tries it on `validate` next). `main` joins
+    the two into `args.<name>` (`_join_file_arg`)."""
+    name = flag.lstrip("-")
+    meta = name.upper()
+    p.add_argument(f"{name}_positional", nargs="?", metavar=meta, help=f"{help} (or {flag} {meta})")
+    p.add_argument(flag, metavar=meta, help=f"{help} (or as the first argument)")
+    p.set_defaults(_file_arg=(name, required, p))
+
+
+def _join_file_arg(args: argparse.Namespace) -> None:
+    """`args.<name>` from whichever form `_file_arg` took; a usage error (exit 2) if the file is
+    missing or given twice with two different values."""
+    name, required, parser = getattr(args, "_file_arg", (None, False, None))
+    if name is None:
+        return
+    positional, flag = getattr(args, f"{name}_positional"), getattr(args, name)
+    if positional and flag and positional != flag:
+        parser.error(f"the {name} is given twice ({positional} and --{name} {flag}): give it once")
+    setattr(args, name, flag or positional)
+    if required and not getattr(args, name):
+        parser.error(f"the following arguments are required: {name.upper()} (or --{name} {name.upper()})")
+
+
 def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.EPOCHS, epochs_default: int | None = None) -> None:
-    p.add_argument("--arch", required=True, help="architecture YAML (its `train` section gives the defaults)")
+    _file_arg(p, "--arch", "architecture YAML (its `train` section gives the defaults)")
     p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
     _num(p, "--epochs", epochs, "training epochs", default=epochs_default)
     _num(p, "--steps", A.STEPS, "training steps (overrides --epochs)")
@@ -382,18 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = command("validate", "check a search-space file and summarize its dimensions")
-    p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")
+    _file_arg(p, "--space", "space YAML (a bare name resolves to search_spaces/)")
     p.set_defaults(func=_cmd_validate)
 
     p = command("sample", "print one seeded ArchConfig of a space as YAML")
-    p.add_argument("space", help="space YAML (a bare name resolves to search_spaces/)")
+    _file_arg(p, "--space", "space YAML (a bare name resolves to search_spaces/)")
     _num(p, "--seed", A.SEED, "sampling seed (default 0)", default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     p.add_argument("--out", type=A.out_file, help="write the config to this file instead of stdout")
     p.set_defaults(func=_cmd_sample)
 
     p = command("count", "params and FLOPs (fvcore MACs of the deploy form)")
-    p.add_argument("arch", help="architecture YAML (a domain-free space or a sampled config)")
+    _file_arg(p, "--arch", "architecture YAML (a domain-free space or a sampled config)")
     _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
          default=224)
     _num(p, "--num-classes", A.NUM_CLASSES, "classifier size (default 1000)", default=1000)
@@ -401,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_count)
 
     p = command("search", "multi-objective architecture search (Ray Tune + Optuna)")
-    p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
+    _file_arg(p, "--space", "space YAML (a bare name resolves to search_spaces/)", required=False)
     p.add_argument("--resume", metavar="RUN", help="continue the search in results/RUN (a flag that would change "
                    "what it searches is refused)")
     _num(p, "--trials", A.TRIALS, "number of trials (space: search.trials)")
@@ -449,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = command("train", "full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
-    p.add_argument("--arch", required=True, help="architecture YAML (e.g. from `lknas export`)")
+    _file_arg(p, "--arch", "architecture YAML (e.g. from `lknas export`)")
     p.add_argument("--data", dest="dataset",
                    help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes (default: the "
                         "file's train.dataset, as a search result or export carries it)")
@@ -494,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_scale)
 
     p = command("fidelity", "rank agreement of the proxy budget with a larger one, and its seed noise")
-    p.add_argument("--space", help="space YAML (a bare name resolves to search_spaces/)")
+    _file_arg(p, "--space", "space YAML (a bare name resolves to search_spaces/)", required=False)
     _num(p, "--archs", A.FIDELITY_ARCHS, "architectures sampled from the space (default 12)", default=12)
     _num(p, "--seeds", A.FIDELITY_SEEDS, "seeds per architecture and budget (default 2)", default=2)
     _num(p, "--target-seeds", A.FIDELITY_SEEDS, "seeds per architecture at the target budget (default: --seeds): "
@@ -546,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_proxy)
 
     p = command("latency", "latency and throughput of the deploy (reparameterized) form")
-    p.add_argument("--arch", required=True, help="architecture YAML")
+    _file_arg(p, "--arch", "architecture YAML")
     _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
          default=224)
     _num(p, "--batch-size", A.BATCH, "latency batch (default 1)", default=1)
@@ -574,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _join_file_arg(args)
     debug = getattr(args, "debug", False) or os.environ.get("LKNAS_DEBUG", "") not in ("", "0")
     func: Callable[[argparse.Namespace], int] = args.func
     if hasattr(args, "verbose") and not args.verbose:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lknas.cli import build_parser, main
+from lknas.cli import _join_file_arg, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,45 @@ def test_each_subcommand_has_help(name, capsys):
         main([name, "--help"])
     assert exc.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+# each command that reads one space or architecture file, and the name its flag gives it
+FILE_COMMANDS = {"validate": "space", "sample": "space", "search": "space", "fidelity": "space", "count": "arch",
+                 "latency": "arch", "train": "arch", "train-proxy": "arch", "erf": "arch"}
+OPTIONAL_FILE = {"search", "fidelity"}  # --resume RUN / --out RUN instead
+
+
+def _parsed(argv: list[str]):
+    args = build_parser().parse_args(argv)
+    _join_file_arg(args)
+    return args
+
+
+@pytest.mark.parametrize("command,name", FILE_COMMANDS.items())
+def test_the_input_file_is_taken_as_argument_or_as_flag(command, name):
+    assert getattr(_parsed([command, "x.yaml"]), name) == "x.yaml"
+    assert getattr(_parsed([command, f"--{name}", "x.yaml"]), name) == "x.yaml"
+    assert getattr(_parsed([command, "x.yaml", f"--{name}", "x.yaml"]), name) == "x.yaml"  # the same file twice
+
+
+@pytest.mark.parametrize("command,name", FILE_COMMANDS.items())
+def test_two_different_input_files_or_none_is_a_usage_error(command, name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parsed([command, "x.yaml", f"--{name}", "y.yaml"])
+    assert exc.value.code == 2
+    assert "given twice (x.yaml and" in capsys.readouterr().err
+    if command in OPTIONAL_FILE:
+        assert getattr(_parsed([command]), name) is None
+        return
+    with pytest.raises(SystemExit) as exc:
+        _parsed([command])
+    assert exc.value.code == 2
+    assert f"required: {name.upper()} (or --{name} {name.upper()})" in capsys.readouterr().err
+
+
+def test_validate_takes_the_space_as_search_does(capsys):
+    assert main(["validate", "--space", "peleK_space.yaml"]) == 0
+    assert "dimensions" in capsys.readouterr().out
 
 
 def test_validate_bundled_space_by_bare_name():
