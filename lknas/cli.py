@@ -26,6 +26,9 @@ from lknas import cli_args as A
 from lknas.errors import LknasError
 from lknas.space.configs import OBJECTIVE_MODES, SAMPLERS, SCHEDULERS
 
+# the --data values (lknas.data.base.KINDS, which imports torch; a test keeps the two in step)
+DATA_HELP = "pointer | pathfinder | shapes (each with :key=value,...) | imagefolder:PATH | cifar10:PATH | cifar100:PATH"
+
 EXIT_CODES = "exit codes: 0 done; 2 a user error (the message says what to change); 1 an unexpected error " \
              "(--debug shows its traceback); 130 interrupted"
 
@@ -92,9 +95,11 @@ def _arch_and_train(args: argparse.Namespace):
 
 
 def _cmd_train_proxy(args: argparse.Namespace) -> int:
+    from lknas.data import parse_spec
     from lknas.measure import measure_trial
 
     arch, cfg = _arch_and_train(args)
+    parse_spec(cfg.dataset)  # a misspelt name fails before the banner names it as the data set
     if args.threads:
         import torch
 
@@ -328,7 +333,7 @@ def _join_file_arg(args: argparse.Namespace) -> None:
 
 def _add_train_flags(p: argparse.ArgumentParser, epochs: A.Number = A.EPOCHS, epochs_default: int | None = None) -> None:
     _file_arg(p, "--arch", "architecture YAML (its `train` section gives the defaults)")
-    p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
+    p.add_argument("--data", dest="dataset", help=DATA_HELP)
     _num(p, "--epochs", epochs, "training epochs", default=epochs_default)
     _num(p, "--steps", A.STEPS, "training steps (overrides --epochs)")
     _num(p, "--batch-size", A.BATCH, "batch size")
@@ -441,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
          "(space: search.reduction_factor, default 2)")
     _num(p, "--epochs", A.EPOCHS, "proxy epochs per trial (space: train.epochs)")
     _num(p, "--steps", A.STEPS, "proxy steps per trial (overrides --epochs)")
-    p.add_argument("--data", dest="dataset", help="pathfinder | shapes | imagefolder:PATH | cifar10:PATH | cifar100:PATH")
+    p.add_argument("--data", dest="dataset", help=DATA_HELP)
     _num(p, "--subset", A.SUBSET, "use at most this many training images")
     _num(p, "--batch-size", A.BATCH, "proxy batch size")
     _num(p, "--seed", A.SEED, "sampler seed (space: search.seed)")
@@ -476,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "full training recipe (timm): augmentation, mixup, EMA, checkpoints, deploy")
     _file_arg(p, "--arch", "architecture YAML (e.g. from `lknas export`)")
     p.add_argument("--data", dest="dataset",
-                   help="imagefolder:PATH | cifar10:PATH | cifar100:PATH | pathfinder | shapes (default: the "
+                   help=f"{DATA_HELP} (default: the "
                         "file's train.dataset, as a search result or export carries it)")
     _num(p, "--epochs", A.EPOCHS, "epochs (default 300)", default=300)
     _num(p, "--batch-size", A.BATCH, "batch size (default 128)", default=128)

@@ -127,3 +127,12 @@ def test_count_prints_params_and_flops():
     data = yaml.safe_load(result.stdout)
     assert data["params"] == 28_589_128
     assert abs(data["flops"] / 4.47e9 - 1) < 0.03
+
+
+def test_train_proxy_refuses_a_misspelt_data_set_before_announcing_it(tmp_path, capsys, monkeypatch):
+    arch = tmp_path / "arch.yaml"
+    assert main(["sample", "peleK_space.yaml", "--out", str(arch)]) == 0
+    monkeypatch.setattr("lknas.measure.measure_trial", lambda *a, **k: pytest.fail("trained on a misspelt data set"))
+    assert main(["train-proxy", str(arch), "--data", "pointr", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'pointer'?" in err and "training " not in err

@@ -8,6 +8,7 @@ import torch
 
 import lknas.data.pathfinder as pathfinder_mod
 from lknas.data import SYNTHETIC, DataBundle, DataError, build_data, parse_spec
+from lknas.data.base import KINDS
 from lknas.errors import LknasError
 
 
@@ -35,9 +36,21 @@ def test_unknown_name_lists_the_valid_ones():
         build_data("mnist")
     msg = str(e.value)
     assert "unknown data set 'mnist'" in msg
-    for valid in ("pathfinder", "shapes", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH"):
-        assert valid in msg
+    for kind in KINDS:  # every kind, the default task `pointer` too
+        assert f"'{kind}" in msg
+    assert "did you mean" not in msg
     assert isinstance(e.value, LknasError)
+
+
+def test_a_misspelt_name_gets_the_closest_kind():
+    with pytest.raises(DataError, match=r"unknown data set 'pointr:miss=20' \(did you mean 'pointer'\?\)"):
+        parse_spec("pointr:miss=20")
+
+
+def test_the_command_line_help_names_every_kind():
+    from lknas.cli import DATA_HELP
+
+    assert all(kind in DATA_HELP for kind in KINDS)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The types every data set shares: `DataError`, `DataBundle` and the parsed data-set spec."""
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +49,8 @@ SYNTHETIC_KINDS = ("pathfinder", "pointer", "shapes")
 PATH_KINDS = ("imagefolder", "cifar10", "cifar100")
 KINDS = SYNTHETIC_KINDS + PATH_KINDS
 
-NAME_SYNTAX = (
-    "valid data sets: 'pathfinder[:key=value,...]', 'shapes[:key=value,...]', "
-    "'imagefolder:PATH', 'cifar10:PATH', 'cifar100:PATH'"
-)
+NAME_SYNTAX = "valid data sets: " + ", ".join(
+    [f"'{kind}[:key=value,...]'" for kind in SYNTHETIC_KINDS] + [f"'{kind}:PATH'" for kind in PATH_KINDS])
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,9 @@ def parse_spec(name: str) -> DataSpec:
     kind, sep, rest = name.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
-        raise DataError(f"unknown data set {name!r}; {NAME_SYNTAX}")
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"unknown data set {name!r}{hint}; {NAME_SYNTAX}")
     if kind in PATH_KINDS:
         if not rest.strip():
             raise DataError(f"{kind} needs a path: '{kind}:PATH'")
