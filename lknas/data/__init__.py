@@ -4,13 +4,17 @@
     bundle = build_data("pathfinder:hard", resolution=64, batch_size=64, seed=0)
     for x, y in bundle.train: ...        # x float32 (B,C,R,R) normalized, y int64, on `device`
 
-Names (the part after the first colon holds options or a path):
+Names (the part after the first colon holds options or a path; `lknas.data.base.KINDS`):
 
 - `pathfinder[:OPTIONS]`: LRA's Pathfinder, 2 classes, 1 channel (see `lknas.data.pathfinder`).
   Options: `difficulty=easy|medium|hard` (paths of 6 / 9 / 14 steps = 0.42 / 0.63 / 0.98 image
   widths, with 1 / 2 / 3 distractor curves; default easy; a bare word is the difficulty:
   `pathfinder:hard`), `length=N` (1..16 steps) and `distractors=N` (0..20) override the
   difficulty's values, `train=N`, `val=N`.
+- `pointer[:OPTIONS]`: does the arrow point at the disk, `distance` image widths away; 2 classes,
+  1 channel, the default spaces' proxy task (see `lknas.data.pointer`). Options:
+  `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG` or `LO-HI` (the smallest miss
+  angle, default 30), `distractors=N` or `LO-HI` (extra disks, default 0), `train=N`, `val=N`.
 - `shapes[:OPTIONS]`: textured geometric shapes, 8 classes, 3 channels (see `lknas.data.shapes`).
   Options: `classes=N` (the first N of circle, ring, square, frame, triangle, cross, star,
   crescent), `train=N`, `val=N`.

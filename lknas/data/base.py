@@ -23,7 +23,7 @@ class DataBundle:
     partial batch.
     """
 
-    name: str  # the kind: "pathfinder", "shapes", "imagefolder", "cifar10", "cifar100"
+    name: str  # the kind, one of KINDS: "pointer", "pathfinder", "shapes", "imagefolder", "cifar10", "cifar100"
     spec: str  # the canonical spec string, e.g. "pathfinder:difficulty=hard,distractors=3"
     train: Any
     val: Any
