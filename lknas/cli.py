@@ -27,7 +27,8 @@ from lknas.errors import LknasError
 from lknas.space.configs import OBJECTIVE_MODES, SAMPLERS, SCHEDULERS
 
 # the --data values (lknas.data.base.KINDS, which imports torch; a test keeps the two in step)
-DATA_HELP = "pointer | pathfinder | shapes (each with :key=value,...) | imagefolder:PATH | cifar10:PATH | cifar100:PATH"
+DATA_HELP = ("pointer | match | pathfinder | shapes (each with :key=value,...) | imagefolder:PATH | cifar10:PATH | "
+             "cifar100:PATH")
 
 EXIT_CODES = "exit codes: 0 done; 2 a user error (the message says what to change); 1 an unexpected error " \
              "(--debug shows its traceback); 130 interrupted"

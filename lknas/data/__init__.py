@@ -15,6 +15,9 @@ Names (the part after the first colon holds options or a path; `lknas.data.base.
   1 channel, the default spaces' proxy task (see `lknas.data.pointer`). Options:
   `distance=LO-HI` (image widths, default 0.25-0.75), `miss=DEG` or `LO-HI` (the smallest miss
   angle, default 30), `distractors=N` or `LO-HI` (extra disks, default 0), `train=N`, `val=N`.
+- `match[:OPTIONS]`: are the two small glyphs `distance` image widths apart the same pattern;
+  2 classes, 1 channel (see `lknas.data.match`). Options: `distance=LO-HI` (default 0.25-0.75),
+  `glyphs=N` (patterns, 2..16, default 8), `train=N`, `val=N`.
 - `shapes[:OPTIONS]`: textured geometric shapes, 8 classes, 3 channels (see `lknas.data.shapes`).
   Options: `classes=N` (the first N of circle, ring, square, frame, triangle, cross, star,
   crescent), `train=N`, `val=N`.
@@ -54,7 +57,7 @@ from typing import Any
 import torch
 
 from lknas.data import cache as _cache
-from lknas.data import folders, pathfinder, pointer, shapes
+from lknas.data import folders, match, pathfinder, pointer, shapes
 from lknas.data.base import KINDS, DataBundle, DataError, DataSpec, parse_spec
 from lknas.data.loaders import SampleLoader, TensorLoader
 from lknas.limits import (
@@ -63,7 +66,7 @@ from lknas.limits import (
 
 DEFAULT_TRAIN_SIZE = 5000
 DEFAULT_VAL_SIZE = 1000
-SYNTHETIC = {"pathfinder": pathfinder, "pointer": pointer, "shapes": shapes}
+SYNTHETIC = {"pathfinder": pathfinder, "pointer": pointer, "match": match, "shapes": shapes}
 MIN_SYNTHETIC_RESOLUTION, MAX_SYNTHETIC_RESOLUTION = 32, 256
 MAX_INT = 2**63 - 1  # seeds
 

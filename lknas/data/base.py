@@ -23,7 +23,7 @@ class DataBundle:
     partial batch.
     """
 
-    name: str  # the kind, one of KINDS: "pointer", "pathfinder", "shapes", "imagefolder", "cifar10", "cifar100"
+    name: str  # the kind, one of KINDS: "pointer", "match", "pathfinder", "shapes", "imagefolder", ...
     spec: str  # the canonical spec string, e.g. "pathfinder:difficulty=hard,distractors=3"
     train: Any
     val: Any
@@ -45,7 +45,7 @@ class DataBundle:
         )
 
 
-SYNTHETIC_KINDS = ("pathfinder", "pointer", "shapes")
+SYNTHETIC_KINDS = ("pathfinder", "pointer", "match", "shapes")
 PATH_KINDS = ("imagefolder", "cifar10", "cifar100")
 KINDS = SYNTHETIC_KINDS + PATH_KINDS
 
@@ -90,3 +90,18 @@ def parse_spec(name: str) -> DataSpec:
             raise DataError(f"{name!r}: option {key or value!r} given twice")
         options[key] = value
     return DataSpec(kind, options=options)
+
+
+def balanced_chunks(n: int, seed: int, split: int, stream: tuple[int, ...], render, chunk: int = 128) -> dict:
+    """`n` two-class samples drawn in chunks of `chunk`, each balanced and from its own stream
+    (seed, split, k, *stream), so a smaller n is a prefix of a larger one: x (n,1,R,R) uint8 from
+    `render(rng, labels)` (chunk, R, R), y (n,) int64."""
+    import numpy as np
+
+    xs, ys = [], []
+    for k in range(-(-n // chunk)):
+        rng = np.random.default_rng([seed, split, k, *stream])
+        labels = rng.permutation(np.arange(chunk) % 2)
+        xs.append(render(rng, labels))
+        ys.append(labels)
+    return {"x": np.concatenate(xs)[:n, None], "y": np.concatenate(ys)[:n].astype(np.int64)}

@@ -193,10 +193,7 @@ def resolve_options(options: dict[str, str]) -> dict:
 def generate(n: int, resolution: int, seed: int, split: int, params: dict) -> dict:
     """`n` samples: x (n,1,R,R) uint8, y (n,) int64. Chunk k (always drawn whole) comes from its
     own stream (seed, split, k), so a smaller n is a prefix of a larger one."""
-    xs, ys = [], []
-    for k in range(-(-n // CHUNK)):
-        rng = np.random.default_rng([seed, split, k, VERSION, 3])
-        labels = rng.permutation(np.arange(CHUNK) % 2)
-        xs.append(render_chunk(rng, labels, resolution, params))
-        ys.append(labels)
-    return {"x": np.concatenate(xs)[:n, None], "y": np.concatenate(ys)[:n].astype(np.int64)}
+    from lknas.data.base import balanced_chunks
+
+    return balanced_chunks(n, seed, split, (VERSION, 3),
+                           lambda rng, labels: render_chunk(rng, labels, resolution, params), CHUNK)
