@@ -98,6 +98,7 @@ def _arch_and_train(args: argparse.Namespace):
 def _cmd_train_proxy(args: argparse.Namespace) -> int:
     from lknas.data import parse_spec
     from lknas.measure import measure_trial
+    from lknas.status import TrialStatus
 
     arch, cfg = _arch_and_train(args)
     parse_spec(cfg.dataset)  # a misspelt name fails before the banner names it as the data set
@@ -111,8 +112,8 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
     metrics = measure_trial(arch, cfg, device=args.device, latency=not args.no_latency, erf=not args.no_erf,
                             progress=True)
     print(json.dumps(metrics, indent=2))
-    if metrics["status"] not in ("ok", "stopped"):
-        hint = "; lower --batch-size or --resolution" if metrics["status"] == "oom" else ""
+    if not TrialStatus(metrics["status"]).trained:
+        hint = "; lower --batch-size or --resolution" if metrics["status"] == TrialStatus.OOM else ""
         raise LknasError(f"the trial ended with status {metrics['status']}: {metrics.get('error') or ''}{hint}")
     return 0
 

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lknas.report.figures import TEMPLATE, color_of, with_kernel_type
+from lknas.status import TrialStatus
 from lknas.study.fidelity import PROXY, TARGET
 
 __all__ = ["fidelity_figure", "kernel_effect_figure"]
@@ -18,7 +19,7 @@ __all__ = ["fidelity_figure", "kernel_effect_figure"]
 
 def fidelity_figure(df: pd.DataFrame, stats: dict) -> go.Figure:
     """The proxy-vs-target figure of a fidelity run's trials `df`, with `stats = fidelity_stats(df)`."""
-    ok = with_kernel_type(df[df["status"] == "ok"])
+    ok = with_kernel_type(df[df["status"] == TrialStatus.OK])
     first = ok[ok["budget"] == PROXY].groupby("point").first()
     table = pd.DataFrame({"point": stats["points"], "proxy": stats["proxy_mean"], "target": stats["target_mean"],
                           "proxy_std": stats["proxy_std"], "target_std": stats["target_std"]})

@@ -21,6 +21,7 @@ from lknas.report.search_figures import hypervolume_figure, importance_figure, l
 from lknas.search.objectives import metric_of
 from lknas.search.store import RunStore, arch_file_name
 from lknas.space.configs import Objective
+from lknas.status import TrialStatus
 
 __all__ = ["Figure", "ReportResult", "build_figures", "write_report", "run_objectives"]
 
@@ -71,7 +72,7 @@ def _erf_choice(df: pd.DataFrame, front: pd.DataFrame, scale: bool, limit: int =
     variant's base), a search's Pareto set (best first objective first)."""
     from lknas.arch import ArchConfig
 
-    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    ok = df[df["status"] == TrialStatus.OK] if "status" in df.columns else df
     if scale and not ok.empty and "dimension" in ok.columns:
         ok = ok[ok["dataset"] == ok["dataset"].iloc[0]] if "dataset" in ok.columns else ok
         variants = list(dict.fromkeys(ok.get("variant", pd.Series(["base"] * len(ok), index=ok.index))))

@@ -48,6 +48,7 @@ from lknas.search.objectives import metric_of
 from lknas.search.store import nondominated_fronts
 from lknas.search.trial import CURVE_KEY
 from lknas.space.configs import Objective
+from lknas.status import TrialStatus
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -221,7 +222,8 @@ class MOASHAScheduler(FIFOScheduler):
         count = 0
         for row in rows:
             curve = row.get(CURVE_KEY)
-            if is_confirm(row) or row.get("status") not in ("ok", "truncated") or not isinstance(curve, list):
+            reported = row.get("status") in (TrialStatus.OK, TrialStatus.TRUNCATED)
+            if is_confirm(row) or not reported or not isinstance(curve, list):
                 continue
             used = False
             for epoch, recorded in self.rungs.items():

@@ -21,6 +21,7 @@ from lknas.search.store import RunStore
 from lknas.search.time_left import TimeLeft, format_duration
 from lknas.search.trial import INTERNAL_KEYS, NUMBER_KEY
 from lknas.space.configs import Objective
+from lknas.status import FAILED, TrialStatus
 
 __all__ = ["SearchMonitor", "clean_row", "format_duration"]
 
@@ -30,7 +31,6 @@ _RAY_KEYS = {
     "iterations_since_restore", "done", "experiment_tag", "checkpoint_dir_name", "should_checkpoint",
     "hostname", "timesteps_total", "episodes_total", "timesteps_since_restore",
 }
-FAILED = ("error", "diverged", "oom")
 
 
 def clean_row(result: dict[str, Any]) -> dict[str, Any]:
@@ -88,15 +88,15 @@ class SearchMonitor(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = clean_row(trial.last_result or {})
-        if row.get("status") in (None, "running"):
-            row["status"] = "truncated"  # stopped by the scheduler before its last epoch
+        if row.get("status") in (None, TrialStatus.RUNNING):
+            row["status"] = TrialStatus.TRUNCATED.value  # stopped by the scheduler before its last epoch
             row.setdefault("reason", "stopped early by the scheduler" + (f" after epoch {row['epoch']}" if "epoch" in row else ""))
         self._finish(trial, row)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = clean_row(trial.last_result or {})
         row["trial"] = row.get("trial", trial.config.get(NUMBER_KEY, -1))
-        row["status"] = "error"
+        row["status"] = TrialStatus.ERROR.value
         row.setdefault("error", f"the trial's worker failed: {getattr(trial, 'error_file', None) or 'see Ray logs'}")
         if not row.get("node"):  # it failed before its first report (e.g. its node died): ask Ray where it ran
             row.update(self._actor_node(trial.trial_id))
@@ -137,7 +137,7 @@ class SearchMonitor(Callback):
         key = "failed" if status in FAILED else status
         if key in self.counts:
             self.counts[key] += 1
-        if status != "ok":
+        if status != TrialStatus.OK:
             return
         for obj in self.objectives:
             value = row.get(metric_of(obj))
@@ -170,7 +170,7 @@ class SearchMonitor(Callback):
     def _log(self, row: dict[str, Any]) -> None:
         status = row.get("status")
         text = f"trial {row.get('trial', '?'):>3} {status:<10} {row.get('summary', '')}"
-        if status == "ok":
+        if status == TrialStatus.OK:
             text += "  " + "  ".join(
                 f"{o.name} {_fmt(o.name, row.get(metric_of(o)))}" for o in self.objectives
             )

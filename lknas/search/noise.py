@@ -19,6 +19,7 @@ import pandas as pd
 
 from lknas.search.objectives import metric_of
 from lknas.space.configs import Objective
+from lknas.status import TrialStatus
 
 __all__ = ["CONFIRM_PHASE", "is_confirm", "search_rows", "noise_columns", "NOISE_COLUMNS"]
 
@@ -46,7 +47,7 @@ def _seed_values(df: pd.DataFrame, row: pd.Series) -> list[float]:
     else:
         values = [float(row["accuracy"])]
     if "confirms" in df.columns:
-        extra = df[(df["confirms"] == row["trial"]) & (df["status"] == "ok")]["accuracy"]
+        extra = df[(df["confirms"] == row["trial"]) & (df["status"] == TrialStatus.OK)]["accuracy"]
         values += [float(v) for v in extra if isinstance(v, (int, float)) and math.isfinite(v)]
     return values
 

@@ -39,6 +39,7 @@ from lknas.search.hypervolume import minimized
 from lknas.search.noise import search_rows
 from lknas.search.objectives import metric_of, objective_values
 from lknas.space.configs import Objective
+from lknas.status import TrialStatus
 
 __all__ = ["RETIME_FILE", "MARGIN", "MAX_ARCHS", "read_retimed", "apply_retimed", "retime_candidates", "run_retime",
            "timer_setting", "TimerPrestart"]
@@ -92,7 +93,7 @@ def retime_candidates(df: pd.DataFrame, objectives: tuple[Objective, ...], margi
     if "latency" not in names or df.empty or "status" not in df.columns:
         return []
     rows = search_rows(df)
-    rows = rows[rows["status"] == "ok"].drop_duplicates("hash") if "hash" in rows.columns else rows.iloc[0:0]
+    rows = rows[rows["status"] == TrialStatus.OK].drop_duplicates("hash") if "hash" in rows.columns else rows.iloc[0:0]
     points, hashes = [], []
     for _, row in rows.iterrows():
         values = objective_values(row.to_dict(), objectives)

@@ -35,6 +35,7 @@ from lknas.search.store import RunStore
 from lknas.search.trial import NUMBER_KEY, TrialContext, trial_epochs
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
+from lknas.status import FAILED
 
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
@@ -517,7 +518,7 @@ def _summary(store: RunStore, space: SearchSpace, search: SearchConfig, settings
         lines.append(f"confirm: {plan.get('reason', '')}")
     if not front.empty and (front.get("seeds", pd.Series([1])) > 1).any():
         lines.append(_pareto_table(front, search.objectives))
-    failed = df[df["status"].isin(["error", "diverged", "oom"])] if not df.empty else df
+    failed = df[df["status"].isin(FAILED)] if not df.empty else df
     for _, row in failed.iterrows():
         lines.append(f"  trial {row['trial']} {row['status']}: {row.get('error') or ''}")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from lknas.search.objectives import objective_values
 from lknas.space.configs import Objective
+from lknas.status import status_of
 
 __all__ = ["LknasOptunaSearch", "optuna_state"]
 
@@ -23,11 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def optuna_state(status: str | None) -> TrialState:
-    if status in ("ok", "infeasible"):
-        return TrialState.COMPLETE
-    if status in ("truncated", "running"):
-        return TrialState.PRUNED
-    return TrialState.FAIL
+    """The Optuna state of a trial that ended with `status` (`TrialStatus.optuna_state_name`); FAIL
+    for a missing or unknown one."""
+    known = status_of(status)
+    return TrialState[known.optuna_state_name] if known is not None else TrialState.FAIL
 
 
 class LknasOptunaSearch(OptunaSearch):

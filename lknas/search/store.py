@@ -42,13 +42,14 @@ from lknas.search.objectives import metric_of, objective_values
 from lknas.search.retime import apply_retimed, read_retimed
 from lknas.search.runlock import RunLock, hold_run
 from lknas.space.configs import Objective
+from lknas.status import TrialStatus
 
 __all__ = ["RunStore", "RunLogWarning", "load_results", "pareto_mask", "first_per_architecture", "nondominated_fronts",
            "parse_record", "read_records", "check_study_db", "settings_problems", "run_objectives", "PARAM_PREFIX",
            "FEASIBLE"]
 
 PARAM_PREFIX = "param."
-FEASIBLE = "ok"  # the only status that can be on the Pareto front
+FEASIBLE = TrialStatus.OK  # the only status that can be on the Pareto front
 # first columns of trials.csv, in this order; then params, then the rest
 LEAD_COLUMNS = ("trial", "status", "hash", "summary", "accuracy", "latency_ms", "params_effective",
                 "flops_effective", "erf", "reason", "error")

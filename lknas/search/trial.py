@@ -26,6 +26,7 @@ from lknas.search.objectives import effective_counts
 from lknas.search.samplers import record_constraints
 from lknas.search.store import PARAM_PREFIX
 from lknas.space.configs import Constraints, TrainConfig
+from lknas.status import TrialStatus
 
 __all__ = ["TrialContext", "DefineByRun", "run_trial", "placement", "trial_epochs", "deploy_latency", "latency_process",
            "timing_setting", "INTERNAL_KEYS", "CURVE_KEY"]
@@ -141,7 +142,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         with quiet.working():
             _run_sampled(params, number, infeasible, counts, ctx, base, seed)
     except Exception as err:  # a broken trial is recorded, the search goes on
-        report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+        report({**base, "status": TrialStatus.ERROR.value, "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(limit=8)})
 
 
@@ -162,7 +163,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     base.update(_static(arch, cfg, ctx, counts))
     base["static_time"] = time.perf_counter() - start  # counting and deploy latency, before training
     if infeasible:
-        report({**base, "status": "infeasible", "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
+        report({**base, "status": TrialStatus.INFEASIBLE.value, "reason": infeasible, "accuracy": 0.0, "erf": 0.0})
         return
     _train_and_report(arch, cfg, ctx, base, seeds=1 if seed is not None else ctx.trial_seeds)
 
@@ -323,15 +324,15 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
         metrics = measure_trial(arch, run_cfg, bundle, report=per_epoch_report, device=ctx.device, latency=False,
                                 erf=ctx.erf and last, erf_map=ctx.erf and last)
         runs.append(effective_counts(metrics))
-        if metrics.get("status") != "ok":  # diverged, out of memory, stopped: the trial ends with it
+        if metrics.get("status") != TrialStatus.OK:  # diverged, out of memory, stopped: the trial ends with it
             break
     metrics = _combine_runs(runs, cfg.seed) if len(runs) > 1 else runs[0]
     base["data_time"] = data_time
     final = {**base, **metrics, "epoch": metrics.get("epochs", 0), CURVE_KEY: _mean_curve(curves[:len(runs)])}
     if metrics.get("layout"):  # the layout it trained in, so that `lknas train-proxy --arch` repeats it exactly
         final["train"] = {**base["train"], "layout": metrics["layout"]}
-    if final["status"] == "stopped":
-        final["status"] = "truncated"
+    if final["status"] == TrialStatus.STOPPED:  # by the scheduler: a search calls that truncated
+        final["status"] = TrialStatus.TRUNCATED.value
     report(final)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lknas.status import TrialStatus
+
 __all__ = ["Contrast", "point_stats", "seed_sd", "contrast", "verdict", "t_critical"]
 
 KEYS = ("variant", "point")
@@ -39,7 +41,7 @@ def t_critical(dof: float) -> float:
 
 
 def _ok(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    rows = df[df["status"] == "ok"] if "status" in df else df
+    rows = df[df["status"] == TrialStatus.OK] if "status" in df else df
     return rows[rows[metric].notna()]
 
 

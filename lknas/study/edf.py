@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lknas.status import TrialStatus
+
 __all__ = ["edf", "error_edfs", "kernel_type_of"]
 
 
@@ -32,14 +34,14 @@ def error_edfs(frames: dict[str, pd.DataFrame] | pd.DataFrame, by: str | None = 
     """EDFs of top-1 error (100 - accuracy) of the trials with status ok, one per group: per value
     of column `by` of one results frame, or per named frame (e.g. one per search space)."""
     if isinstance(frames, pd.DataFrame):
-        df = frames[frames["status"] == "ok"] if "status" in frames.columns else frames
+        df = frames[frames["status"] == TrialStatus.OK] if "status" in frames.columns else frames
         if df.empty or "accuracy" not in df.columns:
             return {}
         keys = df.apply(kernel_type_of, axis=1) if by == "kernel_type" and by not in df.columns else df[by]
         return {str(k): edf(100.0 - g["accuracy"]) for k, g in df.groupby(keys, sort=True)}
     out = {}
     for name, df in frames.items():
-        ok = df[df["status"] == "ok"] if "status" in df.columns else df
+        ok = df[df["status"] == TrialStatus.OK] if "status" in df.columns else df
         if not ok.empty and "accuracy" in ok.columns:
             out[name] = edf(100.0 - ok["accuracy"])
     return out

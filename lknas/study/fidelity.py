@@ -43,6 +43,7 @@ from lknas.limits import MAX_TRIAL_SEEDS
 from lknas.search.store import RunStore, read_records
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import TrainConfig
+from lknas.status import TrialStatus
 from lknas.study.rank_stats import rank_agreement, rankdata, runs_averaged, runs_for_icc, seed_tau, spearman_brown
 from lknas.study.runner import Job, _read_jobs, _run_jobs, job_train_config
 
@@ -300,7 +301,7 @@ def _finished(source: Path, flag: str) -> dict[str, dict[str, Any]]:
                  if r.get("trial") in their_jobs]
     done: dict[str, dict[str, Any]] = {}
     for fp, row in keyed:
-        if row.get("status") in ("ok", "diverged"):
+        if row.get("status") in (TrialStatus.OK, TrialStatus.DIVERGED):
             done.setdefault(fp, {**row, "reused_from": f"{source} trial {row['trial']}"})
     return done
 
@@ -465,7 +466,7 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     """The fidelity statistics of a fidelity run's trials (see the module docstring)."""
     if df.empty or "budget" not in df.columns:
         raise ValueError("no fidelity trials (a `budget` column) in this run")
-    ok = df[df["status"] == "ok"]
+    ok = df[df["status"] == TrialStatus.OK]
     by_budget = {b: ok[ok["budget"] == b] for b in (PROXY, TARGET)}
     points = sorted(set(by_budget[PROXY]["point"]) & set(by_budget[TARGET]["point"]))
     groups = {b: [by_budget[b][by_budget[b]["point"] == p]["accuracy"].astype(float).tolist() for p in points]
@@ -495,7 +496,7 @@ def fidelity_stats(df: pd.DataFrame) -> dict[str, Any]:
     for b in (PROXY, TARGET):
         times = pd.to_numeric(by_budget[b].get("wall_time", pd.Series(dtype=float)), errors="coerce")
         out[f"{b}_trial_seconds"] = float(times.mean()) if times.notna().any() else None
-    out["failed"] = int((df["status"] != "ok").sum())
+    out["failed"] = int((df["status"] != TrialStatus.OK).sum())
     return out
 
 

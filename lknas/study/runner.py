@@ -29,6 +29,7 @@ import pandas as pd
 from lknas.errors import LknasError
 from lknas.io import write_json_atomic
 from lknas.search.store import RunStore
+from lknas.status import FAILED, TrialStatus
 from lknas.study.experiment import Experiment, load_experiment
 from lknas.study.points import Point, expand
 
@@ -109,7 +110,7 @@ def run_point(config: dict[str, Any], ctx: ScaleContext) -> None:
         with quiet.working():
             _run_job(job, ctx, base)
     except Exception as err:  # a broken trial is recorded, the study goes on
-        report({**base, "status": "error", "error": f"{type(err).__name__}: {err}",
+        report({**base, "status": TrialStatus.ERROR.value, "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(limit=8)})
 
 
@@ -373,13 +374,13 @@ def _summary(store: RunStore, settings: dict[str, Any], total: int) -> str:
     lines = [f"lknas {kind} {store.root}", _source_line(settings),
              f"trials: {len(df)} of {total} finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
     if not df.empty and "accuracy" in df.columns:
-        ok = df[df["status"] == "ok"]
+        ok = df[df["status"] == TrialStatus.OK]
         if not ok.empty:
             keys = ["budget"] if "budget" in ok.columns else []
             table = (ok.groupby(keys + ["dataset", "variant", "dimension", "point"], sort=False)
                      .agg(accuracy=("accuracy", "mean"), std=("accuracy", "std"), flops=("flops_effective", "mean"),
                           seeds=("seed", "count")).reset_index())
             lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    for _, row in df[df["status"].isin(["error", "diverged", "oom"])].iterrows() if not df.empty else []:
+    for _, row in df[df["status"].isin(FAILED)].iterrows() if not df.empty else []:
         lines.append(f"  trial {row['trial']} {row['status']}: {row.get('error') or ''}")
     return "\n".join(lines) + "\n"

@@ -32,12 +32,12 @@ from lknas.measure.layout import resolve_layout, to_layout
 from lknas.models import build_model
 from lknas.space.budget import check_arch_budget
 from lknas.space.configs import TrainConfig
+from lknas.status import PROXY_STATUSES, TrialStatus
 from lknas.train.recipe import backward_and_step, fitted_warmup, make_loss, make_optimizer, make_scheduler
 
 __all__ = ["train_proxy", "evaluate", "ProxyResult", "STATUSES"]
 
-# ok: trained to the budget (or the time limit); stopped: the report callback asked to stop
-STATUSES = ("ok", "stopped", "diverged", "oom")
+STATUSES = PROXY_STATUSES  # what a proxy run ends with (`lknas.status.TrialStatus`)
 
 Report = Callable[[dict[str, Any]], Any]
 
@@ -213,7 +213,7 @@ def train_proxy(
     check_arch_budget(arch, getattr(bundle, "resolution", cfg.resolution), cfg.batch_size, num_classes=num_classes,
                       in_chans=bundle.in_chans)  # LknasError before the model is built
 
-    result = ProxyResult(status="ok")
+    result = ProxyResult(status=TrialStatus.OK.value)
     start = time.perf_counter()
     try:
         model = build_model(arch, num_classes=num_classes, in_chans=bundle.in_chans).to(dev)
@@ -226,15 +226,15 @@ def train_proxy(
         to_layout(model, result.layout)
         model = _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start)
     except _Diverged as err:
-        result.status, result.error = "diverged", str(err)
+        result.status, result.error = TrialStatus.DIVERGED.value, str(err)
     except (RuntimeError, MemoryError) as err:
         if not _is_oom(err):
             raise
-        result.status, result.error = "oom", f"out of memory: {str(err).splitlines()[0]}"
+        result.status, result.error = TrialStatus.OOM.value, f"out of memory: {str(err).splitlines()[0]}"
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     result.train_time = time.perf_counter() - start
-    if keep_model and result.status in ("ok", "stopped"):
+    if keep_model and TrialStatus(result.status).trained:
         result.model = model
     return result
 
@@ -350,7 +350,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
             raise _Diverged(f"validation loss is {val_loss} after epoch {epoch + 1}; "
                             f"lower train.lr (now {cfg.lr:g}) or add warm-up")
         if report is not None and report(dict(metrics)):
-            result.status = "stopped"
+            result.status = TrialStatus.STOPPED.value
             return evaluated
         if step >= total_steps or result.time_limited:
             return evaluated
