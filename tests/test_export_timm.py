@@ -7,6 +7,7 @@ import torch
 
 import lknas
 from lknas.errors import LknasError
+from lknas.models import build_model
 from lknas.search.export import export_archs
 from lknas.search.store import RunStore
 from tests.helpers import small_arch
@@ -134,3 +135,22 @@ def test_a_few_steps_through_timms_own_factories(run_dir, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     groups = model.group_matcher()
     assert set(groups) == {"stem", "blocks"}
+
+
+@pytest.mark.parametrize("name", timm.list_models("lknas_*"))
+def test_timm_and_lknas_build_the_same_pretrained_cfg(name):
+    """One helper for both ways a model is made: the config timm's create_model attaches names the
+    real first conv and describes the model as built (its classes and channels), as LKNet's own does."""
+    with torch.device("meta"):
+        model = timm.create_model(name, num_classes=10, in_chans=1)
+        own = build_model(model.arch, num_classes=10, in_chans=1)
+    cfg = model.pretrained_cfg
+    assert {k: cfg.get(k) for k in own.pretrained_cfg if k != "architecture"} == {
+        k: v for k, v in own.pretrained_cfg.items() if k != "architecture"}  # timm adds its defaults for other keys
+    assert cfg["architecture"] == name and cfg["num_classes"] == 10 and cfg["input_size"] == (1, 224, 224)
+    first = dict(model.named_modules())[cfg["first_conv"]]
+    assert isinstance(first, torch.nn.Conv2d) and first.in_channels == 1
+    data = timm.data.resolve_data_config(model=model)
+    assert data["input_size"] == (1, 224, 224) and len(data["mean"]) == len(data["std"]) == 1
+    reduction = model.feature_info[-1]["reduction"]
+    assert cfg["pool_size"] == (224 // reduction, 224 // reduction)

@@ -15,7 +15,7 @@ from lknas.models.stems import DOWNSAMPLE_REDUCTION, STEM_REDUCTION, make_downsa
 from lknas.ops.large_kernel import n_mixed_channels
 from lknas.ops.layers import LayerNorm2d
 
-__all__ = ["LKNet", "LKStage", "LKHead"]
+__all__ = ["LKNet", "LKStage", "LKHead", "make_pretrained_cfg"]
 
 
 class LKStage(nn.Module):
@@ -122,6 +122,33 @@ class LKHead(nn.Module):
         self.norm_pre = nn.Identity()
 
 
+def _first_conv(stem: str) -> str:
+    """The name of the stem's first convolution in an LKNet (timm's `first_conv`), read off a tiny
+    stem of that kind, so it follows `make_stem`."""
+    tiny = make_stem(stem, 1, 2)
+    return next(f"stem.{n}" for n, m in tiny.named_modules() if isinstance(m, nn.Conv2d))
+
+
+def make_pretrained_cfg(arch: ArchConfig, name: str | None = None, num_classes: int = 1000,
+                        in_chans: int = 3) -> dict[str, Any]:
+    """timm's `pretrained_cfg` of `arch` built with `num_classes` and `in_chans`, the one helper for
+    both ways a model is made (`LKNet(...)` and `timm.create_model`, as timm's `_cfg` is for each of
+    its variants). lknas ships no weights, so it describes the model itself: `resolve_data_config`
+    gets its input size and channels, and `first_conv` / `classifier` name real modules."""
+    reduction = STEM_REDUCTION[arch.stem.type]
+    for spec in arch.stages:
+        reduction *= DOWNSAMPLE_REDUCTION[spec.downsample]
+    pool = max(1, 224 // reduction)
+    if in_chans == 3:
+        mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    else:  # one value per channel, so that timm's transforms fit: ImageNet's averaged over its channels
+        mean, std = (sum(IMAGENET_DEFAULT_MEAN) / 3,) * in_chans, (sum(IMAGENET_DEFAULT_STD) / 3,) * in_chans
+    return dict(architecture=name or f"lknas_{arch.hash()}", url="", num_classes=num_classes,
+                input_size=(in_chans, 224, 224), pool_size=(pool, pool), crop_pct=0.875, interpolation="bicubic",
+                mean=mean, std=std, first_conv=_first_conv(arch.stem.type), classifier="head.fc",
+                license="apache-2.0", description=arch.summary())
+
+
 def _init_weights(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.trunc_normal_(module.weight, std=0.02)
@@ -170,21 +197,7 @@ class LKNet(nn.Module):
 
         self.apply(_init_weights)
 
-        first_conv = next(f"stem.{n}" for n, m in self.stem.named_modules() if isinstance(m, nn.Conv2d))
-        pool = max(1, 224 // reduction)
-        self.pretrained_cfg: dict[str, Any] = dict(
-            architecture=f"lknas_{arch.hash()}",
-            url="",
-            num_classes=num_classes,
-            input_size=(in_chans, 224, 224),
-            pool_size=(pool, pool),
-            crop_pct=0.875,
-            interpolation="bicubic",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            first_conv=first_conv,
-            classifier="head.fc",
-        )
+        self.pretrained_cfg: dict[str, Any] = make_pretrained_cfg(arch, num_classes=num_classes, in_chans=in_chans)
         self.default_cfg = self.pretrained_cfg  # timm's alias
 
     # ----------------------------------------------------------------- timm API

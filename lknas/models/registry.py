@@ -31,26 +31,18 @@ def model_name_for(path: str | os.PathLike) -> str:
     return PREFIX + (stem or "arch")
 
 
-def _pretrained_cfg(name: str, arch: ArchConfig) -> dict[str, Any]:
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    return dict(architecture=name, url="", num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                crop_pct=0.875, interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-                first_conv="stem.0", classifier="head.fc", license="apache-2.0",
-                description=arch.summary())
-
-
 def create_lknas(name: str, arch: ArchConfig, pretrained: bool = False, **kwargs: Any):
     """Build `arch` through timm's `build_model_with_cfg` under the variant name `name`."""
     from timm.models import build_model_with_cfg
 
-    from lknas.models.net import LKNet
+    from lknas.models.net import LKNet, make_pretrained_cfg
 
     if pretrained:
         raise LknasError(f"{name}: lknas has no pretrained weights; train it (python -m lknas train) and load "
                          f"the checkpoint with timm.create_model('{name}', checkpoint_path=...)")
     kwargs.pop("pretrained_cfg_overlay", None)
-    cfg = kwargs.pop("pretrained_cfg", None) or _pretrained_cfg(name, arch)
+    cfg = kwargs.pop("pretrained_cfg", None) or make_pretrained_cfg(
+        arch, name, num_classes=kwargs.get("num_classes", 1000), in_chans=kwargs.get("in_chans", 3))
     return build_model_with_cfg(
         LKNet, name, pretrained=False, arch=arch, pretrained_cfg=cfg,
         feature_cfg=dict(out_indices=tuple(range(len(arch.stages))), flatten_sequential=True), **kwargs,
