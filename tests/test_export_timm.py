@@ -8,8 +8,10 @@ import torch
 import lknas
 from lknas.errors import LknasError
 from lknas.models import build_model
+from lknas.models.registry import model_name_for
 from lknas.search.export import export_archs
 from lknas.search.store import RunStore
+from lknas.space.loader import bundled_dir
 from tests.helpers import small_arch
 
 
@@ -63,8 +65,14 @@ def test_export_one_trial_and_the_best(run_dir, tmp_path):
         export_archs(run_dir, tmp_path, trial=3)
 
 
-@pytest.mark.parametrize("name", ["lknas_replknet31b", "lknas_slak_t", "lknas_pelk_t", "lknas_unireplknet_t",
-                                  "lknas_convnext_t", "lknas_convnextv2_t"])
+REFERENCE_FILES = sorted((bundled_dir() / "reference").glob("*.yaml"))  # every bundled reference architecture
+
+
+def test_the_reference_architectures_are_found():
+    assert len(REFERENCE_FILES) >= 6  # RepLKNet-31B, SLaK-T, PeLK-T, UniRepLKNet-T, ConvNeXt-T, ConvNeXt V2-T
+
+
+@pytest.mark.parametrize("name", [model_name_for(f) for f in REFERENCE_FILES])
 def test_reference_archs_are_timm_models(name):
     assert name in timm.list_models("lknas_*")
     with torch.device("meta"):
