@@ -18,10 +18,8 @@ from typing import Any, Callable
 
 from lknas.arch import ArchConfig, HeadSpec, KernelSpec, SparsitySpec, StageSpec, StemSpec
 from lknas.space.domains import Constant, Domain
+from lknas.space.stage_fields import STAGE_KEYS  # the schema's list, in its order
 
-STAGE_KEYS = ("depth", "width", "kernel", "kernel_type", "reparam", "partial", "stripe_n", "r_c", "m",
-              "k_prime", "pos_embed", "grid", "share_scale", "block", "mlp_ratio", "downsample", "grn", "layer_scale", "se",
-              "dw_ratio", "shortcut")
 SWITCHES = ("block", "kernel_type")
 SPARSITY_KEYS = tuple(f.name for f in fields(SparsitySpec))  # the spec is the one list
 

@@ -9,15 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lknas.arch import (
-    BLOCK_TYPES, DOWNSAMPLE_TYPES, GRID_ORDERS, HEAD_NORMS, KERNEL_TYPES, SHARE_SCALES, SPARSITY_GROWTH,
-    SPARSITY_INIT, SPARSITY_SNIP_MASKS, SPARSITY_TARGETS, STEM_TYPES,
-)
+from lknas.arch import HEAD_NORMS, SPARSITY_GROWTH, SPARSITY_INIT, SPARSITY_SNIP_MASKS, SPARSITY_TARGETS, STEM_TYPES
 from lknas.errors import Problem, SpaceError
-from lknas.limits import (
-    MAX_DEPTH, MAX_DW_RATIO, MAX_KERNEL, MAX_LAYER_SCALE, MAX_M, MAX_MLP_RATIO, MAX_PROBLEMS, MAX_R_C, MAX_STAGES,
-    MAX_UPDATE_INTERVAL, MAX_WIDTH, MAX_WIDTH_MULTIPLIER,
-)
+from lknas.limits import MAX_DEPTH, MAX_PROBLEMS, MAX_STAGES, MAX_UPDATE_INTERVAL, MAX_WIDTH, MAX_WIDTH_MULTIPLIER
 from lknas.space.budget import check_budget
 from lknas.space.checks import check_relations, check_search
 from lknas.space.configs import (
@@ -25,36 +19,13 @@ from lknas.space.configs import (
 )
 from lknas.space.domains import Constant, Domain
 from lknas.space.fields import (
-    KERNEL_FIELD, REPARAM_FIELD, Field, Issues, bool_field, describe, did_you_mean, enum_field, float_field,
-    int_field, key_text, normalize, parse_field,
+    Field, Issues, bool_field, describe, did_you_mean, enum_field, float_field, int_field, key_text, normalize,
+    parse_field,
 )
-from lknas.space.resolve import STAGE_KEYS, Template
+from lknas.space.resolve import Template
+from lknas.space.stage_fields import STAGE_FIELDS
 from lknas.space.structure import check_structure
 
-STAGE_FIELDS: dict[str, Field] = {
-    "depth": int_field("depth", 1, MAX_DEPTH),
-    "width": int_field("width", 1, MAX_WIDTH),
-    "kernel": KERNEL_FIELD,
-    "kernel_type": enum_field("kernel_type", KERNEL_TYPES),
-    "reparam": REPARAM_FIELD,
-    "partial": float_field("partial", 0, 1, lo_open=True),
-    "stripe_n": int_field("stripe_n", 1, MAX_KERNEL, odd=True),
-    "r_c": int_field("r_c", 0, MAX_R_C),
-    "m": int_field("m", 1, MAX_M),
-    "k_prime": int_field("k_prime", 1, MAX_KERNEL, odd=True, searchable=False),
-    "pos_embed": bool_field("pos_embed"),
-    "grid": enum_field("grid", GRID_ORDERS),
-    "share_scale": enum_field("share_scale", SHARE_SCALES),
-    "block": enum_field("block", BLOCK_TYPES),
-    "mlp_ratio": float_field("mlp_ratio", 0, MAX_MLP_RATIO, lo_open=True),
-    "downsample": enum_field("downsample", DOWNSAMPLE_TYPES),
-    "grn": bool_field("grn"),
-    "layer_scale": float_field("layer_scale", 0, MAX_LAYER_SCALE, nullable=True),
-    "se": bool_field("se"),
-    "dw_ratio": float_field("dw_ratio", 0, MAX_DW_RATIO, lo_open=True),
-    "shortcut": bool_field("shortcut"),
-}
-assert tuple(STAGE_FIELDS) == STAGE_KEYS
 STAGE_ONLY = ("depth", "width", "downsample")
 GLOBAL_FIELDS: dict[str, Field] = {
     "width_multiplier": float_field("width_multiplier", 0, MAX_WIDTH_MULTIPLIER, lo_open=True),
