@@ -116,10 +116,26 @@ def build_data(
 ) -> DataBundle:
     """Build the train/val iterables of data set `name` (see the module docstring for names).
 
-    `train_size` / `val_size` override the synthetic sets' sizes (as do the `train=` / `val=`
-    name options); `cache=False` skips the on-disk cache. `seed` draws a synthetic set (and a
-    real set's fixed subset); `order_seed` (default `seed`) the training order and augmentation,
-    so a re-training with another seed can keep the same data.
+    Args:
+        name: a data-set name with its options or path (`pointer:miss=20`, `imagefolder:PATH`).
+        resolution: the image side; synthetic sets are drawn at it, real ones resized to it.
+        batch_size: images per training batch (the validation batches too).
+        seed: draws a synthetic set (and a real set's fixed `subset`).
+        subset: use at most this many training images (a prefix of a synthetic set).
+        augment: timm's training transform for real data, random flips for synthetic sets.
+        workers: DataLoader workers for per-sample (real) pipelines; in-memory sets need none.
+        device: where the batches are delivered.
+        train_size, val_size: the synthetic sets' sizes (as the `train=` / `val=` options).
+        cache: keep generated sets on disk (`$LKNAS_CACHE`); False generates them afresh.
+        order_seed: the training order and augmentation (default `seed`), so a re-training with
+            another seed can keep the same data.
+
+    Returns:
+        A `DataBundle` (train and val iterables, classes, channels, normalization).
+
+    Raises:
+        DataError (a LknasError): an unknown name or option, a value out of its range, a set over
+            the memory cap, or a path that does not hold the data set; the message says what is valid.
     """
     spec = parse_spec(name)
     resolution = _positive_int("resolution", resolution, 8, MAX_RESOLUTION)

@@ -158,9 +158,29 @@ def run_scale(
     quiet: bool = False,
     stream=None,
 ) -> ScaleOutcome:
-    """Run (or continue, with the same `out`) a scaling study. `seeds` (a count), `epochs`, `steps`,
-    `dataset` (one data set instead of the file's list) override the experiment file. Continuing,
-    a larger `seeds` adds the missing seeds to every point (the trials already run are kept)."""
+    """Run (or continue, with the same `out`) a scaling study.
+
+    Args:
+        experiment: the experiment file (`experiments/NAME.yaml`); may be None when `out` holds a
+            study to continue.
+        out: the run directory (default results/scale-NAME-DATE-TIME); an existing one continues.
+        seeds: seeds per point (a count); continuing, a larger count adds the missing seeds to
+            every point and keeps the trials already run.
+        epochs, steps, dataset: override the experiment file's budget and data (one data set
+            instead of its list).
+        address: a Ray cluster to join (default: a local Ray).
+        cpus_per_trial, gpus_per_trial, max_concurrent: each trial's resources and how many run
+            at once.
+        erf: measure each trained net's effective receptive field.
+        quiet: log lines instead of the live progress view; `stream`: where (default stdout).
+
+    Returns:
+        A `ScaleOutcome` (the run directory, its trials, interrupted or not).
+
+    Raises:
+        LknasError: a malformed experiment file, settings that do not fit a study being continued,
+            a run directory another process holds, or a Ray cluster that does not answer.
+    """
     stream = stream or sys.stdout
     exp = None
     if out is None or not (Path(out) / "jobs.json").is_file():

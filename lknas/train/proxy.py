@@ -196,12 +196,29 @@ def train_proxy(
 ) -> ProxyResult:
     """Train `arch` under `train_cfg` on `data` and evaluate it after every epoch.
 
-    `data` is a `lknas.data.DataBundle` (anything with `train`, `val`, `num_classes`, `in_chans`),
-    a data-set name, or None for `train_cfg.dataset`. `report(metrics)` is called after each epoch
-    with `epoch`, `step`, `accuracy`, `val_loss`, `train_loss`, `time`; a truthy return value
-    stops the run (status `stopped`). `progress` prints a line per epoch to stderr. `layout`:
-    nchw | channels_last | auto (measure a training step in both, use the faster); None takes
-    `train_cfg.layout`, and its `auto` LKNAS_LAYOUT; the result records the layout used (`layout`, `layout_ms`).
+    Args:
+        arch: the architecture (a fixed `ArchConfig`: `SearchSpace.sample` or `load_arch`).
+        train_cfg: the recipe (data set, budget, optimizer, curriculum, seeds); None: the defaults.
+        data: a `lknas.data.DataBundle` (anything with `train`, `val`, `num_classes`, `in_chans`),
+            a data-set name, or None for `train_cfg.dataset`.
+        report: called after each epoch with `epoch`, `step`, `accuracy`, `val_loss`,
+            `train_loss`, `time`; a truthy return value stops the run (status `stopped`).
+        device: cpu | cuda | cuda:N | a torch.device; None: CUDA when available, else the CPU.
+        progress: print a line per epoch to stderr.
+        keep_model: keep the trained model on the result (`model`; ok and stopped runs only).
+        layout: nchw | channels_last | auto (a training step timed in both, the faster used); None
+            takes `train_cfg.layout`, and its `auto` LKNAS_LAYOUT. The result records the layout
+            used (`layout`, `layout_ms`).
+
+    Returns:
+        A `ProxyResult`; `status` is one of `lknas.status.PROXY_STATUSES` (a diverged or
+        out-of-memory run is a result, not an exception).
+
+    Raises:
+        ValueError: `train_cfg` still has searched values (lr / weight_decay domains).
+        LknasError: bad data (`DataError`), an unknown or unusable device, or an architecture
+            whose estimated memory exceeds the budget at this resolution and batch (before the model
+            is built).
     """
     cfg = train_cfg or TrainConfig()
     if not cfg.is_fixed:
