@@ -260,6 +260,17 @@ def _file_dataset(space) -> str:
                      f"--data imagefolder:PATH or --data cifar10:PATH")
 
 
+def _train_resolution(args: argparse.Namespace, space, data_from_file: bool) -> int:
+    """`lknas train`'s input size: --resolution; else, on the file's own data set, the resolution the
+    search measured the architecture at (its kernel choices were made for those map sizes); else 224."""
+    if args.resolution is not None:
+        return args.resolution
+    train = space.raw.get("train")
+    if data_from_file and isinstance(train, dict) and isinstance(train.get("resolution"), int):
+        return train["resolution"]
+    return 224
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from lknas.data import build_data
     from lknas.space import load_space
@@ -267,13 +278,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     space = load_space(args.arch)
     arch = space.fixed()
-    if args.dataset is None:
+    data_from_file = args.dataset is None
+    if data_from_file:
         args.dataset = _file_dataset(space)
     recipe = TrainRecipe(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, mixup=args.mixup, cutmix=args.cutmix,
         auto_augment=None if args.aa in ("", "none") else args.aa, drop_path=args.drop_path,
-        model_ema=not args.no_ema, resolution=args.resolution, seed=args.seed,
+        model_ema=not args.no_ema, resolution=_train_resolution(args, space, data_from_file), seed=args.seed,
         **({"workers": args.workers} if args.workers is not None else {}),
     )
     check_recipe(recipe)  # a policy timm does not know fails before the data is scanned
@@ -281,7 +293,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                         subset=args.subset, augment=recipe.auto_augment or True, workers=recipe.workers)
     out = args.out or str(Path("results") / "train" / f"{Path(args.arch).stem}-{arch.hash()}")
     print(f"training {arch.summary()} on {bundle.name} ({bundle.train_size} images, {bundle.num_classes} classes) "
-          f"for {recipe.epochs} epochs into {out}", file=sys.stderr, flush=True)
+          f"@ {recipe.resolution}px for {recipe.epochs} epochs into {out}", file=sys.stderr, flush=True)
     summary = train_full(arch, bundle, recipe, out, resume=args.resume, device=args.device)
     print(json.dumps(summary, indent=2))
     return 0
@@ -495,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy, 'none' to disable")
     _num(p, "--drop-path", A.DROP_RATE, "stochastic depth (default: the architecture's)")
     p.add_argument("--no-ema", action="store_true", help="no model EMA")
-    _num(p, "--resolution", A.RESOLUTION, "input size (default 224)", default=224)
+    _num(p, "--resolution", A.RESOLUTION, "input size (default: the file's train.resolution when the data set "
+         "is the file's, as the search measured it; else 224)")
     _num(p, "--subset", A.SUBSET, "use at most this many training images")
     _num(p, "--workers", A.WORKERS, "data loader workers (default: one per core, at most 4)")
     _num(p, "--seed", A.SEED, "seed (default 0)", default=0)

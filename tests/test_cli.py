@@ -136,3 +136,17 @@ def test_train_proxy_refuses_a_misspelt_data_set_before_announcing_it(tmp_path, 
     assert main(["train-proxy", str(arch), "--data", "pointr", "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'pointer'?" in err and "training " not in err
+
+
+def test_train_on_the_files_own_data_uses_the_resolution_the_search_measured(tmp_path):
+    from lknas.cli import _train_resolution
+    from lknas.space import load_space
+
+    arch = tmp_path / "found.yaml"
+    arch.write_text("stem: {type: patch}\nstages: [{depth: 1, width: 8, kernel: 13}]\n"
+                    "train: {dataset: 'shapes:train=64,val=16', resolution: 32}\n")
+    space = load_space(arch)
+    cases = {(): 32, ("--resolution", "48"): 48, ("--data", "imagefolder:/data"): 224}
+    for flags, expected in cases.items():
+        args = _parsed(["train", str(arch), *flags])
+        assert _train_resolution(args, space, data_from_file=args.dataset is None) == expected, flags
