@@ -305,7 +305,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     result = deploy_checkpoint(args.checkpoint, args.out, resolution=args.resolution, export=args.export,
                                threads=args.threads)
     print(f"wrote {result['checkpoint']}" + (f" and {result['export']}" if "export" in result else ""))
-    print(f"  {result['arch']} @ {args.resolution}x{args.resolution}")
+    print(f"  {result['arch']} @ {result['resolution']}x{result['resolution']}")
     print(f"  params      {result['params'] / 1e6:10.3f} M (deploy form)")
     print(f"  FLOPs       {result['flops'] / 1e9:10.4f} G (MACs)")
     threads = f", {result['threads']} threads" if result.get("threads") else ""
@@ -521,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint written by `lknas train` (checkpoint-last.pt or deploy.pt)")
     p.add_argument("--out", type=A.out_file, required=True, help="deploy checkpoint to write (e.g. model.pt)")
     p.add_argument("--export", choices=("export", "onnx"), help="also write a torch.export program or ONNX")
-    _num(p, "--resolution", A.RESOLUTION, "input size for FLOPs and latency (default 224)", default=224)
+    _num(p, "--resolution", A.RESOLUTION, "input size for the deploy form, FLOPs and latency (default: the "
+         "resolution the checkpoint was trained at; 224 for one that does not record it)")
     _num(p, "--threads", A.THREADS, "CPU threads for the latency")
     p.set_defaults(func=_cmd_deploy)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lknas.train.checkpoint import CheckpointError, load_checkpoint
-from lknas.train.deploy import deploy_checkpoint, load_deploy_model
+from lknas.train.deploy import checkpoint_resolution, deploy_checkpoint, load_deploy_model
 from lknas.train.full import TrainRecipe, train_full
 from tests.helpers import ToyData, small_arch
 
@@ -121,6 +121,16 @@ def test_deploy_checkpoint_equals_the_trained_model(trained, tmp_path):
     with torch.no_grad():
         assert torch.allclose(program.module()(x), deploy(x), atol=1e-5)
     assert torch.allclose(load_deploy_model(tmp_path / "model.pt")(x), deploy(x), atol=1e-6)
+
+
+def test_deploy_defaults_to_the_resolution_the_checkpoint_was_trained_at(trained, tmp_path):
+    out, _ = trained
+    for name in ("checkpoint-last.pt", "deploy.pt"):  # the recipe's, and the deploy file's own
+        result = deploy_checkpoint(out / name, tmp_path / f"from-{name}", measure=False)
+        assert result["resolution"] == RECIPE.resolution != 224, name
+        assert checkpoint_resolution(load_checkpoint(tmp_path / f"from-{name}")) == RECIPE.resolution
+    assert checkpoint_resolution({"recipe": "not json"}) == checkpoint_resolution({}) == 224  # older files
+    assert deploy_checkpoint(out / "deploy.pt", tmp_path / "m.pt", resolution=64, measure=False)["resolution"] == 64
 
 
 def test_truncated_and_foreign_checkpoints_get_clear_errors(trained, tmp_path):

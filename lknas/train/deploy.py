@@ -5,6 +5,7 @@ request a `torch.export` program (`.pt2`) or ONNX, where the environment has the
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from lknas.errors import LknasError
+from lknas.limits import MAX_RESOLUTION, MIN_RESOLUTION
 from lknas.train.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["deploy_checkpoint", "load_deploy_model", "EXPORT_FORMATS"]
@@ -31,13 +33,29 @@ def load_deploy_model(path: str | os.PathLike, resolution: int = 224) -> torch.n
     return reparameterize(model, inplace=True, resolution=resolution, in_chans=data["in_chans"])
 
 
-def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, resolution: int = 224,
+def checkpoint_resolution(data: dict[str, Any]) -> int:
+    """The input size a checkpoint was trained at: a deploy checkpoint's `resolution`, a train
+    checkpoint's recipe; 224 for checkpoints that record neither (written before they did)."""
+    value = data.get("resolution")
+    if value is None and isinstance(data.get("recipe"), str):
+        try:
+            value = json.loads(data["recipe"]).get("resolution")
+        except (ValueError, AttributeError):
+            value = None
+    valid = isinstance(value, int) and not isinstance(value, bool) and MIN_RESOLUTION <= value <= MAX_RESOLUTION
+    return value if valid else 224
+
+
+def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, resolution: int | None = None,
                       export: str | None = None, measure: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """Write the deploy form of `checkpoint` to `out` (+ `export` format beside it) and measure it."""
+    """Write the deploy form of `checkpoint` to `out` (+ `export` format beside it) and measure it.
+    `resolution` (the deploy form's stripe choices, the counts and the latency) defaults to the
+    resolution the checkpoint was trained at (`checkpoint_resolution`)."""
     from lknas.measure import complexity, measure_latency
     from lknas.models import reparameterize
 
     data = load_checkpoint(checkpoint)
+    resolution = resolution or checkpoint_resolution(data)
     try:
         arch, model = build_from_checkpoint(data)
     except CheckpointError as err:
@@ -45,7 +63,8 @@ def deploy_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     deploy = model.eval() if data["kind"] == "deploy" else reparameterize(
         model, resolution=resolution, in_chans=data["in_chans"])  # the form `count` and `latency` use
     out = Path(out)
-    save_checkpoint(out, "deploy", arch, deploy, num_classes=data["num_classes"], in_chans=data["in_chans"])
+    save_checkpoint(out, "deploy", arch, deploy, num_classes=data["num_classes"], in_chans=data["in_chans"],
+                    resolution=resolution)
     result: dict[str, Any] = {"checkpoint": str(out), "arch": arch.summary(), "resolution": resolution}
     example = torch.randn(2, data["in_chans"], resolution, resolution)
     if export == "export":
