@@ -2,8 +2,9 @@
 
 A `TrialStatus` is a `str` (its value is what trials.jsonl, trials.csv and the Ray results hold, and
 it compares and hashes as that string: `"ok" in {TrialStatus.OK}`, `df["status"] == TrialStatus.OK`),
-and it carries what the states mean, as Optuna's `TrialState` does: which ones failed, which ones
-trained a model, and which Optuna state the search reports for each (`optuna_state_name`).
+and it carries what the states mean, as Optuna's `TrialState` does: which ones trained a model
+(`trained`) and which Optuna state the search reports for each (`optuna_state_name`); `FAILED`
+lists the failed ones.
 """
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ class TrialStatus(str, Enum):
 
     def __hash__(self) -> int:  # as its value: a set or dict of statuses finds the plain string
         return str.__hash__(self)
-
-    @property
-    def failed(self) -> bool:
-        return self in FAILED
 
     @property
     def trained(self) -> bool:

@@ -354,3 +354,15 @@ def test_shortcut_false_removes_the_large_kernel_blocks_identity_and_survives_de
         assert not torch.allclose(ref, build_model(arch, num_classes=3).eval().forward_features(x), rtol=1e-3, atol=0)
         reparameterize(model)
         assert torch.allclose(model.forward_features(x), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_the_timm_config_draws_nothing_from_the_random_generator():
+    """A seeded build is the same whether the first-conv name was looked up before or not."""
+    from lknas.models.net import _first_conv, make_pretrained_cfg
+
+    arch = tiny_arch("convnext", KERNELS["plain"]).replace(stem=StemSpec("replk", 12))
+    _first_conv.cache_clear()
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    assert make_pretrained_cfg(arch)["first_conv"] == "stem.0.conv"
+    assert torch.equal(torch.random.get_rng_state(), state)

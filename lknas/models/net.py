@@ -2,6 +2,7 @@
 with timm's model API (forward_features / forward_head / reset_classifier / pretrained_cfg)."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -122,10 +123,13 @@ class LKHead(nn.Module):
         self.norm_pre = nn.Identity()
 
 
+@functools.lru_cache(maxsize=None)
 def _first_conv(stem: str) -> str:
     """The name of the stem's first convolution in an LKNet (timm's `first_conv`), read off a tiny
-    stem of that kind, so it follows `make_stem`."""
-    tiny = make_stem(stem, 1, 2)
+    stem of that kind, so it follows `make_stem`; built on the meta device, so it draws nothing from
+    torch's random generator (a seeded model and what follows it are unchanged)."""
+    with torch.device("meta"):
+        tiny = make_stem(stem, 1, 2)
     return next(f"stem.{n}" for n, m in tiny.named_modules() if isinstance(m, nn.Conv2d))
 
 

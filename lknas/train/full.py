@@ -344,7 +344,8 @@ def train_full(arch: ArchConfig, data: Any, recipe: TrainRecipe, out: str | Path
         "lr": recipe.peak_lr, "warmup_epochs": recipe.effective_warmup,  # what ran, not what was asked
     }
     save_checkpoint(out / "deploy.pt", "deploy", arch, deploy.cpu(), num_classes=num_classes, in_chans=in_chans,
-                    resolution=recipe.resolution, metrics=json.dumps({k: summary[k] for k in ("accuracy", "deploy_accuracy", "epochs")}))
+                    resolution=recipe.resolution,
+                    metrics=json.dumps({k: summary[k] for k in ("accuracy", "deploy_accuracy", "epochs")}))
     write_json_atomic(out / "summary.json", summary)
     if not summary["deploy_matches"] and progress:
         print(f"warning: deploy accuracy {deploy_accuracy:.2f}% differs from the training model's {accuracy:.2f}%",
