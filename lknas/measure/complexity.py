@@ -63,7 +63,8 @@ def count_flops(model: nn.Module, resolution: int, in_chans: int = 3) -> tuple[i
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
 
-    x = torch.zeros(1, in_chans, resolution, resolution)
+    first = next(model.parameters(), None)  # a trained model counts where it is (a GPU trial's stays there)
+    x = torch.zeros(1, in_chans, resolution, resolution, device=first.device if first is not None else None)
     analysis = FlopCountAnalysis(model.eval(), x)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
