@@ -19,14 +19,18 @@ tool), it also packs every results/benchmarks/*cuda* file into $OUT/gpu_check.ta
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "benchmarks"
@@ -40,6 +44,7 @@ class Step:
     argv: list[str]
     limit_s: int
     needs: tuple[str, ...] = ()
+    verify: Callable[[], str | None] | None = None  # after exit 0: why the step still failed, or None
     result: dict = field(default_factory=dict)
 
 
@@ -49,15 +54,28 @@ def plan(python: str, search_out: Path) -> list[Step]:
     return [
         Step("cuda tests", [python, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests",
                             "-k", "cuda or gpu", "--continue-on-collection-errors"], 90),
-        Step("dwconv float32", dw + ["--dtype", "float32"], 100),
-        Step("dwconv bfloat16", dw + ["--dtype", "bfloat16", "--no-compile"], 45),
-        Step("dwconv float16", dw + ["--dtype", "float16", "--no-compile"], 45),
-        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda"], 90),
+        Step("dwconv float32", dw + ["--dtype", "float32"], 55),
+        Step("dwconv bfloat16", dw + ["--dtype", "bfloat16", "--no-compile"], 25),
+        Step("dwconv float16", dw + ["--dtype", "float16", "--no-compile"], 25),
+        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda"], 175),
         Step("search 4 trials, 0.5 GPU each",
              [python, "-m", "lknas", "search", "--space", "peleK_space.yaml", "--trials", "4", "--steps", "150",
               "--gpus-per-trial", "0.5", "--confirm", "0", "--out", str(search_out), "--quiet"], 110,
-             needs=SEARCH_MODULES),
+             needs=SEARCH_MODULES, verify=lambda: search_verdict(search_out)),
     ]
+
+
+def search_verdict(out: Path) -> str | None:
+    """None when at least one of the search's trials finished ok; else why the search failed
+    (a search whose every trial errors still exits 0: its errors are results)."""
+    path = out / "trials.csv"
+    if not path.exists():
+        return f"the search wrote no {path}"
+    with path.open(newline="") as f:
+        statuses = Counter(row.get("status", "") for row in csv.DictReader(f))
+    if statuses["ok"] == 0:
+        return "no trial finished ok (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
+    return None
 
 
 def missing_modules(names: tuple[str, ...]) -> list[str]:
@@ -76,6 +94,10 @@ def run_step(step: Step, limit_s: float) -> dict:
         proc = subprocess.run(step.argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit_s)
         out, rc = proc.stdout + proc.stderr, proc.returncode
         status = "passed" if rc == 0 else "failed"
+        reason = step.verify() if rc == 0 and step.verify else None
+        if reason:
+            return {"status": "failed", "reason": reason, "returncode": rc,
+                    "seconds": round(time.perf_counter() - start, 1), "output_tail": out[-TAIL_CHARS:]}
     except subprocess.TimeoutExpired as exc:
         # what the step printed before it was killed (bytes here, whatever `text` says)
         out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (exc.stdout, exc.stderr) if x)
@@ -140,6 +162,8 @@ def main(argv=None) -> int:
         if s.result["status"] not in ("passed", "skipped"):
             print(s.result.get("output_tail", "")[-1500:], flush=True)
     total = time.perf_counter() - start
+    if (search_out / "trials.csv").exists():  # each trial's status, device and error travel back too
+        shutil.copyfile(search_out / "trials.csv", RESULTS / f"gpu_check-search-{device}.csv")
     data = {"benchmark": "gpu_check", "device": device, "budget_s": args.budget_s, "seconds": round(total, 1),
             "environment": _timing.environment(),
             "steps": [{"name": s.name, "command": s.argv[1:], "limit_s": s.limit_s, **s.result} for s in steps]}

@@ -78,3 +78,16 @@ def test_the_results_travel_back_as_one_archive(tmp_path, monkeypatch):
     with tarfile.open(archive) as tar:
         names = sorted(tar.getnames())
     assert names == ["results/benchmarks/dwconv-cuda-x-issue15.json", "results/benchmarks/dwconv-cuda-x-issue15.md"]
+
+
+def test_a_search_whose_every_trial_failed_fails_the_step(tmp_path):
+    gc = _module()
+    py = sys.executable
+    assert "no trials.csv" not in (gc.search_verdict(tmp_path) or "") and "wrote no" in gc.search_verdict(tmp_path)
+    (tmp_path / "trials.csv").write_text("trial,status\n0,error\n1,error\n2,infeasible\n")
+    assert gc.search_verdict(tmp_path) == "no trial finished ok (2 error, 1 infeasible)"
+    step = gc.Step("search", [py, "-c", "pass"], 30, verify=lambda: gc.search_verdict(tmp_path))
+    failed = gc.run_step(step, 30)
+    assert failed["status"] == "failed" and failed["returncode"] == 0 and "2 error" in failed["reason"]
+    (tmp_path / "trials.csv").write_text("trial,status\n0,error\n1,ok\n")
+    assert gc.search_verdict(tmp_path) is None and gc.run_step(step, 30)["status"] == "passed"
