@@ -91,3 +91,17 @@ def test_a_search_whose_every_trial_failed_fails_the_step(tmp_path):
     assert failed["status"] == "failed" and failed["returncode"] == 0 and "2 error" in failed["reason"]
     (tmp_path / "trials.csv").write_text("trial,status\n0,error\n1,ok\n")
     assert gc.search_verdict(tmp_path) is None and gc.run_step(step, 30)["status"] == "passed"
+
+
+def test_the_carry_pins_the_installed_versions_of_the_search_stack():
+    spec = importlib.util.spec_from_file_location("gpu_carry", ROOT / "benchmarks" / "gpu_carry.py")
+    carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carry)
+    pins = dict(p.split("==") for p in carry.pins())
+    import importlib.metadata as md
+
+    for name in ("ray", "optuna", "fvcore", "plotly", "pydantic"):  # pydantic: ray.train.v2 needs it
+        assert pins[name] == md.version(name)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_carry.py"), "--dry-run"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and f"ray=={md.version('ray')}" in out.stdout.split()
