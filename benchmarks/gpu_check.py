@@ -8,7 +8,9 @@ machine is given for it):
 2. `benchmarks/dwconv.py --suite issue15` against cuDNN in NCHW and channels_last, in float32
    (with `torch.compile`), bfloat16 and float16;
 3. `benchmarks/proxy_step.py --quick` (training steps, stock layouts against the fast path);
-4. a 4-trial search of peleK_space with `--gpus-per-trial 0.5` (two trials share the GPU).
+4. a 4-trial search of peleK_space with `--gpus-per-trial 0.5` (two trials share the GPU);
+5. its best architecture exported, trained with the full recipe on the GPU (2 short epochs),
+   deployed and timed (`benchmarks/found_arch_check.py`).
 
 Writes results/benchmarks/gpu_check-<device>.json and .md (per step: command, exit status, seconds,
 the end of its output) beside what the benchmarks write themselves; with $OUT set (the device
@@ -53,15 +55,17 @@ def plan(python: str, search_out: Path) -> list[Step]:
     dw = [python, "benchmarks/dwconv.py", "--suite", "issue15", "--repeats", "7", "--device", "cuda"]
     return [
         Step("cuda tests", [python, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests",
-                            "-k", "cuda or gpu", "--continue-on-collection-errors"], 90),
-        Step("dwconv float32", dw + ["--dtype", "float32"], 55),
-        Step("dwconv bfloat16", dw + ["--dtype", "bfloat16", "--no-compile"], 25),
-        Step("dwconv float16", dw + ["--dtype", "float16", "--no-compile"], 25),
-        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda"], 175),
+                            "-k", "cuda or gpu", "--continue-on-collection-errors"], 85),
+        Step("dwconv float32", dw + ["--dtype", "float32"], 40),
+        Step("dwconv bfloat16", dw + ["--dtype", "bfloat16", "--no-compile"], 20),
+        Step("dwconv float16", dw + ["--dtype", "float16", "--no-compile"], 20),
+        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda"], 155),
         Step("search 4 trials, 0.5 GPU each",
              [python, "-m", "lknas", "search", "--space", "peleK_space.yaml", "--trials", "4", "--steps", "150",
-              "--gpus-per-trial", "0.5", "--confirm", "0", "--out", str(search_out), "--quiet"], 110,
+              "--gpus-per-trial", "0.5", "--confirm", "0", "--out", str(search_out), "--quiet"], 100,
              needs=SEARCH_MODULES, verify=lambda: search_verdict(search_out)),
+        Step("found architecture trained, deployed, timed",
+             [python, "benchmarks/found_arch_check.py", str(search_out), "--device", "cuda"], 60, needs=SEARCH_MODULES),
     ]
 
 

@@ -105,3 +105,50 @@ def test_the_carry_pins_the_installed_versions_of_the_search_stack():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_carry.py"), "--dry-run"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and f"ray=={md.version('ray')}" in out.stdout.split()
+
+
+def _found_module():
+    spec = importlib.util.spec_from_file_location("found_arch_check", ROOT / "benchmarks" / "found_arch_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_plan_reuses_the_searchs_best_architecture_on_the_gpu():
+    steps = _module().plan("python", Path("/tmp/run"))
+    names = [s.name for s in steps]
+    last = steps[names.index("found architecture trained, deployed, timed")]
+    assert names.index("search 4 trials, 0.5 GPU each") < names.index(last.name)
+    assert last.argv[1:] == ["benchmarks/found_arch_check.py", "/tmp/run", "--device", "cuda"]
+    found = _found_module()
+    assert found.export_command(Path("/r"), Path("/w"))[-5:] == ["/r", "--best", "accuracy", "--out", "/w/export"]
+    calls = dict(found.reuse_commands(Path("/w/f.yaml"), Path("/w"), "cuda", 2, 2048))
+    assert calls["train"][3:5] == ["train", "/w/f.yaml"] and calls["train"][-4:-2] == ["--device", "cuda"]
+    assert calls["deploy"][4] == "/w/train/checkpoint-last.pt"  # deploy reads the GPU-trained checkpoint
+    assert calls["latency"][-3:] == ["--device", "cuda", "--json"]
+
+
+@pytest.mark.parametrize("matches, fail_at, code", [(True, None, 0), (False, None, 1), (True, "deploy", 1)])
+def test_found_architecture_check_passes_only_when_all_ran_and_the_deploy_form_matches(
+        monkeypatch, matches, fail_at, code):
+    found = _found_module()
+    ran = []
+
+    def fake_run(name, cmd):
+        ran.append(name)
+        if name == fail_at:
+            return None
+        out = cmd[cmd.index("--out") + 1] if "--out" in cmd else None
+        if name == "export":
+            Path(out).mkdir()
+            (Path(out) / "space_trial0.yaml").write_text("{}")
+        if name == "train":
+            Path(out).mkdir()
+            (Path(out) / "summary.json").write_text(
+                '{"arch": "a", "accuracy": 90.0, "deploy_accuracy": 90.0, "deploy_matches": %s}' % str(matches).lower())
+        stdout = '{"latency_ms": 1.5, "resolution": 64, "device": "cuda", "method": "quiet-lock"}'
+        return subprocess.CompletedProcess(cmd, 0, stdout, "")
+
+    monkeypatch.setattr(found, "_run", fake_run)
+    assert found.main(["/some/run", "--device", "cuda"]) == code
+    assert ran == (["export", "train", "deploy", "latency"] if fail_at is None else ["export", "train", "deploy"])
