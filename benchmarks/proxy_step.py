@@ -14,6 +14,10 @@ m, pos_embed, partial 1.0, density 1.0), once per kernel type of the space.
     python benchmarks/proxy_step.py --quick --limit 1 --batch 2 --resolution 32 --repeats 2 --no-compile \
         --no-gemm --no-write                          # smoke run
 
+Every step runs under the proxy trainer's autocast (`lknas.train.proxy._autocast`: bf16 on a
+CUDA GPU that has it, else fp16; none on a CPU), so the GPU rows time what a GPU trial runs;
+`--no-amp` times float32 steps instead.
+
 Each candidate has its own copy of the model (same initial weights) and optimizer. The compiled
 model's compile time (first two steps) is kept out of the rounds and reported; a failure is
 recorded as "did not compile". The speed-up is the median over rounds of (fastest stock candidate)
@@ -98,9 +102,10 @@ def free_depthwise():
             m.dwconv2d = f
 
 
-def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False):
-    """A training-step closure on its own copy of the model and optimizer; (step, compile s) or
-    (None, error) when compiling fails."""
+def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False, amp=contextlib.nullcontext):
+    """A training-step closure on its own copy of the model and optimizer, its forward and loss
+    under `amp()` (a fresh autocast context each step); (step, compile s) or (None, error) when
+    compiling fails."""
     import copy
     import time
 
@@ -112,7 +117,9 @@ def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False):
     def fn():
         with free_depthwise() if algo == "free" else dw.use_algorithm(algo):
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
+            with amp():
+                loss = loss_fn(net(x), y)
+            loss.backward()
             opt.step()
 
     if not compiled:
@@ -138,10 +145,17 @@ def main(argv=None) -> int:
                     help="time torch.compile of the stock model (compiling takes minutes on a CPU)")
     ap.add_argument("--gemm", action=argparse.BooleanOptionalAction, default=True,
                     help="measure the matmul reference in a separate interpreter")
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                    help="the proxy trainer's autocast (bf16 / fp16 on CUDA; a no-op on the CPU)")
     ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                     help="write results/benchmarks/*.json and .md")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    from lknas.train.proxy import _autocast
+
+    amp_dtype = _autocast(device)[1] if args.amp else None
+    amp = (lambda: _autocast(device)[0]) if amp_dtype is not None else contextlib.nullcontext
+    precision = str(amp_dtype).replace("torch.", "") + " autocast" if amp_dtype is not None else "float32"
     _timing.keep_freed_memory()
     repeats = args.repeats or (3 if args.quick else 9)
     configs = [CONFIGS[0], CONFIGS[3]] if args.quick else CONFIGS
@@ -158,17 +172,17 @@ def main(argv=None) -> int:
         y = torch.randint(0, 2, (args.batch,), device=device)
         loss_fn = torch.nn.CrossEntropyLoss()
         fns = {
-            "off_nchw": _candidate(model, x, y, loss_fn, "off", "nchw")[0],
-            "off_cl": _candidate(model, x, y, loss_fn, "off", "channels_last")[0],
+            "off_nchw": _candidate(model, x, y, loss_fn, "off", "nchw", amp=amp)[0],
+            "off_cl": _candidate(model, x, y, loss_fn, "off", "channels_last", amp=amp)[0],
         }
         compile_s: float | str = "not tried (--no-compile)"
         if args.compile:
-            fn, compile_s = _candidate(model, x, y, loss_fn, "off", "nchw", compiled=True)
+            fn, compile_s = _candidate(model, x, y, loss_fn, "off", "nchw", compiled=True, amp=amp)
             if fn is not None:
                 fns["off_compiled"] = fn
-        fns.update(fast_nchw=_candidate(model, x, y, loss_fn, "auto", "nchw")[0],
-                   fast_cl=_candidate(model, x, y, loss_fn, "auto", "channels_last")[0])
-        fns[FREE] = _candidate(model, x, y, loss_fn, "free", "channels_last")[0]
+        fns.update(fast_nchw=_candidate(model, x, y, loss_fn, "auto", "nchw", amp=amp)[0],
+                   fast_cl=_candidate(model, x, y, loss_fn, "auto", "channels_last", amp=amp)[0])
+        fns[FREE] = _candidate(model, x, y, loss_fn, "free", "channels_last", amp=amp)[0]
         first: dict[str, float] = {}
         faults: dict[str, float] = {}
         samples = _timing.interleaved_samples(fns, device, repeats, first, faults)
@@ -181,12 +195,15 @@ def main(argv=None) -> int:
                 dw.clear_cache()
                 m = model.to(memory_format=MEMORY_FORMATS[layout])
                 m.zero_grad(set_to_none=True)
-                loss_fn(m(x.contiguous(memory_format=MEMORY_FORMATS[layout])), y).backward()
+                with amp():
+                    loss = loss_fn(m(x.contiguous(memory_format=MEMORY_FORMATS[layout])), y)
+                loss.backward()
                 algos[layout] = sorted(set(dw.cache_info()["choices"].values()))
         r = {
             "space": space, "kernel_type": arch.stages[0].kernel.type, "arch": describe(arch),
             "params": sum(p.numel() for p in model.parameters()), "batch": args.batch,
-            "resolution": args.resolution, "ms": times, "first_step_ms": first, "page_faults_per_step": faults,
+            "resolution": args.resolution, "precision": precision, "ms": times, "first_step_ms": first,
+            "page_faults_per_step": faults,
             "spread": {k: _timing.spread(v) for k, v in samples.items()},
             "compile_s": compile_s if "off_compiled" in fns else None,
             "compiled": "ok" if "off_compiled" in fns else f"did not compile: {compile_s}",
@@ -205,6 +222,7 @@ def main(argv=None) -> int:
               flush=True)
     lines = [
         f"Training step (forward, backward, AdamW) at batch {args.batch}, {args.resolution}x{args.resolution}, "
+        f"{precision} (as the proxy trainer runs on this device), "
         f"median ms of {repeats} interleaved rounds. off = stock PyTorch (`dwconv2d` off: plain `F.conv2d`) in NCHW, "
         "channels_last (cl) and torch.compile (compiled; n/c: did not compile); fast = `dwconv2d` auto in NCHW / "
         "channels_last. Speed-up: median over rounds of the fastest stock / the fastest fast step. p90/p50: the "
@@ -228,7 +246,7 @@ def main(argv=None) -> int:
                      f"{', '.join(r['algorithms']['channels_last'])} |")
     name = _timing.device_name(device)
     data = {"benchmark": "proxy_step", "device": name, "quick": args.quick, "repeats": repeats,
-            "gemm_gflops": gemm, "environment": _timing.environment(), "steps": rows}
+            "precision": precision, "gemm_gflops": gemm, "environment": _timing.environment(), "steps": rows}
     if args.write:
         stem = f"proxy_step-{name}" + ("-quick" if args.quick else "")
         jpath, mpath = _timing.write(stem, data, "\n".join(lines) + "\n")

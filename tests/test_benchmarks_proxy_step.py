@@ -46,3 +46,28 @@ def test_free_depthwise_replaces_every_depthwise_convolution_and_restores_them(m
     assert not torch.allclose(free, real)
     assert torch.allclose(model(x), real)  # restored: the real convolutions again
     assert calls
+
+
+def test_each_step_runs_its_forward_under_the_trainers_autocast():
+    import contextlib
+
+    import lknas
+
+    step = _module()
+    entered = []
+
+    @contextlib.contextmanager
+    def amp():
+        entered.append(torch.is_grad_enabled())
+        yield
+
+    torch.manual_seed(0)
+    model = lknas.build_model(step.largest_arch("peleK_space", "dense"), num_classes=2).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    fn, _ = step._candidate(model, x, y, torch.nn.CrossEntropyLoss(), "auto", "nchw", amp=amp)
+    fn()
+    fn()
+    assert entered == [True, True]  # a fresh context per step, around the forward with gradients on
+    from lknas.train.proxy import _autocast
+
+    assert _autocast(torch.device("cpu"))[1] is None  # on a CPU the steps stay float32, as trials do
