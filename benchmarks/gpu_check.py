@@ -75,9 +75,11 @@ def search_verdict(out: Path) -> str | None:
     path = out / "trials.csv"
     if not path.exists():
         return f"the search wrote no {path}"
+    from lknas.status import TrialStatus  # light: no torch
+
     with path.open(newline="") as f:
         statuses = Counter(row.get("status", "") for row in csv.DictReader(f))
-    if statuses["ok"] == 0:
+    if statuses[TrialStatus.OK] == 0:
         return "no trial finished ok (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
     return None
 
