@@ -174,7 +174,7 @@ def _cmd_erf(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from lknas.search.runner import parse_objectives_flag, run_search
+    from lknas.search.runner import all_trials_raised, parse_objectives_flag, run_search
 
     if bool(args.space) == bool(args.resume):
         raise LknasError("give either --space SPACE.yaml (a new search) or --resume results/RUN (continue one)")
@@ -188,7 +188,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
-    return 130 if outcome.interrupted else 0
+    if outcome.interrupted:
+        return 130
+    failed = all_trials_raised(outcome.trials, Path(outcome.run_dir))
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_scale(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from lknas.search.store import RunStore
 from lknas.search.trial import NUMBER_KEY, TrialContext, trial_epochs
 from lknas.space import SearchSpace, load_space
 from lknas.space.configs import OBJECTIVE_MODES, Objective, SearchConfig
-from lknas.status import FAILED
+from lknas.status import FAILED, TrialStatus
 
 __all__ = ["run_search", "SearchOutcome", "parse_objectives_flag", "default_run_dir"]
 
@@ -52,6 +52,25 @@ class SearchOutcome:
     pareto: pd.DataFrame
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)  # seconds per driver phase (`_search`)
+
+
+def all_trials_raised(trials: pd.DataFrame, run_dir: Path) -> str:
+    """'' unless every search trial that ran ended in an exception (status `error`; infeasible
+    trials never run): then what to tell the user, with the first trial's error and the command
+    that repeats it. Such a search has measured nothing, and `lknas search` exits non-zero for it
+    (a GPU run whose every trial failed on a device mismatch had exited 0)."""
+    rows = search_rows(trials)
+    if rows.empty or "status" not in rows.columns:
+        return ""
+    ran = rows[rows["status"] != TrialStatus.INFEASIBLE]
+    if ran.empty or not (ran["status"] == TrialStatus.ERROR).all():
+        return ""
+    first = ran.sort_values("trial").iloc[0]
+    error = str(first.get("error") or "").strip().splitlines()
+    arch = next(iter(sorted((run_dir / "archs").glob(f"trial{int(first['trial']):04d}-*.yaml"))), None)
+    again = f"; `lknas train-proxy {arch} --debug` repeats it with its traceback" if arch else ""
+    return (f"all {len(ran)} trial(s) that ran failed with an exception; the first, trial {first['trial']}: "
+            f"{error[0] if error else 'no message'}. Each trial's error is in {run_dir / 'trials.csv'}{again}")
 
 
 def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
