@@ -22,13 +22,11 @@ def _frame(*statuses: str, phase: str | None = None) -> pd.DataFrame:
 
 
 def test_only_a_search_whose_every_run_trial_raised_is_a_failure(tmp_path):
-    (tmp_path / "archs").mkdir()
-    (tmp_path / "archs" / "trial0001-abcdef0123.yaml").write_text("{}")
     message = all_trials_raised(_frame("infeasible", "error", "error"), tmp_path)
     assert message.startswith("all 2 trial(s) that ran failed with an exception; the first, trial 1: "
                               "RuntimeError: boom 1.")
     assert str(tmp_path / "trials.csv") in message
-    assert f"lknas train-proxy {tmp_path / 'archs' / 'trial0001-abcdef0123.yaml'} --debug" in message
+    assert f"`lknas export {tmp_path} --trial 1`" in message and "`lknas train-proxy FILE --debug`" in message
     for fine in (_frame("error", "ok"), _frame("error", "diverged"), _frame("error", "truncated"),
                  _frame("infeasible", "infeasible"), _frame(), _frame("error", phase="confirm")):
         assert all_trials_raised(fine, tmp_path) == ""
@@ -43,3 +41,24 @@ def test_the_search_command_exits_1_when_every_trial_raised(monkeypatch, tmp_pat
     assert main(["search", "--space", "peleK_space.yaml", "--quiet"]) == code
     err = capsys.readouterr().err
     assert ("all 2 trial(s) that ran failed" in err) if code else ("failed with an exception" not in err)
+
+
+@pytest.mark.parametrize("var, value", [("LKNAS_DWCONV", "bogus"), ("LKNAS_DWCONV_MAX_WORKSPACE_MB", "lots"),
+                                        ("LKNAS_DWCONV_MAX_WORKSPACE_MB", "-1"), ("LKNAS_LAYOUT", "nhwc"),
+                                        ("LKNAS_STRIPE_FORM", "merged")])
+def test_a_bad_setting_every_trial_reads_is_refused_before_the_search_starts(monkeypatch, tmp_path, capsys, var, value):
+    monkeypatch.setenv(var, value)
+    out = tmp_path / "run"
+    assert main(["search", "--space", "peleK_space.yaml", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: environment: ") and var in err and repr(value) in err and err.count("\n") == 1
+    assert not out.exists()  # nothing written, no Ray started
+
+
+def test_good_settings_pass_the_check(monkeypatch):
+    from lknas.search.env_check import check_environment
+
+    for var, value in (("LKNAS_DWCONV", "off"), ("LKNAS_DWCONV_MAX_WORKSPACE_MB", "0"), ("LKNAS_LAYOUT", "nchw"),
+                       ("LKNAS_STRIPE_FORM", "dense")):
+        monkeypatch.setenv(var, value)
+    check_environment()

@@ -93,8 +93,18 @@ def forced_algorithm(override: str | None) -> str | None:
 
 
 def workspace_limit() -> int:
-    """Workspace limit in bytes (LKNAS_DWCONV_MAX_WORKSPACE_MB, default 512)."""
-    mb = float(os.environ.get("LKNAS_DWCONV_MAX_WORKSPACE_MB", "512"))
+    """Workspace limit in bytes (LKNAS_DWCONV_MAX_WORKSPACE_MB, default 512).
+
+    Raises:
+        ValueError: the variable is not a finite number >= 0.
+    """
+    raw = os.environ.get("LKNAS_DWCONV_MAX_WORKSPACE_MB", "512")
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb < 0:
+        raise ValueError(f"LKNAS_DWCONV_MAX_WORKSPACE_MB={raw!r}: give a size in MB, a number >= 0 (default 512)")
     return int(mb * 2**20)
 
 

@@ -26,6 +26,7 @@ import optuna
 import pandas as pd
 
 from lknas.errors import LknasError
+from lknas.search.env_check import check_environment
 from lknas.search.noise import is_confirm, search_rows
 from lknas.search.objectives import metric_of
 from lknas.search.resume import open_study, resume_settings
@@ -56,8 +57,8 @@ class SearchOutcome:
 
 def all_trials_raised(trials: pd.DataFrame, run_dir: Path) -> str:
     """'' unless every search trial that ran ended in an exception (status `error`; infeasible
-    trials never run): then what to tell the user, with the first trial's error and the command
-    that repeats it. Such a search has measured nothing, and `lknas search` exits non-zero for it
+    trials never run): then what to tell the user, with the first trial's error and how to
+    repeat it. Such a search has measured nothing, and `lknas search` exits non-zero for it
     (a GPU run whose every trial failed on a device mismatch had exited 0)."""
     rows = search_rows(trials)
     if rows.empty or "status" not in rows.columns:
@@ -67,10 +68,11 @@ def all_trials_raised(trials: pd.DataFrame, run_dir: Path) -> str:
         return ""
     first = ran.sort_values("trial").iloc[0]
     error = str(first.get("error") or "").strip().splitlines()
-    arch = next(iter(sorted((run_dir / "archs").glob(f"trial{int(first['trial']):04d}-*.yaml"))), None)
-    again = f"; `lknas train-proxy {arch} --debug` repeats it with its traceback" if arch else ""
-    return (f"all {len(ran)} trial(s) that ran failed with an exception; the first, trial {first['trial']}: "
-            f"{error[0] if error else 'no message'}. Each trial's error is in {run_dir / 'trials.csv'}{again}")
+    n = int(first["trial"])
+    return (f"all {len(ran)} trial(s) that ran failed with an exception; the first, trial {n}: "
+            f"{error[0] if error else 'no message'}. Each trial's error and traceback are in "
+            f"{run_dir / 'trials.csv'}; `lknas export {run_dir} --trial {n}` writes its architecture, and "
+            "`lknas train-proxy FILE --debug` trains it again in this process")
 
 
 def parse_objectives_flag(text: str) -> tuple[Objective, ...]:
@@ -161,6 +163,7 @@ def run_search(
         LknasError: a malformed space, settings that do not fit it, or a run that cannot start.
     """
     _check_override_names(overrides)
+    check_environment()  # LKNAS_* values every trial reads: refused here, not in each trial
     stream = stream or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if resume is not None:
