@@ -12,7 +12,8 @@ captured; a few also as `python -m lknas` subprocesses, the real entry point):
   run directories (garbage / truncated / mistyped run.json, corrupt study.db, jobs.json),
   checkpoints (garbage, truncated, missing keys, bad architecture, foreign pickle), image folders
   (one class, an undecodable image, a decompression bomb), `--out` paths (a directory where a
-  file goes, a file where a directory goes).
+  file goes, a file where a directory goes);
+- a bad value of each LKNAS_* setting a search's trials read (set for that case only).
 
 Nothing trains beyond a few steps of a tiny network and no Ray starts (in-process, `ray.init` is a
 stand-in that marks a case reaching it as not refused). Each case expects exit code
@@ -52,6 +53,7 @@ class Case:
     group: str
     argv: list[str]
     subprocess: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # set for this case only
 
 
 @dataclass
@@ -388,6 +390,13 @@ def catalogue(tmp: Path, silent_port: int) -> list[Case]:
     C("train --resume without a checkpoint", "checkpoint", "train", "--arch", str(tiny), "--data", TINY_DATA,
       *train_small, "--out", out("train_no_ckpt"), "--resume")
 
+    # settings every search trial reads, refused before the search starts
+    for var, value in (("LKNAS_DWCONV", "bogus"), ("LKNAS_DWCONV_MAX_WORKSPACE_MB", "lots"), ("LKNAS_LAYOUT", "nhwc"),
+                       ("LKNAS_STRIPE_FORM", "merged")):
+        cases.append(Case(f"search with {var}={value}", "environment",
+                          ["search", "--space", str(tiny), "--out", out(f"env_{var.lower()}"), "--quiet"],
+                          env={var: value}))
+
     # the real entry point, in subprocesses
     C("[subprocess] count --resolution 0", "subprocess", "count", str(tiny), "--resolution", "0", sub=True)
     C("[subprocess] latency --repeats 0", "subprocess", "latency", "--arch", str(tiny), "--repeats", "0", sub=True)
@@ -424,6 +433,8 @@ def run_in_process(case: Case) -> tuple[int, str]:
     from lknas.cli import main
 
     out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in case.env}
+    os.environ.update(case.env)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(case.argv)
@@ -437,12 +448,18 @@ def run_in_process(case: Case) -> tuple[int, str]:
 
             traceback.print_exc()
             code = 1
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     return code, err.getvalue()
 
 
 def run_subprocess(case: Case) -> tuple[int, str]:
     proc = subprocess.run([sys.executable, "-m", "lknas", *case.argv], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          timeout=300, env={**os.environ, **case.env, "PYTHONPATH": str(REPO)})
     return proc.returncode, proc.stderr
 
 
