@@ -203,7 +203,15 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     outcome = run_scale(args.experiment, out=args.out, seeds=args.seeds, epochs=args.epochs, steps=args.steps,
                         dataset=args.dataset, address=args.address, cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
-    return 130 if outcome.interrupted else 0
+    if outcome.interrupted:
+        return 130
+    from lknas.search.runner import all_trials_raised
+
+    failed = all_trials_raised(outcome.trials, Path(outcome.run_dir), search=False)
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:

@@ -62,3 +62,22 @@ def test_good_settings_pass_the_check(monkeypatch):
                        ("LKNAS_STRIPE_FORM", "dense")):
         monkeypatch.setenv(var, value)
     check_environment()
+
+
+def test_a_scale_study_whose_every_run_raised_exits_1_without_the_search_hint(monkeypatch, tmp_path, capsys):
+    import lknas.study.runner as study
+    from lknas.study.runner import ScaleOutcome
+
+    monkeypatch.setattr(study, "run_scale", lambda *a, **k: ScaleOutcome(Path(tmp_path), _frame("error", "error")))
+    assert main(["scale", "--experiment", "experiments/kernel_types.yaml", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "all 2 trial(s) that ran failed" in err and "train-proxy" not in err
+
+
+@pytest.mark.parametrize("argv", [["scale", "--experiment", "experiments/kernel_types.yaml", "--quiet"],
+                                  ["fidelity", "--space", "peleK_space.yaml", "--quiet"]])
+def test_scale_and_fidelity_refuse_a_bad_setting_before_they_start(monkeypatch, tmp_path, capsys, argv):
+    monkeypatch.setenv("LKNAS_LAYOUT", "nhwc")
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: environment: layout / LKNAS_LAYOUT") and not out.exists()

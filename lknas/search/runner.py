@@ -55,11 +55,11 @@ class SearchOutcome:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per driver phase (`_search`)
 
 
-def all_trials_raised(trials: pd.DataFrame, run_dir: Path) -> str:
-    """'' unless every search trial that ran ended in an exception (status `error`; infeasible
-    trials never run): then what to tell the user, with the first trial's error and how to
-    repeat it. Such a search has measured nothing, and `lknas search` exits non-zero for it
-    (a GPU run whose every trial failed on a device mismatch had exited 0)."""
+def all_trials_raised(trials: pd.DataFrame, run_dir: Path, search: bool = True) -> str:
+    """'' unless every trial that ran ended in an exception (status `error`; infeasible trials
+    never run): then what to tell the user, with the first trial's error (and, for a `search`
+    run, how to repeat it). Such a run has measured nothing, and `lknas search` and `lknas scale`
+    exit non-zero for it (a GPU search whose every trial failed on a device mismatch had exited 0)."""
     rows = search_rows(trials)
     if rows.empty or "status" not in rows.columns:
         return ""
@@ -69,10 +69,11 @@ def all_trials_raised(trials: pd.DataFrame, run_dir: Path) -> str:
     first = ran.sort_values("trial").iloc[0]
     error = str(first.get("error") or "").strip().splitlines()
     n = int(first["trial"])
+    again = (f"; `lknas export {run_dir} --trial {n}` writes its architecture, and `lknas train-proxy FILE "
+             "--debug` trains it again in this process") if search else ""
     return (f"all {len(ran)} trial(s) that ran failed with an exception; the first, trial {n}: "
             f"{error[0] if error else 'no message'}. Each trial's error and traceback are in "
-            f"{run_dir / 'trials.csv'}; `lknas export {run_dir} --trial {n}` writes its architecture, and "
-            "`lknas train-proxy FILE --debug` trains it again in this process")
+            f"{run_dir / 'trials.csv'}{again}")
 
 
 def parse_objectives_flag(text: str) -> tuple[Objective, ...]:

@@ -144,6 +144,9 @@ def run_fidelity(
     Raises:
         LknasError: bad arguments, a space without enough feasible architectures.
     """
+    from lknas.search.env_check import check_environment
+
+    check_environment()  # LKNAS_* values every trial reads: refused here, not in each trial
     stream = stream or sys.stdout
     if isinstance(reuse_from, (str, os.PathLike)):
         reuse_from = [reuse_from]

@@ -181,6 +181,9 @@ def run_scale(
         LknasError: a malformed experiment file, settings that do not fit a study being continued,
             a run directory another process holds, or a Ray cluster that does not answer.
     """
+    from lknas.search.env_check import check_environment
+
+    check_environment()  # LKNAS_* values every trial reads: refused here, not in each trial
     stream = stream or sys.stdout
     exp = None
     if out is None or not (Path(out) / "jobs.json").is_file():
