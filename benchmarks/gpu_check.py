@@ -71,7 +71,8 @@ def plan(python: str, search_out: Path) -> list[Step]:
 
 def search_verdict(out: Path) -> str | None:
     """None when at least one of the search's trials finished ok; else why the search failed
-    (a search whose every trial errors still exits 0: its errors are results)."""
+    (`lknas search` exits 1 only when every trial that ran raised: all infeasible or diverged
+    trials still exit 0, and measured nothing)."""
     path = out / "trials.csv"
     if not path.exists():
         return f"the search wrote no {path}"

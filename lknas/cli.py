@@ -174,7 +174,7 @@ def _cmd_erf(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from lknas.search.runner import all_trials_raised, parse_objectives_flag, run_search
+    from lknas.search.runner import parse_objectives_flag, run_search
 
     if bool(args.space) == bool(args.resume):
         raise LknasError("give either --space SPACE.yaml (a new search) or --resume results/RUN (continue one)")
@@ -188,9 +188,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
         objectives=parse_objectives_flag(args.objectives) if args.objectives else None,
     )
     outcome = run_search(args.space, resume=args.resume, out=args.out, quiet=args.quiet, **overrides)
+    return _run_exit_code(outcome, search=True)
+
+
+def _run_exit_code(outcome, search: bool) -> int:
+    """A search's or scale study's exit code: 130 interrupted, 1 (with the first error) when every
+    trial that ran raised, else 0."""
+    from lknas.search.runner import all_trials_raised
+
     if outcome.interrupted:
         return 130
-    failed = all_trials_raised(outcome.trials, Path(outcome.run_dir))
+    failed = all_trials_raised(outcome.trials, Path(outcome.run_dir), search=search)
     if failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1
@@ -203,15 +211,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     outcome = run_scale(args.experiment, out=args.out, seeds=args.seeds, epochs=args.epochs, steps=args.steps,
                         dataset=args.dataset, address=args.address, cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, quiet=args.quiet)
-    if outcome.interrupted:
-        return 130
-    from lknas.search.runner import all_trials_raised
-
-    failed = all_trials_raised(outcome.trials, Path(outcome.run_dir), search=False)
-    if failed:
-        print(f"error: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return _run_exit_code(outcome, search=False)
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
