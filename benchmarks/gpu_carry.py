@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,17 @@ def download(pin: str, dest: Path) -> None:
                         str(dest), *map(str, Path(sdist).iterdir())], check=True)
 
 
+def unpack_wheel(wheel: Path, site: Path) -> None:
+    """Unpack `wheel` into `site` keeping each file's Unix mode: ZipFile.extractall drops it, and Ray
+    starts its gcs_server and raylet binaries as programs (Permission denied without the x bits)."""
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            path = z.extract(info, site)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                os.chmod(path, mode)
+
+
 def build(out: Path = OUT) -> Path:
     """Download, unpack, trim and pack; returns the archive."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +75,7 @@ def build(out: Path = OUT) -> Path:
             print(f"  {pin}", flush=True)
             download(pin, wheels)
         for wheel in sorted(wheels.glob("*.whl")):
-            with zipfile.ZipFile(wheel) as z:
-                z.extractall(site)
+            unpack_wheel(wheel, site)
         for rel in PRUNE:
             shutil.rmtree(site / rel, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """One-shot GPU check (issue 15), run by benchmarks/gpu_check.sh on a machine with one CUDA GPU.
 
 Each step runs as its own process with a time limit, so one failure or hang costs only its own
-slot, and the whole check stays under `--budget-s` (default 480 s, the 8 minutes a lent GPU
-machine is given for it):
+slot, and the whole check stays under `--budget-s` (default 480 s: a lent GPU machine's
+command may run 10 minutes and a session has 15; the limits below are what each step took on an H200
+on 2026-12-04, with room):
 
 1. the CUDA tests (`pytest -k "cuda or gpu"`);
 2. `benchmarks/dwconv.py --suite issue15` against cuDNN in NCHW and channels_last, in float32
@@ -17,6 +18,9 @@ the end of its output) beside what the benchmarks write themselves; with $OUT se
 tool), it also packs every results/benchmarks/*cuda* file into $OUT/gpu_check.tar.gz.
 
     python benchmarks/gpu_check.py --dry-run     # print the plan; needs no GPU
+    bash benchmarks/gpu_check.sh --only "proxy step,search,found"   # rerun some steps (name prefixes)
+
+A run with --only writes gpu_check-<device>-rerun.json and .md, so the full check's file stays.
 """
 from __future__ import annotations
 
@@ -55,18 +59,33 @@ def plan(python: str, search_out: Path) -> list[Step]:
     dw = [python, "benchmarks/dwconv.py", "--suite", "issue15", "--repeats", "7", "--device", "cuda"]
     return [
         Step("cuda tests", [python, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests",
-                            "-k", "cuda or gpu", "--continue-on-collection-errors"], 85),
-        Step("dwconv float32", dw + ["--dtype", "float32"], 40),
+                            "-k", "cuda or gpu", "--continue-on-collection-errors"], 80),
+        Step("dwconv float32", dw + ["--dtype", "float32"], 35),
         Step("dwconv bfloat16", dw + ["--dtype", "bfloat16", "--no-compile"], 20),
         Step("dwconv float16", dw + ["--dtype", "float16", "--no-compile"], 20),
-        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda"], 155),
+        # --no-compile: compiling each proxy model took 81-87 s on an H200 and its step was no faster than
+        # eager (proxy_step-cuda-nvidia-h200-quick-bfloat16.md; 2026-12-04); run proxy_step.py alone for it
+        Step("proxy step", [python, "benchmarks/proxy_step.py", "--quick", "--device", "cuda", "--no-compile"], 60),
         Step("search 4 trials, 0.5 GPU each",
              [python, "-m", "lknas", "search", "--space", "peleK_space.yaml", "--trials", "4", "--steps", "150",
-              "--gpus-per-trial", "0.5", "--confirm", "0", "--out", str(search_out), "--quiet"], 100,
+              "--gpus-per-trial", "0.5", "--confirm", "0", "--out", str(search_out), "--quiet"], 130,
              needs=SEARCH_MODULES, verify=lambda: search_verdict(search_out)),
         Step("found architecture trained, deployed, timed",
-             [python, "benchmarks/found_arch_check.py", str(search_out), "--device", "cuda"], 60, needs=SEARCH_MODULES),
+             [python, "benchmarks/found_arch_check.py", str(search_out), "--device", "cuda"], 90,
+             needs=SEARCH_MODULES),
     ]
+
+
+def select(steps: list[Step], only: str | None) -> list[Step]:
+    """The steps whose names start with one of `only`'s comma-separated prefixes (all when None)."""
+    if only is None:
+        return steps
+    prefixes = [p.strip() for p in only.split(",") if p.strip()]
+    chosen = [s for s in steps if any(s.name.startswith(p) for p in prefixes)]
+    if not chosen:
+        raise SystemExit(f"gpu_check: --only {only!r} names no step; the steps are: "
+                         + ", ".join(s.name for s in steps))
+    return chosen
 
 
 def search_verdict(out: Path) -> str | None:
@@ -138,9 +157,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", action="store_true", help="print the steps and their limits; run nothing")
     ap.add_argument("--budget-s", type=float, default=480.0, help="the whole check's time limit (default 480)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated prefixes of the step names to run (e.g. 'proxy step,search,found')")
     args = ap.parse_args(argv)
     search_out = Path(os.environ.get("TMPDIR", "/tmp")) / f"lknas-gpu-check-search-{os.getpid()}"
-    steps = plan(sys.executable, search_out)
+    steps = select(plan(sys.executable, search_out), args.only)
     if args.dry_run:
         for s in steps:
             need = f"  (needs {', '.join(s.needs)})" if s.needs else ""
@@ -174,7 +195,7 @@ def main(argv=None) -> int:
     data = {"benchmark": "gpu_check", "device": device, "budget_s": args.budget_s, "seconds": round(total, 1),
             "environment": _timing.environment(),
             "steps": [{"name": s.name, "command": s.argv[1:], "limit_s": s.limit_s, **s.result} for s in steps]}
-    jpath, mpath = _timing.write(f"gpu_check-{device}", data, table(device, steps, total))
+    jpath, mpath = _timing.write(f"gpu_check-{device}" + ("-rerun" if args.only else ""), data, table(device, steps, total))
     print(f"wrote {jpath} and {mpath}")
     if os.environ.get("OUT"):
         print(f"packed {pack(Path(os.environ['OUT']))}")

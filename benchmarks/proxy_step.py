@@ -133,6 +133,44 @@ def _candidate(model0, x0, y, loss_fn, algo, layout, compiled=False, amp=context
         return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
 
 
+def report(rows: list[dict], args, repeats: int, precision: str, gemm, device, amp_dtype, write: bool) -> str:
+    """The table of `rows`; with `write`, the JSON and .md too (called after each architecture, so a
+    run stopped by a time limit keeps what it measured)."""
+    lines = [
+        f"Training step (forward, backward, AdamW) at batch {args.batch}, {args.resolution}x{args.resolution}, "
+        f"{precision} (as the proxy trainer runs on this device), "
+        f"median ms of {repeats} interleaved rounds. off = stock PyTorch (`dwconv2d` off: plain `F.conv2d`) in NCHW, "
+        "channels_last (cl) and torch.compile (compiled; n/c: did not compile); fast = `dwconv2d` auto in NCHW / "
+        "channels_last. Speed-up: median over rounds of the fastest stock / the fastest fast step. p90/p50: the "
+        "worst candidate's spread (target <= 1.3 on a quiet machine). free_dw_cl: the channels_last step with "
+        "every `dwconv2d` call replaced by one multiply; ceiling = fastest stock / free_dw_cl, the most any "
+        "depthwise algorithm could give the step.",
+        "",
+        "| space | largest architecture | params | " + " | ".join(f"ms {k}" for k in STOCK + FAST)
+        + f" | ms {FREE} | best stock | speed-up | ceiling | speed-up of min | worst p90/p50 | compile s "
+        "| algorithms (nchw; cl) |",
+        "|---|---|---|" + "---|" * len(STOCK + FAST) + "---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        worst = max(r["spread"].items(), key=lambda kv: kv[1]["p90_p50"])
+        comp = f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "n/c"
+        lines.append(f"| {r['space']} | {r['arch']} | {r['params']:,} | "
+                     + " | ".join(f"{r['ms'][k]:.0f}" if k in r["ms"] else "n/c" for k in STOCK + FAST)
+                     + f" | {r['ms'][FREE]:.0f} | {r['best_stock']} | {r['speedup']:.2f}x | {r['ceiling']:.2f}x | "
+                     f"{r['speedup_of_min']:.2f}x | "
+                     f"{worst[1]['p90_p50']:.2f} ({worst[0]}) | {comp} | {', '.join(r['algorithms']['nchw'])}; "
+                     f"{', '.join(r['algorithms']['channels_last'])} |")
+    name = _timing.device_name(device)
+    data = {"benchmark": "proxy_step", "device": name, "quick": args.quick, "repeats": repeats,
+            "precision": precision, "gemm_gflops": gemm, "environment": _timing.environment(), "steps": rows}
+    if write:
+        stem = (f"proxy_step-{name}" + ("-quick" if args.quick else "")
+                + (f"-{str(amp_dtype).replace('torch.', '')}" if amp_dtype is not None else ""))
+        jpath, mpath = _timing.write(stem, data, "\n".join(lines) + "\n")
+        print(f"wrote {jpath} and {mpath}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="peleK dense and replknet only, 3 repeats")
@@ -220,39 +258,10 @@ def main(argv=None) -> int:
               + " ".join(f"{k} {v['p90_p50']:.2f}" for k, v in r["spread"].items())
               + f"; compile {r['compile_s'] if r['compile_s'] is not None else r['compiled']}; algorithms {algos}",
               flush=True)
-    lines = [
-        f"Training step (forward, backward, AdamW) at batch {args.batch}, {args.resolution}x{args.resolution}, "
-        f"{precision} (as the proxy trainer runs on this device), "
-        f"median ms of {repeats} interleaved rounds. off = stock PyTorch (`dwconv2d` off: plain `F.conv2d`) in NCHW, "
-        "channels_last (cl) and torch.compile (compiled; n/c: did not compile); fast = `dwconv2d` auto in NCHW / "
-        "channels_last. Speed-up: median over rounds of the fastest stock / the fastest fast step. p90/p50: the "
-        "worst candidate's spread (target <= 1.3 on a quiet machine). free_dw_cl: the channels_last step with "
-        "every `dwconv2d` call replaced by one multiply; ceiling = fastest stock / free_dw_cl, the most any "
-        "depthwise algorithm could give the step.",
-        "",
-        "| space | largest architecture | params | " + " | ".join(f"ms {k}" for k in STOCK + FAST)
-        + f" | ms {FREE} | best stock | speed-up | ceiling | speed-up of min | worst p90/p50 | compile s "
-        "| algorithms (nchw; cl) |",
-        "|---|---|---|" + "---|" * len(STOCK + FAST) + "---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        worst = max(r["spread"].items(), key=lambda kv: kv[1]["p90_p50"])
-        comp = f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "n/c"
-        lines.append(f"| {r['space']} | {r['arch']} | {r['params']:,} | "
-                     + " | ".join(f"{r['ms'][k]:.0f}" if k in r["ms"] else "n/c" for k in STOCK + FAST)
-                     + f" | {r['ms'][FREE]:.0f} | {r['best_stock']} | {r['speedup']:.2f}x | {r['ceiling']:.2f}x | "
-                     f"{r['speedup_of_min']:.2f}x | "
-                     f"{worst[1]['p90_p50']:.2f} ({worst[0]}) | {comp} | {', '.join(r['algorithms']['nchw'])}; "
-                     f"{', '.join(r['algorithms']['channels_last'])} |")
-    name = _timing.device_name(device)
-    data = {"benchmark": "proxy_step", "device": name, "quick": args.quick, "repeats": repeats,
-            "precision": precision, "gemm_gflops": gemm, "environment": _timing.environment(), "steps": rows}
-    if args.write:
-        stem = f"proxy_step-{name}" + ("-quick" if args.quick else "")
-        jpath, mpath = _timing.write(stem, data, "\n".join(lines) + "\n")
-        print(f"wrote {jpath} and {mpath}")
-    else:
-        print("\n".join(lines))
+        if args.write:
+            report(rows, args, repeats, precision, gemm, device, amp_dtype, write=True)
+    if not args.write:
+        print(report(rows, args, repeats, precision, gemm, device, amp_dtype, write=False))
     return 0
 
 

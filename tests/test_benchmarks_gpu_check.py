@@ -3,6 +3,7 @@ time out and skip on their own, and it refuses to run without a GPU."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tarfile
@@ -43,6 +44,10 @@ def test_the_plan_covers_tests_three_dtypes_the_proxy_step_and_a_shared_gpu_sear
     proc = _sh("--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "budget 480 s" in proc.stdout and proc.stdout.count(" s  ") == len(steps)
+    only = _sh("--dry-run", "--only", "proxy step, search")
+    assert only.returncode == 0 and only.stdout.count(" s  ") == 2 and "dwconv" not in only.stdout
+    wrong = _sh("--dry-run", "--only", "nothing")
+    assert wrong.returncode == 1 and "names no step" in wrong.stderr and "proxy step" in wrong.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -105,6 +110,24 @@ def test_the_carry_pins_the_installed_versions_of_the_search_stack():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_carry.py"), "--dry-run"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and f"ray=={md.version('ray')}" in out.stdout.split()
+
+
+def test_the_carry_keeps_the_programs_in_a_wheel_executable(tmp_path):
+    """Ray runs gcs_server and raylet from its package; a carry that drops their x bits fails every search."""
+    spec = importlib.util.spec_from_file_location("gpu_carry", ROOT / "benchmarks" / "gpu_carry.py")
+    carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carry)
+    import zipfile
+
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, mode in (("pkg/core/server", 0o755), ("pkg/__init__.py", 0o644)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            z.writestr(info, "x")
+    carry.unpack_wheel(wheel, tmp_path / "site")
+    assert os.access(tmp_path / "site" / "pkg" / "core" / "server", os.X_OK)
+    assert not os.access(tmp_path / "site" / "pkg" / "__init__.py", os.X_OK)
 
 
 def _found_module():

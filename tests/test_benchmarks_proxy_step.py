@@ -71,3 +71,27 @@ def test_each_step_runs_its_forward_under_the_trainers_autocast():
     from lknas.train.proxy import _autocast
 
     assert _autocast(torch.device("cpu"))[1] is None  # on a CPU the steps stay float32, as trials do
+
+
+def test_a_run_stopped_at_its_second_architecture_keeps_the_first_on_disk(monkeypatch):
+    """gpu_check gives the proxy step a time limit: what was measured before it ran out is written."""
+    step = _module()
+    written = []
+    monkeypatch.setattr(step._timing, "write", lambda stem, data, md: written.append((stem, data)) or ("j", "m"))
+    real = step.largest_arch
+    calls = []
+
+    def largest_then_stop(space, ktype):
+        calls.append(space)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands in for the time limit's kill
+        return real(space, ktype)
+
+    monkeypatch.setattr(step, "largest_arch", largest_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        step.main(["--quick", "--batch", "2", "--resolution", "32", "--repeats", "1", "--no-compile", "--no-gemm",
+                   "--device", "cpu"])
+    assert len(written) == 1
+    stem, data = written[0]
+    assert stem.endswith("-quick") and [r["space"] for r in data["steps"]] == ["peleK_space"]
+    assert data["precision"] == "float32"
