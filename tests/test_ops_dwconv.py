@@ -175,6 +175,25 @@ def test_env_var_forces_algorithm(monkeypatch):
         dwconv2d(x, w)
 
 
+@pytest.mark.parametrize("algo", ["gemm", "auto"])
+def test_under_autocast_it_computes_in_the_autocast_dtype_through_its_algorithms(monkeypatch, algo):
+    """A proxy trial on a GPU trains under bfloat16 autocast: a bf16 activation and a float32 weight
+    must reach the fast algorithms (in bf16, as autocast's F.conv2d), not fall back to F.conv2d."""
+    calls = _spy(monkeypatch)
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    w = torch.randn(8, 1, 15, 15, requires_grad=True)
+    with dw.use_algorithm(algo), torch.autocast("cpu", dtype=torch.bfloat16):
+        h = x * 1.0  # an activation as the block hands it over (float32 here; a bf16 one works alike)
+        y = dwconv2d(h.bfloat16(), w)
+        with dw.use_algorithm("off"):
+            ref = dwconv2d(h, w)  # off: plain F.conv2d, autocast casts it
+    assert y.dtype == ref.dtype == torch.bfloat16
+    _close(y.float(), ref.float(), 2e-2)
+    assert calls == ["gemm"] or (algo == "auto" and any("bfloat16" in k for k in dw.cache_info()["choices"]))
+    y.float().square().sum().backward()
+    assert w.grad is not None and w.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+
+
 def test_python_switch_wins_over_env_and_restores(monkeypatch):
     monkeypatch.setenv("LKNAS_DWCONV", "fft")
     x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)

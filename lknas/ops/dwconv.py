@@ -147,13 +147,36 @@ def select_algorithm(x: torch.Tensor, weight: torch.Tensor, grad: bool | None = 
     return _select.choose(_run, x, kh, kw, grad, _select.autotune_enabled(_AUTOTUNE))
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast would run `F.conv2d` on `x` in here (convolutions are on its lower-precision
+    list on CUDA and the CPU), or None outside autocast, for float64 inputs and while tracing."""
+    dev = x.device.type
+    if dev not in ("cuda", "cpu") or not torch.is_autocast_enabled(dev):
+        return None
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return None
+    if not x.is_floating_point() or x.dtype == torch.float64:
+        return None
+    return torch.get_autocast_dtype(dev)
+
+
+def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return t if t is None or t.dtype == dtype else t.to(dtype)
+
+
 def dwconv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise stride-1 convolution with 'same' zero padding.
 
     x: (B, C, H, W), NCHW or channels_last; weight: (C, 1, kh, kw) with odd kh, kw (square or
     rectangular); bias: (C,) or None. Returns (B, C, H, W) in x's layout, equal to
-    `F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=C)` up to rounding.
+    `F.conv2d(x, weight, bias, padding=(kh // 2, kw // 2), groups=C)` up to rounding. Under
+    autocast it computes in autocast's dtype, as `F.conv2d` does, so that the fast algorithms run
+    (a bfloat16 activation with a float32 weight would otherwise fall back to `F.conv2d`).
     """
+    amp = _autocast_dtype(x)
+    if amp is not None and _select.forced_algorithm(_OVERRIDE) != "off":
+        with torch.autocast(x.device.type, enabled=False):  # the algorithms keep their own accumulation dtypes
+            return dwconv2d(_cast(x, amp), _cast(weight, amp), _cast(bias, amp))
     algo = select_algorithm(x, weight)
     if algo == "off" or not _supported(x, weight):
         size = _static_map(x) if algo != "off" else None
