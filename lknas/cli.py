@@ -62,12 +62,29 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure_resolution(args: argparse.Namespace, space) -> int:
+    """`count` and `latency`'s input size: --resolution, else 224 (the papers' ImageNet size). A file that
+    records another training resolution (an exported search result: the size its search metrics were
+    measured at) gets a note on stderr saying how to repeat those."""
+    if args.resolution is not None:
+        return args.resolution
+    train = space.raw.get("train")
+    searched = train.get("resolution") if isinstance(train, dict) else None
+    if isinstance(searched, int) and searched != 224:
+        print(f"note: {args.arch} records train.resolution {searched} (the size its search measured it at); "
+              f"this measures at 224, the ImageNet size: add --resolution {searched} to repeat the search's "
+              "numbers", file=sys.stderr)
+    return 224
+
+
 def _cmd_count(args: argparse.Namespace) -> int:
     from lknas.measure import complexity
     from lknas.models import build_model
-    from lknas.space import load_arch
+    from lknas.space import load_space
 
-    arch = load_arch(args.arch)
+    space = load_space(args.arch)
+    arch = space.fixed()
+    args.resolution = _measure_resolution(args, space)
     model = build_model(arch, num_classes=args.num_classes)
     result = complexity(model, resolution=args.resolution)
     if args.json:
@@ -120,9 +137,11 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
 
 def _cmd_latency(args: argparse.Namespace) -> int:
     from lknas.measure import measure_latency
-    from lknas.space import load_arch
+    from lknas.space import load_space
 
-    arch = load_arch(args.arch)
+    space = load_space(args.arch)
+    arch = space.fixed()
+    args.resolution = _measure_resolution(args, space)
     result = measure_latency(arch, args.resolution, batch_size=args.batch_size,
                              throughput_batch=args.throughput_batch or None, device=args.device,
                              threads=args.threads, repeats=args.repeats)
@@ -452,8 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("count", "params and FLOPs (fvcore MACs of the deploy form)")
     _file_arg(p, "--arch", "architecture YAML (a domain-free space or a sampled config)")
-    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
-         default=224)
+    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)")
     _num(p, "--num-classes", A.NUM_CLASSES, "classifier size (default 1000)", default=1000)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_count)
@@ -607,8 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("latency", "latency and throughput of the deploy (reparameterized) form")
     _file_arg(p, "--arch", "architecture YAML")
-    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)",
-         default=224)
+    _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)")
     _num(p, "--batch-size", A.BATCH, "latency batch (default 1)", default=1)
     _num(p, "--throughput-batch", A.THROUGHPUT_BATCH, "throughput batch, 0 to skip (default 32)", default=32)
     p.add_argument("--device", type=A.device, default="cpu", help="cpu (default), cuda or cuda:N")

@@ -73,3 +73,26 @@ def test_count_cli_says_which_kernels_are_applied(tmp_path, capsys):
 @pytest.mark.parametrize("k,side,expected", [(3, 1, 1), (5, 3, 5), (7, 3, 5), (1, 1, 1)])
 def test_applied_kernel_edges(k, side, expected):
     assert applied_kernel(k, side) == expected
+
+
+def test_count_and_latency_of_an_exported_result_say_how_to_repeat_the_search_numbers(tmp_path, capsys):
+    """An exported search result records the proxy resolution it was measured at (train.resolution); count
+    and latency keep the papers' 224 px unless told, and say on stderr how to repeat the search's numbers."""
+    import yaml
+
+    data = yaml.safe_load(net(7, 5).to_yaml())
+    data["train"] = {"resolution": 64, "dataset": "shapes"}
+    path = tmp_path / "found.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["count", str(path), "--num-classes", "2", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert '"resolution": 224' in cap.out and "--resolution 64" in cap.err
+    assert main(["count", str(path), "--num-classes", "2", "--resolution", "64", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert '"resolution": 64' in cap.out and cap.err == ""
+    assert main(["latency", str(path), "--resolution", "64", "--repeats", "2", "--throughput-batch", "0"]) == 0
+    cap = capsys.readouterr()
+    assert "@ 64x64" in cap.out and cap.err == ""
+    assert main(["latency", str(path), "--repeats", "2", "--throughput-batch", "0"]) == 0
+    cap = capsys.readouterr()
+    assert "@ 224x224" in cap.out and "--resolution 64" in cap.err
