@@ -71,9 +71,10 @@ def _measure_resolution(args: argparse.Namespace, space) -> int:
     train = space.raw.get("train")
     searched = train.get("resolution") if isinstance(train, dict) else None
     if isinstance(searched, int) and searched != 224:
+        classes = " and --num-classes with its data set's classes" if hasattr(args, "num_classes") else ""
         print(f"note: {args.arch} records train.resolution {searched} (the size its search measured it at); "
-              f"this measures at 224, the ImageNet size: add --resolution {searched} to repeat the search's "
-              "numbers", file=sys.stderr)
+              f"this measures at 224, the ImageNet size: add --resolution {searched}{classes} to repeat the "
+              "search's numbers", file=sys.stderr)
     return 224
 
 
