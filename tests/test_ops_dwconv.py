@@ -194,6 +194,24 @@ def test_under_autocast_it_computes_in_the_autocast_dtype_through_its_algorithms
     assert w.grad is not None and w.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
 
 
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16])
+def test_cuda_autocast_runs_the_algorithms_in_the_autocast_dtype(monkeypatch, amp):
+    """What a GPU trial does: a block's forward under autocast, float32 weights, gradients back."""
+    calls = _spy(monkeypatch)
+    x = torch.randn(4, 32, 16, 16, device="cuda", requires_grad=True)
+    w = torch.randn(32, 1, 31, 31, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=amp):
+        y = dwconv2d(x, w)
+        with dw.use_algorithm("off"):
+            ref = dwconv2d(x, w)
+    assert y.dtype == ref.dtype == amp
+    _close(y.float(), ref.float(), 2e-2)
+    assert calls or any(str(amp).replace("torch.", "") in k for k in dw.cache_info()["choices"])
+    y.float().square().sum().backward()
+    assert w.grad.dtype == torch.float32 and torch.isfinite(w.grad).all()
+
+
 def test_python_switch_wins_over_env_and_restores(monkeypatch):
     monkeypatch.setenv("LKNAS_DWCONV", "fft")
     x, w = torch.randn(2, 3, 8, 8), torch.randn(3, 1, 7, 7)
