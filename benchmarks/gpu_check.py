@@ -195,7 +195,8 @@ def main(argv=None) -> int:
     data = {"benchmark": "gpu_check", "device": device, "budget_s": args.budget_s, "seconds": round(total, 1),
             "environment": _timing.environment(),
             "steps": [{"name": s.name, "command": s.argv[1:], "limit_s": s.limit_s, **s.result} for s in steps]}
-    jpath, mpath = _timing.write(f"gpu_check-{device}" + ("-rerun" if args.only else ""), data, table(device, steps, total))
+    stem = f"gpu_check-{device}" + ("-rerun" if args.only else "")
+    jpath, mpath = _timing.write(stem, data, table(device, steps, total))
     print(f"wrote {jpath} and {mpath}")
     if os.environ.get("OUT"):
         print(f"packed {pack(Path(os.environ['OUT']))}")
