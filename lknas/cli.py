@@ -69,12 +69,17 @@ def _measure_resolution(args: argparse.Namespace, space) -> int:
     if args.resolution is not None:
         return args.resolution
     train = space.raw.get("train")
-    searched = train.get("resolution") if isinstance(train, dict) else None
+    provenance = space.raw.get("provenance")
+    measured = provenance.get("measured_with") if isinstance(provenance, dict) else None
+    measured = measured if isinstance(measured, dict) else {}
+    searched = measured.get("resolution", train.get("resolution") if isinstance(train, dict) else None)
     if isinstance(searched, int) and searched != 224:
-        classes = " and --num-classes with its data set's classes" if hasattr(args, "num_classes") else ""
-        print(f"note: {args.arch} records train.resolution {searched} (the size its search measured it at); "
-              f"this measures at 224, the ImageNet size: add --resolution {searched}{classes} to repeat the "
-              "search's numbers", file=sys.stderr)
+        flags = f"--resolution {searched}"
+        if hasattr(args, "num_classes"):  # count's params and FLOPs include the classifier
+            n = measured.get("num_classes")
+            flags += f" --num-classes {n}" if isinstance(n, int) else " and --num-classes with its data set's classes"
+        print(f"note: {args.arch} was measured at {searched} px in its search; this measures at 224, the "
+              f"ImageNet size: add {flags} to repeat the search's numbers", file=sys.stderr)
     return 224
 
 

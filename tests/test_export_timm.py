@@ -162,3 +162,30 @@ def test_timm_and_lknas_build_the_same_pretrained_cfg(name):
     assert data["input_size"] == (1, 224, 224) and len(data["mean"]) == len(data["std"]) == 1
     reduction = model.feature_info[-1]["reduction"]
     assert cfg["pool_size"] == (224 // reduction, 224 // reduction)
+
+
+def test_an_exported_trial_says_what_it_was_measured_on_and_count_repeats_its_numbers(tmp_path, capsys):
+    """provenance.measured_with (input size, classes, channels of the trial's model): with the flags the
+    note names, `lknas count` gives the trial's params and FLOPs exactly."""
+    from lknas.cli import main
+    from lknas.measure.trial import measure_static
+
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.write_settings({"space_name": "tiny", "search": {"objectives": [{"name": "accuracy", "mode": "max"}]}})
+    arch = small_arch(kernel=7)
+    counts = measure_static(arch, 32, num_classes=8, in_chans=3)
+    store.append({"trial": 0, "status": "ok", "hash": arch.hash(), "summary": arch.summary(),
+                  "arch_yaml": arch.to_yaml(), "accuracy": 50.0, "latency_ms": 1.0, "train": {"resolution": 32},
+                  "num_classes": 8, "in_chans": 3, **counts})
+    (f,) = export_archs(store.root, tmp_path / "exp", trial=0)
+    assert lknas.load_space(f).raw["provenance"]["measured_with"] == {"resolution": 32, "num_classes": 8,
+                                                                       "in_chans": 3}
+    assert main(["count", str(f), "--json"]) == 0
+    note = capsys.readouterr().err
+    assert "add --resolution 32 --num-classes 8 to repeat" in note
+    assert main(["count", str(f), "--resolution", "32", "--num-classes", "8", "--json"]) == 0
+    import json
+
+    again = json.loads(capsys.readouterr().out)
+    assert (again["params"], again["flops"]) == (counts["params"], counts["flops"])

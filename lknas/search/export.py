@@ -80,6 +80,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _measured_with(row: pd.Series) -> dict[str, int]:
+    """The model its metrics were measured on: input size, classes and channels (`lknas count
+    --resolution R --num-classes N` repeats its params and FLOPs); empty for rows that lack them."""
+    train = row.get("train") if isinstance(row.get("train"), dict) else {}
+    out = {"resolution": train.get("resolution"), "num_classes": _clean(row.get("num_classes")),
+           "in_chans": _clean(row.get("in_chans"))}
+    return {k: int(v) for k, v in out.items() if isinstance(v, (int, float)) and not pd.isna(v)}
+
+
 def export_archs(run: str | os.PathLike, out: str | os.PathLike | None = None, *, pareto: bool = False,
                  trial: int | None = None, best: str | None = None) -> list[Path]:
     """Write the selected trials' architectures to `out` (default `RUN/export/`); returns the files."""
@@ -101,6 +110,9 @@ def export_archs(run: str | os.PathLike, out: str | os.PathLike | None = None, *
             "metrics": {k: _clean(row[k]) for k in _METRIC_KEYS if k in row and pd.notna(row[k])} | _runs(row),
             "exported": dt.datetime.now().isoformat(timespec="seconds"),
         }
+        measured = _measured_with(row)
+        if measured:
+            data["provenance"]["measured_with"] = measured
         if isinstance(row.get("train"), dict) and row["train"]:
             data["train"] = row["train"]  # the proxy training it was ranked with: train-proxy repeats it
         name = f"{space}_trial{int(row['trial'])}.yaml"

@@ -159,6 +159,7 @@ def _run_sampled(params: dict[str, Any], number: int, infeasible: str, counts: d
     # what the trial trained with, so that its archs/*.yaml file repeats it (`lknas train-proxy --arch`)
     base["train"] = train_record(cfg)
     base["train_threads"] = max(1, ctx.threads)
+    base["num_classes"], base["in_chans"] = ctx.num_classes, ctx.in_chans  # what its counts and latency built
     start = time.perf_counter()
     base.update(_static(arch, cfg, ctx, counts))
     base["static_time"] = time.perf_counter() - start  # counting and deploy latency, before training
