@@ -75,9 +75,8 @@ def _measure_resolution(args: argparse.Namespace, space) -> int:
     searched = measured.get("resolution", train.get("resolution") if isinstance(train, dict) else None)
     if isinstance(searched, int) and searched != 224:
         flags = f"--resolution {searched}"
-        if hasattr(args, "num_classes"):  # count's params and FLOPs include the classifier
-            n = measured.get("num_classes")
-            flags += f" --num-classes {n}" if isinstance(n, int) else " and --num-classes with its data set's classes"
+        n = measured.get("num_classes")  # the classifier is counted and timed too
+        flags += f" --num-classes {n}" if isinstance(n, int) else " and --num-classes with its data set's classes"
         print(f"note: {args.arch} was measured at {searched} px in its search; this measures at 224, the "
               f"ImageNet size: add {flags} to repeat the search's numbers", file=sys.stderr)
     return 224
@@ -150,7 +149,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     args.resolution = _measure_resolution(args, space)
     result = measure_latency(arch, args.resolution, batch_size=args.batch_size,
                              throughput_batch=args.throughput_batch or None, device=args.device,
-                             threads=args.threads, repeats=args.repeats)
+                             threads=args.threads, repeats=args.repeats, num_classes=args.num_classes)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -633,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     _file_arg(p, "--arch", "architecture YAML")
     _num(p, "--resolution", A.RESOLUTION, "input size, at least the architecture's total stride (default 224)")
     _num(p, "--batch-size", A.BATCH, "latency batch (default 1)", default=1)
+    _num(p, "--num-classes", A.NUM_CLASSES, "classifier size (default 1000, as count)", default=1000)
     _num(p, "--throughput-batch", A.THROUGHPUT_BATCH, "throughput batch, 0 to skip (default 32)", default=32)
     p.add_argument("--device", type=A.device, default="cpu", help="cpu (default), cuda or cuda:N")
     _num(p, "--threads", A.THREADS, "CPU threads (default: torch's current setting)")

@@ -189,3 +189,5 @@ def test_an_exported_trial_says_what_it_was_measured_on_and_count_repeats_its_nu
 
     again = json.loads(capsys.readouterr().out)
     assert (again["params"], again["flops"]) == (counts["params"], counts["flops"])
+    assert main(["latency", str(f), "--repeats", "2", "--throughput-batch", "0"]) == 0
+    assert "add --resolution 32 --num-classes 8 to repeat" in capsys.readouterr().err
