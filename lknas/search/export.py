@@ -84,9 +84,9 @@ def _measured_with(row: pd.Series) -> dict[str, int]:
     """The model its metrics were measured on: input size, classes and channels (`lknas count
     --resolution R --num-classes N` repeats its params and FLOPs); empty for rows that lack them."""
     train = row.get("train") if isinstance(row.get("train"), dict) else {}
-    out = {"resolution": train.get("resolution"), "num_classes": _clean(row.get("num_classes")),
-           "in_chans": _clean(row.get("in_chans"))}
-    return {k: int(v) for k, v in out.items() if isinstance(v, (int, float)) and not pd.isna(v)}
+    values = {"resolution": train.get("resolution"), "num_classes": _clean(row.get("num_classes")),
+              "in_chans": _clean(row.get("in_chans"))}  # _clean: a NaN (an older row) is None
+    return {k: int(v) for k, v in values.items() if isinstance(v, (int, float))}
 
 
 def export_archs(run: str | os.PathLike, out: str | os.PathLike | None = None, *, pareto: bool = False,
