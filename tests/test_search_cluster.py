@@ -145,3 +145,23 @@ def test_a_bad_trial_device_is_refused_naming_the_variable(monkeypatch, value, g
     monkeypatch.setenv("LKNAS_TRIAL_DEVICE", value)
     with pytest.raises(LknasError, match=message):
         trial_device(gpus)
+
+
+def test_a_local_ray_prestarts_no_task_workers_the_trials_would_never_use():
+    """Trials are Ray Tune actors, which get processes of their own: the task workers a local Ray
+    prestarts would only take CPU from the search's start (`cluster.LOCAL_SYSTEM_CONFIG`)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from lknas.search.cluster import init_ray\n"
+        "init_ray(None, quiet=True)\n"
+        "import psutil\n"  # Ray's own copy, on the path once ray is imported
+        "time.sleep(3)\n"  # a prestarted worker is up within 1-2 s of ray.init
+        "procs = psutil.Process().children(recursive=True)\n"
+        "print(sum('ray::IDLE' in ' '.join(p.cmdline()) for p in procs if p.is_running()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "0", result.stdout

@@ -29,6 +29,11 @@ from lknas.search.handshake import TOKEN_HINT, handshake
 __all__ = ["init_ray", "check_address", "check_trial_resources", "describe_cluster", "trial_slots", "CONNECT_TIMEOUT_S"]
 
 CONNECT_TIMEOUT_S = 5.0
+# A local Ray prestarts one task worker per CPU when the driver connects; trials are Ray Tune actors,
+# which always get new processes, so those workers would only hold memory (156 MiB for two) and
+# spend CPU beside the search's start (`benchmarks/ray_start.py`: the first trial starts 0.1-0.2 s
+# sooner without them, in 5 of 6 alternating pairs).
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 _START_HINT = ("start one with `ray start --head --port 6379` on the head machine (and `ray start --address "
                "HEAD:6379` on the others), then pass --address HEAD:6379; or leave --address out for a local Ray")
 
@@ -144,7 +149,7 @@ def init_ray(address: str | None, quiet: bool, cpus_per_trial: float = 1.0, gpus
             _refuse_unless_fits(cpus_per_trial, gpus_per_trial, [(cpus, gpus)],
                                 f"this machine has {_count(cpus, 'CPU')} and {_count(gpus, 'GPU')}")
             try:
-                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, _system_config=LOCAL_SYSTEM_CONFIG, **kwargs)
             except (RuntimeError, OSError, ConnectionError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise LknasError(f"could not start a local Ray ({first}); Ray keeps its session files in "
