@@ -41,9 +41,13 @@ ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
 init = time.perf_counter() - t0
 time.sleep(2)  # a prestarted worker is up within 1-2 s; not counted below
 import psutil  # Ray's own copy, on the path once ray is imported
-workers = [p for p in psutil.Process().children(recursive=True)
-           if p.is_running() and "ray::IDLE" in " ".join(p.cmdline())]
-idle, idle_mb = len(workers), sum(p.memory_info().rss for p in workers) / 2**20
+def idle_rss(p):  # the resident bytes of a prestarted worker, else 0 (also for a process that ended)
+    try:
+        return p.memory_info().rss if "ray::IDLE" in " ".join(p.cmdline()) else 0
+    except psutil.Error:
+        return 0
+rss = [idle_rss(p) for p in psutil.Process().children(recursive=True)]
+idle, idle_mb = sum(r > 0 for r in rss), sum(rss) / 2**20
 
 def trainable(config):
     import torch  # noqa: F401 - a trial's first import

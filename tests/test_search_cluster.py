@@ -159,8 +159,12 @@ def test_a_local_ray_prestarts_no_task_workers_the_trials_would_never_use():
         "init_ray(None, quiet=True)\n"
         "import psutil\n"  # Ray's own copy, on the path once ray is imported
         "time.sleep(3)\n"  # a prestarted worker is up within 1-2 s of ray.init
-        "procs = psutil.Process().children(recursive=True)\n"
-        "print(sum('ray::IDLE' in ' '.join(p.cmdline()) for p in procs if p.is_running()))\n"
+        "def command(p):\n"
+        "    try:\n"
+        "        return ' '.join(p.cmdline())\n"
+        "    except psutil.Error:\n"  # a process that ended meanwhile
+        "        return ''\n"
+        "print(sum('ray::IDLE' in command(p) for p in psutil.Process().children(recursive=True)))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
