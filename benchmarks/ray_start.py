@@ -2,14 +2,14 @@
 
 A local Ray prestarts one task worker per CPU when the driver connects; a search's trials are Ray
 Tune actors, which get new processes, so those workers are never used. This times, in fresh
-processes alternating the two settings (`--rounds` pairs), `ray.init` as `lknas.search.cluster`
-calls it and then a 2-trial Ray Tune run whose trainable imports torch (as a trial does first),
+processes alternating the two settings (`--rounds` pairs), `lknas.search.cluster.init_ray` (the
+search's start of a local Ray) and then a 2-trial Ray Tune run whose trainable imports torch (as a trial does first),
 with Ray's default prestart and with `cluster.LOCAL_SYSTEM_CONFIG` (prestart off):
 
-- init: `ray.init` (s);
+- init: `init_ray` (s);
 - first: `Tuner.fit` to the first trial's start (s);
 - total: init + the fit (s; a 2 s pause between them, to count the workers, left out);
-- idle workers: prestarted task workers alive 2 s after `ray.init`, and their resident memory.
+- idle workers: prestarted task workers alive 2 s after `init_ray`, and their resident memory.
 
     python benchmarks/ray_start.py --rounds 5
 
@@ -30,14 +30,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, logging, os, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 import torch, ray
 from ray import tune
-from lknas.search.cluster import LOCAL_SYSTEM_CONFIG
-config = LOCAL_SYSTEM_CONFIG if sys.argv[1] == "off" else {}
-ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
-         log_to_driver=False, _system_config=config)
+from lknas.search import cluster
+if sys.argv[1] == "on":
+    cluster.LOCAL_SYSTEM_CONFIG = {}  # Ray's default: the prestart on
+cluster.init_ray(None, quiet=True)  # as a search starts its local Ray
 init = time.perf_counter() - t0
 time.sleep(2)  # a prestarted worker is up within 1-2 s; not counted below
 import psutil  # Ray's own copy, on the path once ray is imported
@@ -94,7 +94,7 @@ def main() -> int:
                      f"| {m['idle_workers']:.0f} | {m['idle_rss_mb']:.0f} MiB |" for p, m in medians.items())
     text = (f"# A local Ray's worker prestart, on and off\n\n`{result['command']}`\n\n"
             f"Medians of {args.rounds} fresh processes each, alternating.\n\n"
-            "| prestart | ray.init | fit to the first trial | total | idle task workers | their memory |\n"
+            "| prestart | init_ray | fit to the first trial | total | idle task workers | their memory |\n"
             "|---|---|---|---|---|---|\n"
             f"{rows}\n\nThe first trial started sooner with the prestart off in {pairs_first} of "
             f"{args.rounds} pairs.\n")

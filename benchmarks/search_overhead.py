@@ -23,7 +23,6 @@ Writes results/benchmarks/search_overhead.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -49,6 +48,7 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     from lknas.search import load_results, run_search
+    from lknas.search.store import RunStore
     from lknas.space import resolve_space_path
 
     raw = yaml.safe_load(resolve_space_path(args.space).read_text())
@@ -64,7 +64,7 @@ def main() -> int:
                              max_concurrent=args.concurrency, cpus_per_trial=1, sampler="random", confirm=0)
         wall = time.perf_counter() - start
         df = load_results(Path(tmp) / "run")
-        reference = json.loads((Path(tmp) / "run" / "run.json").read_text()).get("latency_reference") or {}
+        reference = RunStore(Path(tmp) / "run").read_settings().get("latency_reference") or {}
     trial_times = [float(t) for t in df["wall_time"]]
     ideal = sum(trial_times) / args.concurrency
     phases = dict(outcome.timings)

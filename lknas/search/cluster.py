@@ -31,8 +31,8 @@ __all__ = ["init_ray", "check_address", "check_trial_resources", "describe_clust
 CONNECT_TIMEOUT_S = 5.0
 # A local Ray prestarts one task worker per CPU when the driver connects; trials are Ray Tune actors,
 # which always get new processes, so those workers would only hold memory (156 MiB for two) and
-# spend CPU beside the search's start (`benchmarks/ray_start.py`: the first trial starts 0.1-0.2 s
-# sooner without them, in 5 of 6 alternating pairs).
+# spend CPU beside the search's start (`benchmarks/ray_start.py`: two runs of 6 alternating pairs,
+# medians 0.2 / 0.5 s shorter to the end of a 2-trial fit; the first trial's start within noise).
 LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 _START_HINT = ("start one with `ray start --head --port 6379` on the head machine (and `ray start --address "
                "HEAD:6379` on the others), then pass --address HEAD:6379; or leave --address out for a local Ray")
