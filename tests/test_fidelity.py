@@ -399,14 +399,15 @@ def test_reuse_from_reads_trials_jsonl_files_by_what_each_row_records(tmp_path):
 
 
 def test_rows_from_before_a_setting_existed_match_it_at_its_off_default():
-    """A trials file written before `train.zero_init_last` existed records no such key: its rows are
-    the same experiment as a job with the setting off, and not as one with it on."""
+    """A trials file written before `train.zero_init_last` (or `curriculum_ramp`) existed records no such
+    key: its rows are the same experiment as a job with the setting off, and not as one with it on."""
     from lknas.study.fidelity import OFF_BY_DEFAULT, _identity
 
     old_row = {"steps": 800, "lr": 0.003, "seed": 1, "layout": "channels_last"}
-    assert OFF_BY_DEFAULT == {"zero_init_last": False}
-    assert _identity("arch", {**old_row, "zero_init_last": False}) == _identity("arch", old_row)
-    assert _identity("arch", {**old_row, "zero_init_last": True}) != _identity("arch", old_row)
+    assert OFF_BY_DEFAULT == {"zero_init_last": False, "curriculum_ramp": False}
+    for key in OFF_BY_DEFAULT:
+        assert _identity("arch", {**old_row, key: False}) == _identity("arch", old_row)
+        assert _identity("arch", {**old_row, key: True}) != _identity("arch", old_row)
 
 
 def test_reuse_from_is_repeatable_on_the_command_line():

@@ -60,6 +60,18 @@ def test_the_first_steps_train_on_the_easier_set_then_the_main_one(monkeypatch):
     assert not torch.equal(plain[0], seen[0])
 
 
+def test_a_ramp_blends_the_full_task_into_the_easier_set_then_continues_it(monkeypatch):
+    bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=160, val_size=32)
+    seen = _seen_batches(CFG.replace(curriculum_fraction=0.4, curriculum_ramp=True), bundle, monkeypatch)
+    easy = build_data(EASY, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=4 * 16, val_size=16)
+    bundle.train.set_epoch(0)
+    main = [x for x, _ in bundle.train]
+    assert len(seen) == 10
+    for t, (got, e) in enumerate(zip(seen, [x for x, _ in easy.train])):  # batch t: 4t of its 16 from the full task
+        assert torch.equal(got, torch.cat([main[t][:4 * t], e[4 * t:]]))
+    assert all(torch.equal(g, w) for g, w in zip(seen[4:], main[4:10]))  # then the full task where the ramp left it
+
+
 def test_a_curriculum_of_another_task_is_refused_by_name():
     bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, train_size=160, val_size=32)
     with pytest.raises(DataError, match="train.curriculum 'shapes'.*num_classes"):
@@ -76,6 +88,8 @@ def _space(tmp_path, train_extra: str):
 def test_the_space_file_sets_it_and_round_trips(tmp_path):
     space = load_space(_space(tmp_path, "  curriculum: 'pointer:distance=0.1-0.25'\n  curriculum_fraction: 0.3\n"))
     assert space.train.curriculum == "pointer:distance=0.1-0.25" and space.train.curriculum_fraction == 0.3
+    assert not space.train.curriculum_ramp
+    assert load_space(_space(tmp_path, "  curriculum: pointer\n  curriculum_ramp: true\n")).train.curriculum_ramp
     assert TrainConfig(**space.train.to_dict()) == space.train
 
 

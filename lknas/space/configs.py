@@ -49,6 +49,7 @@ class TrainConfig:
     # seed keeps the data set: lknas.search.confirm, lknas fidelity)
     curriculum: str | None = None  # an easier data set trained on first (e.g. shorter distances)
     curriculum_fraction: float = 0.25  # the share of the steps spent on it
+    curriculum_ramp: bool = False  # over those steps the full task's share of each batch rises from 0 to 1
     ema_decay: float | None = None  # evaluate an EMA of the weights (timm's ModelEmaV3) with this decay
     schedule: str | None = None  # None (written `cosine`): one cosine; `restart`: a second one when the curriculum ends
     zero_init_last: bool = False  # every residual branch's last BN scale starts at 0 (timm's zero_init_last)
@@ -169,6 +170,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "data_seed": int_field("data_seed", 0, MAX_SEED, nullable=True, searchable=False),
     "curriculum": str_field("curriculum", nullable=True),
     "curriculum_fraction": float_field("curriculum_fraction", 0, 1, lo_open=True, hi_open=True, searchable=False),
+    "curriculum_ramp": bool_field("curriculum_ramp", searchable=False),
     "ema_decay": float_field("ema_decay", 0, 1, lo_open=True, hi_open=True, nullable=True, searchable=False),
     "schedule": Field("schedule", "enum", lambda v: _schedule(v), False, valid="cosine, restart"),
     "layout": enum_field("layout", ("auto", "nchw", "channels_last"), searchable=False),

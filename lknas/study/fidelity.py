@@ -268,7 +268,7 @@ def _fingerprint(train: dict[str, Any], job: Job) -> str:
 
 # Train settings added after trials were shipped whose default is the behaviour before them: at
 # that value a setting counts as absent, so the older rows, which do not record it, still match.
-OFF_BY_DEFAULT = {"zero_init_last": False}
+OFF_BY_DEFAULT = {"zero_init_last": False, "curriculum_ramp": False}
 
 
 def _identity(arch_yaml: str, train: dict[str, Any]) -> str:

@@ -4,10 +4,11 @@ The unit of work of a search trial: timm's AdamW + cosine (with warm-up), label 
 path, SLaK-style dynamic sparsity when the architecture asks for it, AMP on CUDA, the memory layout
 (NCHW or channels_last) measured fastest for the model (`lknas.measure.layout`), a budget in
 epochs or steps plus an optional time limit, an optional curriculum (the first
-`curriculum_fraction` of the steps on an easier data set), evaluation each epoch and a `report`
-callback per epoch (the search's early-stopping hook), and with `ema_decay` the evaluation of an
-exponential moving average of the weights (timm's ModelEmaV3) instead of the last ones. Seeded and
-deterministic on CPU for a given layout (pin it with LKNAS_LAYOUT to repeat a run in another process).
+`curriculum_fraction` of the steps on an easier data set, or with `curriculum_ramp` blended into
+the full task), evaluation each epoch and a `report` callback per epoch (the search's early-stopping
+hook), and with `ema_decay` the evaluation of an exponential moving average of the weights (timm's
+ModelEmaV3) instead of the last ones. Seeded and deterministic on CPU for a given layout (pin it with
+LKNAS_LAYOUT to repeat a run in another process).
 
 A run never raises for a bad trial: NaN/inf loss ends it with status `diverged`, running out of
 memory with status `oom`; the result says so and carries the message.
@@ -183,6 +184,14 @@ def _curriculum_batches(cfg: TrainConfig, bundle: Any, dev: torch.device, steps:
     return itertools.islice(cycle(), steps)
 
 
+def _ramped(easy: Iterator, main: Iterator, steps: int) -> Iterator:
+    """`train.curriculum_ramp`: `steps` batches mixed from the easier set and the full task, the full
+    task's share of batch t being t / steps (each full-task batch drawn gives that many samples)."""
+    for t, ((xe, ye), (xm, ym)) in enumerate(zip(easy, main)):
+        n = round(len(ye) * t / steps)
+        yield (torch.cat([xm[:n].to(xe.device), xe[n:]]), torch.cat([ym[:n].to(ye.device), ye[n:]]))
+
+
 def train_proxy(
     arch: ArchConfig,
     train_cfg: TrainConfig | None = None,
@@ -322,7 +331,11 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
     for epoch in range(epochs):
         model.train()
         loss_sum, n_seen = 0.0, 0
-        batches = itertools.chain(easy, bundle.train) if epoch == 0 else bundle.train  # the easier set first
+        if epoch == 0 and cfg.curriculum_ramp:  # the easier set blended into the full task, then the rest of it
+            main = iter(bundle.train)
+            batches = itertools.chain(_ramped(easy, main, switch), main)
+        else:
+            batches = itertools.chain(easy, bundle.train) if epoch == 0 else bundle.train  # the easier set first
         for x, y in batches:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             x = to_layout(x, result.layout)
