@@ -37,7 +37,7 @@ def _seen_batches(cfg: TrainConfig, bundle, monkeypatch) -> list[torch.Tensor]:
 
     monkeypatch.setattr(proxy, "build_model", build)
     monkeypatch.setenv("LKNAS_LAYOUT", "nchw")  # the layout probe runs a copy of the model (and its hook) on noise
-    result = train_proxy(small_arch(), cfg, bundle)
+    result = train_proxy(small_arch(), cfg, bundle if bundle is not None else MAIN)
     assert result.status == "ok", result.error
     return seen
 
@@ -142,3 +142,26 @@ def test_the_schedule_key(tmp_path):
     from lknas.space.configs import parse_train
     issues: list = []
     assert parse_train(cosine.to_dict(), issues).schedule is None and not issues
+
+
+def test_order_seed_pins_the_batch_order_across_training_seeds(monkeypatch):
+    bundle_for = lambda cfg: build_data(MAIN, resolution=32, batch_size=16, seed=5,  # noqa: E731
+                                        order_seed=cfg.batch_order_seed, train_size=160, val_size=32)
+    pinned = CFG.replace(curriculum=None, order_seed=7)
+    a = _seen_batches(pinned, bundle_for(pinned), monkeypatch)
+    b = _seen_batches(pinned.replace(seed=4), bundle_for(pinned.replace(seed=4)), monkeypatch)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # another init, the same batches
+    free = CFG.replace(curriculum=None)
+    c = _seen_batches(free, bundle_for(free), monkeypatch)
+    d = _seen_batches(free.replace(seed=4), bundle_for(free.replace(seed=4)), monkeypatch)
+    assert not torch.equal(c[0], d[0])  # without it the seed orders the batches too
+    assert (free.batch_order_seed, pinned.batch_order_seed) == (3, 7)
+
+
+def test_order_seed_reaches_the_curriculum_and_the_data_a_trial_builds(monkeypatch):
+    pinned = CFG.replace(order_seed=7)
+    seen = _seen_batches(pinned.replace(seed=4), None, monkeypatch)
+    easy = build_data(EASY, resolution=32, batch_size=16, seed=5, order_seed=7, train_size=3 * 16, val_size=16)
+    assert torch.equal(seen[0], next(iter(easy.train))[0])
+    main = build_data(MAIN, resolution=32, batch_size=16, seed=5, order_seed=7)  # as train_proxy builds it
+    assert torch.equal(seen[3], next(iter(main.train))[0])

@@ -309,7 +309,7 @@ def _train_and_report(arch: ArchConfig, cfg: TrainConfig, ctx: TrialContext, bas
         start = time.perf_counter()
         bundle = build_data(run_cfg.dataset, resolution=run_cfg.resolution, batch_size=run_cfg.batch_size,
                             seed=run_cfg.data_set_seed, subset=run_cfg.subset, device=ctx.device,
-                            order_seed=run_cfg.seed)
+                            order_seed=run_cfg.batch_order_seed)
         data_time += time.perf_counter() - start
         epochs = trial_epochs(run_cfg, len(bundle.train))
         curve: list[float] = []  # accuracy after each epoch: a scheduler's rungs are rebuilt from it at resume

@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     data_seed: int | None = None  # a synthetic data set's seed; None: `seed` (a re-training with another
     # seed keeps the data set: lknas.search.confirm, lknas fidelity)
+    order_seed: int | None = None  # the seed of the training batches' order; None: `seed`
     curriculum: str | None = None  # an easier data set trained on first (e.g. shorter distances)
     curriculum_fraction: float = 0.25  # the share of the steps spent on it
     curriculum_ramp: bool = False  # over those steps the full task's share of each batch rises from 0 to 1
@@ -63,6 +64,11 @@ class TrainConfig:
     def data_set_seed(self) -> int:
         """The seed that draws a synthetic data set: `data_seed`, else `seed`."""
         return self.seed if self.data_seed is None else self.data_seed
+
+    @property
+    def batch_order_seed(self) -> int:
+        """The seed that orders the training batches: `order_seed`, else `seed`."""
+        return self.seed if self.order_seed is None else self.order_seed
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _raw(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -168,6 +174,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "time_limit": float_field("time_limit", 0, MAX_SECONDS, lo_open=True, nullable=True, searchable=False),
     "seed": int_field("seed", 0, MAX_SEED, searchable=False),
     "data_seed": int_field("data_seed", 0, MAX_SEED, nullable=True, searchable=False),
+    "order_seed": int_field("order_seed", 0, MAX_SEED, nullable=True, searchable=False),
     "curriculum": str_field("curriculum", nullable=True),
     "curriculum_fraction": float_field("curriculum_fraction", 0, 1, lo_open=True, hi_open=True, searchable=False),
     "curriculum_ramp": bool_field("curriculum_ramp", searchable=False),

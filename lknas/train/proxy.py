@@ -135,7 +135,7 @@ def _load_data(data: Any, cfg: TrainConfig, device: torch.device):
         from lknas.data import build_data
 
         return build_data(data or cfg.dataset, resolution=cfg.resolution, batch_size=cfg.batch_size,
-                          seed=cfg.data_set_seed, order_seed=cfg.seed,
+                          seed=cfg.data_set_seed, order_seed=cfg.batch_order_seed,
                           subset=cfg.subset, device=str(device))
     return data
 
@@ -155,7 +155,8 @@ def _curriculum_data(cfg: TrainConfig, bundle: Any, dev: torch.device | str, ste
 
     synthetic = parse_spec(cfg.curriculum).kind in SYNTHETIC
     easy = build_data(cfg.curriculum, resolution=getattr(bundle, "resolution", cfg.resolution),
-                      batch_size=cfg.batch_size, seed=cfg.data_set_seed, order_seed=cfg.seed, device=str(dev),
+                      batch_size=cfg.batch_size, seed=cfg.data_set_seed, order_seed=cfg.batch_order_seed,
+                      device=str(dev),
                       train_size=steps * cfg.batch_size if synthetic else None,
                       val_size=cfg.batch_size if synthetic else None)
     for what in ("num_classes", "in_chans"):
