@@ -72,6 +72,15 @@ def test_a_ramp_blends_the_full_task_into_the_easier_set_then_continues_it(monke
     assert all(torch.equal(g, w) for g, w in zip(seen[4:], main[4:10]))  # then the full task where the ramp left it
 
 
+def test_a_ramp_longer_than_the_training_split_runs_its_every_step(monkeypatch):
+    bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=32, val_size=32)
+    seen = _seen_batches(CFG.replace(curriculum_fraction=0.5, curriculum_ramp=True), bundle, monkeypatch)
+    easy = build_data(EASY, resolution=32, batch_size=16, seed=5, order_seed=3, train_size=5 * 16, val_size=16)
+    assert len(seen) == 10
+    for t, (got, e) in enumerate(zip(seen, [x for x, _ in easy.train])):  # 5 blended steps over a 2-batch split
+        assert torch.equal(got[round(16 * t / 5):], e[round(16 * t / 5):])
+
+
 def test_a_curriculum_of_another_task_is_refused_by_name():
     bundle = build_data(MAIN, resolution=32, batch_size=16, seed=5, train_size=160, val_size=32)
     with pytest.raises(DataError, match="train.curriculum 'shapes'.*num_classes"):

@@ -185,12 +185,21 @@ def _curriculum_batches(cfg: TrainConfig, bundle: Any, dev: torch.device, steps:
     return itertools.islice(cycle(), steps)
 
 
-def _ramped(easy: Iterator, main: Iterator, steps: int) -> Iterator:
-    """`train.curriculum_ramp`: `steps` batches mixed from the easier set and the full task, the full
-    task's share of batch t being t / steps (each full-task batch drawn gives that many samples)."""
-    for t, ((xe, ye), (xm, ym)) in enumerate(zip(easy, main)):
+def _ramped(easy: Iterator, train: Iterable, steps: int) -> Iterator:
+    """`train.curriculum_ramp`: the first epoch's batches. `steps` batches mixed from the easier set
+    and the full task, the full task's share of batch t being t / steps (each full-task batch drawn
+    gives that many samples; a training split shorter than the ramp starts over), then the rest of
+    the full task's pass."""
+    main = iter(train)
+    for t, (xe, ye) in enumerate(easy):
+        batch = next(main, None)
+        if batch is None:
+            main = iter(train)
+            batch = next(main)
+        xm, ym = batch
         n = round(len(ye) * t / steps)
         yield (torch.cat([xm[:n].to(xe.device), xe[n:]]), torch.cat([ym[:n].to(ye.device), ye[n:]]))
+    yield from main
 
 
 def train_proxy(
@@ -333,8 +342,7 @@ def _train_loop(model, arch, cfg, bundle, dev, report, progress, result, start) 
         model.train()
         loss_sum, n_seen = 0.0, 0
         if epoch == 0 and cfg.curriculum_ramp:  # the easier set blended into the full task, then the rest of it
-            main = iter(bundle.train)
-            batches = itertools.chain(_ramped(easy, main, switch), main)
+            batches = _ramped(easy, bundle.train, switch)
         else:
             batches = itertools.chain(easy, bundle.train) if epoch == 0 else bundle.train  # the easier set first
         for x, y in batches:
