@@ -220,6 +220,9 @@ def test_a_trial_trains_its_seeds_on_one_data_set_and_reports_their_mean(monkeyp
     assert final["accuracy_seeds"] == [80.0, 82.0, 84.0] and final["accuracy"] == pytest.approx(82.0)
     assert final["train_seeds"] == [5, 6, 7] and final["val_loss"] == pytest.approx(6.5)
     assert final["train_time"] == pytest.approx(9.0) and final["accuracy_curve"] == pytest.approx([66.0, 82.0])
+    built.clear()
+    trial_mod._train_and_report(None, cfg.replace(order_seed=9), ctx, {"train": {}}, seeds=3)
+    assert built == [(5, 9), (5, 9), (5, 9)]  # train.order_seed: one order for every run
 
 
 def test_a_trial_whose_run_fails_stops_there_with_that_status(monkeypatch):
