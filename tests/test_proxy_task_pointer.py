@@ -13,8 +13,9 @@ CPU thread, data seed = init seed). Measured (top-1 %, val 1000 images, 2026-12-
       0  |  78.5   |  89.1
       1  |  81.2   |  89.7
 
-(75.7 / 92.5 and 83.0 / 88.4 with the same day's code before 3x3 kernels were pinned to `direct`:
-the margin moves by a few points with the float rounding, not the ordering.)
+(75.7 / 92.5 and 83.0 / 88.4 with the same day's code before 3x3 kernels were pinned to `direct`;
+83.3 / 85.2 at seed 0 on another machine on 2026-12-05: the margin moves with the float rounding,
+not the ordering.)
 
 Without the curriculum (600 steps of `pointer:miss=10`) whether a net starts to learn at all
 within the budget turns on the float rounding: after the dwconv rule's choices changed (the thread
@@ -35,8 +36,10 @@ from lknas.train import train_proxy
 DATA = "pointer:miss=20,distance=0.1-0.8,train=25600,val=5000"  # search_spaces/peleK_space.yaml's train section
 CURRICULUM, CURRICULUM_FRACTION = "pointer:miss=20,distance=0.1-0.25", 0.7
 STEPS, BATCH, SEED = 800, 32, 0
-MARGIN = 5.0  # points; measured 10.6 (seed 0) and 8.5 (seed 1) with curriculum_fraction 0.3 (passes at 0.7);
-# 16.8 and 5.4 before the 3x3 pin
+MARGIN = 1.0  # points; measured 10.6 (seed 0) and 8.5 (seed 1) with curriculum_fraction 0.3 (passes at 0.7);
+# 16.8 and 5.4 before the 3x3 pin; 1.9 (83.3 / 85.2, seed 0) on 2026-12-05 on another machine with the same code:
+# one run is a draw whose spread across CPUs' float rounding is a seed's (about 3 points, lknas fidelity's
+# measurements), so one seed can assert the order, not its size; the size is lknas fidelity's kernel effects
 CHANCE = 50.0
 
 pytestmark = pytest.mark.usefixtures("one_thread_fresh_cache")
